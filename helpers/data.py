@@ -1,0 +1,209 @@
+"""Datasets with the paper's preprocessing (spec section 5), offline-first.
+
+Each dataset is read from ``$PRUNING_DATA_DIR/<file>`` when that file exists, and
+otherwise downloaded through ``keras.datasets`` (users with internet access).
+
+=================  ===========================================  ==========================
+dataset            files looked for in ``$PRUNING_DATA_DIR``     preprocessing
+=================  ===========================================  ==========================
+``mnist``          ``mnist.npz``                                 (N,28,28,1) float32 / 255
+``fashion_mnist``  ``fashion-mnist.npz``                         (N,28,28,1) float32 / 255
+``cifar10``        ``cifar10.npz``, else ``cifar10-jpeg.npz``    one global z-score
+=================  ===========================================  ==========================
+
+CIFAR-10 from ``cifar10-jpeg.npz`` is a JPEG (quality 75) re-encoding of the official
+images, so its ``variant`` is ``"jpeg-q75 stand-in"`` and every figure made from it says so.
+Labels are integer class ids of shape (N,) everywhere (sparse cross-entropy).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR_ENV = "PRUNING_DATA_DIR"
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+_FILES = {
+    "mnist": ("mnist.npz",),
+    "fashion_mnist": ("fashion-mnist.npz",),
+    "cifar10": ("cifar10.npz", "cifar10-jpeg.npz"),
+}
+
+# Class names, for plots.
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+@dataclass
+class Dataset:
+    """Preprocessed arrays of one dataset, plus where they came from."""
+
+    name: str
+    variant: str  # "official" or "jpeg-q75 stand-in"; shown beside every number
+    source: str   # file path or "keras.datasets"
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def label(self) -> str:
+        """Human-readable dataset label for figure titles and tables."""
+        pretty = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[self.name]
+        return pretty if self.variant == "official" else f"{pretty} ({self.variant})"
+
+    def evaluation_split(self, on: str = "test"):
+        """(x, y) of the split that selection/evaluation uses: "test" (faithful, B22) or "val"."""
+        if on == "test":
+            return self.x_test, self.y_test
+        if on == "val":
+            if self.x_val is None:
+                raise ValueError("this Dataset has no validation split; load it with validation_size > 0")
+            return self.x_val, self.y_val
+        raise ValueError(f"evaluation split must be 'test' or 'val', got {on!r}")
+
+
+def data_dir() -> Path | None:
+    """The offline data directory named by ``$PRUNING_DATA_DIR``, or None if unset."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def check_dataset_name(name: str) -> str:
+    canonical = name.lower().replace("-", "_")
+    if canonical not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return canonical
+
+
+def _decode_jpeg_archive(path: Path) -> dict:
+    """Decode the compact JPEG archive (keys *_jpeg, *_offsets, y_*) to uint8 arrays."""
+    from PIL import Image
+
+    src = np.load(path)
+    out = {}
+    for split in ("train", "test"):
+        blob, offsets = src[f"{split}_jpeg"], src[f"{split}_offsets"]
+        n = len(offsets) - 1
+        images = np.empty((n, 32, 32, 3), np.uint8)
+        for i in range(n):
+            raw = blob[offsets[i]:offsets[i + 1]].tobytes()
+            images[i] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        out[f"x_{split}"], out[f"y_{split}"] = images, src[f"y_{split}"]
+    return out
+
+
+def _read_raw(name: str):
+    """Return (raw arrays dict, variant, source) for a canonical dataset name."""
+    directory = data_dir()
+    if directory is not None:
+        for filename in _FILES[name]:
+            path = directory / filename
+            if not path.exists():
+                continue
+            if filename.endswith("-jpeg.npz"):
+                return _decode_jpeg_archive(path), "jpeg-q75 stand-in", str(path)
+            with np.load(path) as f:
+                raw = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+                variant = str(f["variant"]) if "variant" in f.files else "official"
+            return raw, variant, str(path)
+    import keras
+
+    loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,
+              "cifar10": keras.datasets.cifar10}[name]
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as exc:  # no network, or a broken download
+        looked = (f"looked in {directory} for {' or '.join(_FILES[name])}" if directory
+                  else f"${DATA_DIR_ENV} is not set")
+        raise RuntimeError(
+            f"cannot load {name!r}: {looked}, and keras.datasets could not download it "
+            f"({type(exc).__name__}: {exc}). Offline, put the file {_FILES[name][0]} (arrays "
+            f"x_train, y_train, x_test, y_test as keras.datasets returns them) in a folder and "
+            f"set {DATA_DIR_ENV}=/that/folder."
+        ) from exc
+    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), "official", "keras.datasets"
+
+
+def load_dataset(name: str, train_subset: int | None = None, validation_size: int = 0,
+                 seed: int = 0) -> Dataset:
+    """Load a dataset with the paper's preprocessing.
+
+    Args:
+        name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
+        train_subset: keep only this many training images (a seeded, class-stratified
+            random subset), for reduced protocols; None keeps all.
+        validation_size: hold out the *last* this-many training images as a validation
+            split (the clean alternative to selecting on the test set, spec B22). The
+            hold-out is taken before ``train_subset`` so it is the same for every subset.
+        seed: seed of the subset draw.
+    """
+    name = check_dataset_name(name)
+    if train_subset is not None and train_subset <= 0:
+        raise ValueError(f"train_subset must be a positive number of images or None, got {train_subset}")
+    if validation_size < 0:
+        raise ValueError(f"validation_size must be >= 0, got {validation_size}")
+
+    raw, variant, source = _read_raw(name)
+    x_train, y_train = raw["x_train"], np.asarray(raw["y_train"]).reshape(-1).astype("int32")
+    x_test, y_test = raw["x_test"], np.asarray(raw["y_test"]).reshape(-1).astype("int32")
+    if validation_size >= len(x_train):
+        raise ValueError(f"validation_size={validation_size} leaves no training images (have {len(x_train)})")
+
+    if name == "cifar10":
+        # One global z-score over all training pixels and channels (scalars), test set
+        # normalised with the training statistics: spec section 5.
+        x_train = x_train.astype("float32")
+        x_test = x_test.astype("float32")
+        mean, std = x_train.mean(), x_train.std()
+        x_train = (x_train - mean) / (std + 1e-7)
+        x_test = (x_test - mean) / (std + 1e-7)
+        notes = {"mean": float(mean), "std": float(std)}
+    else:
+        x_train = (x_train.reshape(-1, 28, 28, 1).astype("float32") / 255.0)
+        x_test = (x_test.reshape(-1, 28, 28, 1).astype("float32") / 255.0)
+        notes = {}
+
+    x_val = y_val = None
+    if validation_size:
+        x_val, y_val = x_train[-validation_size:], y_train[-validation_size:]
+        x_train, y_train = x_train[:-validation_size], y_train[:-validation_size]
+
+    if train_subset is not None and train_subset < len(x_train):
+        index = stratified_subset(y_train, train_subset, seed)
+        x_train, y_train = x_train[index], y_train[index]
+
+    return Dataset(name=name, variant=variant, source=source, x_train=x_train, y_train=y_train,
+                   x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val, notes=notes)
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset with (almost) equal class proportions."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = np.full(len(classes), size // len(classes))
+    per_class[: size - per_class.sum()] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in zip(classes, per_class)]
+    return np.sort(np.concatenate(picks))

@@ -1,0 +1,160 @@
+"""The networks of the paper and of the neighbouring seeds (spec section 4).
+
+Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
+only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
+gives the same initial weights for every optimizer (the authors' intent, spec B7).
+
+Variants of the paper's networks:
+  * ``"multi"``: no regularizer on the dense layers; the L1 term is the second objective
+    that the multi-gradient optimizers handle (``lenet5multimodel`` / ``vggmulti``).
+  * ``"baseline"``: ``l1(lambda_d)`` on every dense kernel, for the single-objective
+    Keras optimizers (``lenet5regmodel`` / ``vggreg``).
+Both keep ``l2(lambda_c)`` on the conv kernels, as the original code does.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+MODELS = ("lenet5", "vgg", "mlp", "cifar_cnn")
+VARIANTS = ("multi", "baseline")
+
+# Hand-tuned L1 weights of the baselines and conv weight decay (spec sections 1.1, 4, 6.1).
+LAMBDA_DENSE = {"lenet5": 3e-4, "vgg": 0.03}
+LAMBDA_CONV = {"lenet5": 1e-4, "vgg": 1e-6}
+
+# Which model each dataset uses in the paper's experiments.
+PAPER_MODEL = {"mnist": "lenet5", "cifar10": "vgg"}
+
+
+def _check_variant(variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def _dense_regularizer(variant, lambda_dense):
+    _check_variant(variant)
+    if lambda_dense < 0:
+        raise ValueError(f"lambda_dense must be >= 0, got {lambda_dense}")
+    return regularizers.L1(lambda_dense) if variant == "baseline" and lambda_dense > 0 else None
+
+
+def lenet5(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["lenet5"],
+           lambda_conv=LAMBDA_CONV["lenet5"], input_shape=(28, 28, 1)):
+    """The paper's LeNet-5 variant: 3x3 convs, average pooling, 60,074 parameters."""
+    keras.utils.set_random_seed(seed)
+    dense_reg = _dense_regularizer(variant, lambda_dense)
+    conv_reg = regularizers.L2(lambda_conv) if lambda_conv > 0 else None
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(6, 3, activation="relu", kernel_regularizer=conv_reg, name="conv1")(inputs)
+    x = layers.AveragePooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 3, activation="relu", kernel_regularizer=conv_reg, name="conv2")(x)
+    x = layers.AveragePooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(120, activation="relu", kernel_regularizer=dense_reg, name="denselayer1")(x)
+    x = layers.Dense(84, activation="relu", kernel_regularizer=dense_reg, name="denselayer2")(x)
+    outputs = layers.Dense(10, activation="softmax", kernel_regularizer=dense_reg, name="denselayer3")(x)
+    return keras.Model(inputs, outputs, name=f"lenet5_{variant}")
+
+
+def vgg(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["vgg"],
+        lambda_conv=LAMBDA_CONV["vgg"], input_shape=(32, 32, 3)):
+    """The paper's VGG-like CIFAR-10 network: 309,290 parameters, one dense layer.
+
+    Conv(ELU, same) -> BN, twice per block, then max-pool and dropout 0.2/0.3/0.4;
+    BN comes after the activation as in the original code.
+    """
+    keras.utils.set_random_seed(seed)
+    dense_reg = _dense_regularizer(variant, lambda_dense)
+    conv_reg = regularizers.L2(lambda_conv) if lambda_conv > 0 else None
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for block, (filters, drop) in enumerate([(32, 0.2), (64, 0.3), (128, 0.4)], start=1):
+        for j in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", activation="elu",
+                              kernel_regularizer=conv_reg, name=f"conv{block}_{j}")(x)
+            x = layers.BatchNormalization(name=f"bn{block}_{j}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
+        x = layers.Dropout(drop, name=f"dropout{block}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(10, activation="softmax", kernel_regularizer=dense_reg, name="denselayer")(x)
+    return keras.Model(inputs, outputs, name=f"vgg_{variant}")
+
+
+def mlp(seed=0, input_shape=(28, 28, 1), hidden=(1000, 1000, 500, 200)):
+    """Seed 002's MLP (Keras_pruning): 784-1000-1000-500-200-10, 2,388,710 parameters."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape)
+    x = layers.Flatten(name="flatten")(inputs)
+    for i, units in enumerate(hidden, start=1):
+        x = layers.Dense(units, activation="relu", name=f"hidden{i}")(x)
+    outputs = layers.Dense(10, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def cifar_cnn(width=1.0, seed=0, input_shape=(32, 32, 3)):
+    """Seed 003's CIFAR CNN (nn-pruning) with a width multiplier.
+
+    At ``width=1`` it is the seed's network: conv 128/512/1024 (3x3, valid, ReLU, max-pool 2)
+    then fc 1024 -> 500 -> 10, about 10.0 M parameters. ``width`` scales every conv's
+    channels and every hidden fc layer's units, keeping the shape (10 outputs fixed).
+    """
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    keras.utils.set_random_seed(seed)
+
+    def scaled(n):
+        return max(1, int(round(n * width)))
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate((128, 512, 1024), start=1):
+        x = layers.Conv2D(scaled(filters), 3, activation="relu", name=f"conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(scaled(1024), activation="relu", name="fc1")(x)
+    x = layers.Dense(scaled(500), activation="relu", name="fc2")(x)
+    outputs = layers.Dense(10, activation="softmax", name="fc3")(x)
+    return keras.Model(inputs, outputs, name=f"cifar_cnn_w{width:g}")
+
+
+def build_model(name, variant="multi", seed=0, **kwargs):
+    """Build a model by name (``lenet5``, ``vgg``, ``mlp``, ``cifar_cnn``)."""
+    if name == "lenet5":
+        return lenet5(variant, seed=seed, **kwargs)
+    if name == "vgg":
+        return vgg(variant, seed=seed, **kwargs)
+    if name == "mlp":
+        return mlp(seed=seed, **kwargs)
+    if name == "cifar_cnn":
+        return cifar_cnn(seed=seed, **kwargs)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def dense_layers(model):
+    """The model's Dense layers, in order: the layers ITP prunes (spec section 3)."""
+    return [layer for layer in _all_layers(model) if isinstance(layer, layers.Dense)]
+
+
+def conv_layers(model):
+    return [layer for layer in _all_layers(model) if isinstance(layer, layers.Conv2D)]
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def parameter_table(model):
+    """One row per layer with parameters: ``[{"model", "layer", "kind", "params"}]``."""
+    rows = []
+    for layer in _all_layers(model):
+        n = int(sum(int(keras.ops.size(w)) for w in layer.weights))
+        if n:
+            rows.append({"model": model.name, "layer": layer.name,
+                         "kind": type(layer).__name__, "params": n})
+    return rows

@@ -1,0 +1,498 @@
+"""Shared plotting style, colours and schematic figures of the package.
+
+Every notebook calls :func:`set_style` once and takes method colours from
+:data:`OPTIMIZER_COLORS` (through :func:`color`), so one method looks the same
+in every figure of the reproduction. :func:`savefig` writes each figure as PNG
+and PDF under ``figures/<folder>/`` of the project root.
+
+The two schematic figures of the paper (Reiners, Klamroth & Stiglmayr,
+arXiv 2008.13590) are drawn by :func:`draw_dense_vs_sparse` (Fig. 1) and
+:func:`draw_objective_space` (Fig. 2).
+
+Only numpy, matplotlib and seaborn are used, so this module can be imported
+without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Patch, Polygon, Rectangle
+
+from .paths import project_root
+
+__all__ = [
+    "OPTIMIZER_COLORS",
+    "OPTIMIZER_LABELS",
+    "set_style",
+    "color",
+    "label",
+    "project_root",
+    "savefig",
+    "draw_dense_vs_sparse",
+    "draw_objective_space",
+]
+
+# ---------------------------------------------------------------------------
+# Colours and labels
+# ---------------------------------------------------------------------------
+
+# Built from seaborn's "colorblind" palette (Okabe-Ito-like) plus lighter
+# tints from the same hue families. Each multiobjective optimizer gets the
+# saturated colour and its single-objective baseline a lighter tint of the same
+# hue, so the pairs read as related while staying distinguishable (plots should
+# still add a second cue, e.g. dashed lines for the baselines).
+OPTIMIZER_COLORS: dict[str, str] = {
+    # multiobjective methods (saturated) and their baselines (light tints)
+    "smgd": "#0173b2",  # colorblind blue
+    "sgd": "#56b4e9",  # colorblind sky blue
+    "madam": "#d55e00",  # colorblind vermillion
+    "adam": "#f0a04b",  # light orange
+    "mrmsprop": "#029e73",  # colorblind bluish green
+    "rmsprop": "#7fd1b3",  # light bluish green
+    # classic pruning: our GMP and the tfmot reference implementation share
+    # the purple family because they implement the same schedule
+    "gmp": "#cc78bc",  # colorblind reddish purple
+    "tfmot": "#f5b6e3",  # light pink
+    "uniform": "#ca9161",  # colorblind light brown
+    "global": "#8c564b",  # tab brown
+    # the budget-constrained RL pruner is the one "other" method; near-black
+    # keeps it away from every hue family above
+    "rl": "#333333",
+}
+
+OPTIMIZER_LABELS: dict[str, str] = {
+    "smgd": "SMGD",
+    "madam": "MAdam",
+    "mrmsprop": "MRMSprop",
+    "sgd": "SGD",
+    "adam": "Adam",
+    "rmsprop": "RMSprop",
+    "gmp": "GMP (ours)",
+    "tfmot": "tfmot GMP",
+    "uniform": "uniform magnitude",
+    "global": "global magnitude",
+    "rl": "constrained RL",
+}
+
+
+def _lookup(table: dict[str, str], name: str, what: str) -> str:
+    """Return ``table[name]`` for a case-insensitive ``name`` with a helpful error."""
+    key = str(name).strip().lower()
+    try:
+        return table[key]
+    except KeyError:
+        valid = ", ".join(repr(k) for k in table)
+        raise ValueError(f"unknown method {name!r} for {what}; valid names are: {valid}") from None
+
+
+def color(name: str) -> str:
+    """Hex colour of a method (case-insensitive canonical name, e.g. ``"madam"``).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names.
+    """
+    return _lookup(OPTIMIZER_COLORS, name, "color()")
+
+
+def label(name: str) -> str:
+    """Display name of a method (case-insensitive canonical name, e.g. ``"gmp"``).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid names.
+    """
+    return _lookup(OPTIMIZER_LABELS, name, "label()")
+
+
+# ---------------------------------------------------------------------------
+# Style and saving
+# ---------------------------------------------------------------------------
+
+
+def set_style() -> None:
+    """Apply the package's plotting style (seaborn whitegrid, "notebook" context).
+
+    Calling it again gives the same state, because ``sns.set_theme`` starts
+    from matplotlib's defaults each time.
+    """
+    sns.set_theme(
+        context="notebook",
+        style="whitegrid",
+        palette="colorblind",
+        rc={
+            "font.size": 12,
+            "axes.titlesize": 14,
+            "axes.labelsize": 12,
+            "xtick.labelsize": 11,
+            "ytick.labelsize": 11,
+            "legend.fontsize": 11,
+            "legend.title_fontsize": 11,
+            "figure.titlesize": 15,
+            "figure.dpi": 100,
+            # PDF output with embeddable TrueType fonts keeps text selectable
+            "pdf.fonttype": 42,
+            "savefig.bbox": "tight",
+        },
+    )
+
+
+def savefig(
+    fig: Figure,
+    name: str,
+    folder: str,
+    root: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Save ``fig`` as ``figures/<folder>/<name>.png`` (150 dpi) and ``.pdf``.
+
+    Args:
+        fig: the figure to save.
+        name: file name without extension.
+        folder: sub-folder of ``figures/``, by convention the notebook's name.
+        root: project root; see :func:`project_root` for the default.
+
+    Returns:
+        The written paths, PNG first.
+    """
+    out_dir = project_root(root) / "figures" / folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{name}.{ext}"
+        # metadata without a date keeps re-generated PDFs byte-stable in git
+        metadata = {"CreationDate": None} if ext == "pdf" else None
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# Fig. 1: dense versus sparse network
+# ---------------------------------------------------------------------------
+
+# Colours of the paper's Fig. 1: dark input/output neurons, light hidden ones.
+_NAVY = "#0b3a6f"
+_LIGHT_BLUE = "#6a9fd8"
+_ARROW_GREEN = "#8cc63f"
+_ARROW_EDGE = "#5a8a1f"
+_DEAD_GREY = "0.6"
+
+
+def _sparse_masks(
+    rng: np.random.Generator, layer_sizes: Sequence[int], keep_fraction: float
+) -> list[np.ndarray]:
+    """Random boolean connection masks, one ``(n_in, n_out)`` per layer pair.
+
+    Each layer keeps ``round(keep_fraction * n_in * n_out)`` connections, but at
+    least ``max(n_in, n_out) - 1``: narrow layers such as the 5 -> 1 output
+    layer would otherwise keep only one or two connections and take most of
+    the network with them, whereas the paper's sketch loses only a neuron or so.
+    """
+    masks = []
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        n = n_in * n_out
+        # an exact count (not Bernoulli draws) makes keep_fraction what you see
+        k = int(np.clip(max(round(keep_fraction * n), max(n_in, n_out) - 1), 1, n))
+        flat = np.zeros(n, dtype=bool)
+        flat[rng.choice(n, size=k, replace=False)] = True
+        masks.append(flat.reshape(n_in, n_out))
+    return masks
+
+
+def _alive_neurons(masks: list[np.ndarray], layer_sizes: Sequence[int]) -> list[np.ndarray]:
+    """Neurons on at least one input-to-output path of the kept connections.
+
+    A neuron without incoming connections only passes on its bias, and one
+    without outgoing connections does not influence the output, so both (and
+    everything that depends only on them) are effectively removed.
+    """
+    forward = [np.ones(layer_sizes[0], dtype=bool)]
+    for m in masks:
+        forward.append((m & forward[-1][:, None]).any(axis=0))
+    backward = [np.ones(layer_sizes[-1], dtype=bool)]
+    for m in reversed(masks):
+        backward.insert(0, (m & backward[0][None, :]).any(axis=1))
+    return [f & b for f, b in zip(forward, backward)]
+
+
+def _neuron_positions(layer_sizes: Sequence[int], x0: float, dx: float) -> list[np.ndarray]:
+    """(n, 2) centre coordinates per layer, each layer centred on y = 0."""
+    return [
+        np.column_stack([np.full(n, x0 + i * dx), (n - 1) / 2.0 - np.arange(n, dtype=float)])
+        for i, n in enumerate(layer_sizes)
+    ]
+
+
+def _draw_network(
+    ax: Axes,
+    pos: list[np.ndarray],
+    masks: list[np.ndarray],
+    alive: list[np.ndarray],
+    radius: float,
+) -> None:
+    """Draw connections, input arrows and neurons of one network."""
+    n_layers = len(pos)
+    for layer, m in enumerate(masks):
+        for i, j in zip(*np.nonzero(m)):
+            useful = alive[layer][i] and alive[layer + 1][j]
+            (x1, y1), (x2, y2) = pos[layer][i], pos[layer + 1][j]
+            ax.plot(
+                [x1, x2],
+                [y1, y2],
+                color="0.25" if useful else "0.8",
+                lw=0.9 if useful else 0.7,
+                ls="-" if useful else (0, (3, 2)),
+                zorder=1,
+            )
+    for x, y in pos[0]:
+        ax.annotate(
+            "",
+            xy=(x - radius * 1.1, y),
+            xytext=(x - 4.0 * radius, y),
+            arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=0, shrinkB=0),
+            zorder=1,
+        )
+    for layer, (p, a) in enumerate(zip(pos, alive)):
+        fill = _NAVY if layer in (0, n_layers - 1) else _LIGHT_BLUE
+        for (x, y), on in zip(p, a):
+            ax.add_patch(
+                Circle(
+                    (x, y),
+                    radius,
+                    facecolor=fill if on else "white",
+                    edgecolor=fill if on else _DEAD_GREY,
+                    lw=1.2,
+                    ls="-" if on else (0, (2, 1.5)),
+                    zorder=3,
+                )
+            )
+
+
+def draw_dense_vs_sparse(
+    ax: Axes | None = None,
+    seed: int = 0,
+    layer_sizes: Sequence[int] = (4, 5, 5, 1),
+    keep_fraction: float = 0.45,
+) -> Axes:
+    """Draw the paper's Fig. 1: a dense MLP, an "Optimization" arrow, a sparse MLP.
+
+    In the sparse network a seeded random subset of ``keep_fraction`` of the
+    connections of every layer is kept (at least ``max(n_in, n_out) - 1`` per
+    layer, so that narrow layers do not disconnect almost everything). Neurons
+    that no longer lie on any input-to-output path (no remaining incoming or
+    outgoing connection, directly or through removed neurons) are drawn hollow
+    and grey, and kept connections that touch them are drawn dashed in light
+    grey. If the random draw cuts every path to the output, one random path is
+    added back so the sparse network still computes something.
+
+    Args:
+        ax: Axes to draw on; if None, a new figure is made whose size follows
+            the drawing (12 x 3.4 inches for the default layer sizes).
+        seed: seed of the random sparse network; same seed, same picture.
+        layer_sizes: neurons per layer, inputs first; at least two layers.
+        keep_fraction: fraction of connections kept per layer, in (0, 1].
+
+    Returns:
+        The Axes (its axis is switched off and its aspect set to equal).
+    """
+    sizes = [int(n) for n in layer_sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"layer_sizes needs at least two positive sizes, got {tuple(layer_sizes)}")
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+
+    rng = np.random.default_rng(seed)
+    masks = _sparse_masks(rng, sizes, keep_fraction)
+    alive = _alive_neurons(masks, sizes)
+    if not alive[-1].any():
+        # a schematic of a network that computes nothing would be misleading
+        path = [rng.integers(n) for n in sizes]
+        for layer, m in enumerate(masks):
+            m[path[layer], path[layer + 1]] = True
+        alive = _alive_neurons(masks, sizes)
+    dense_masks = [np.ones((a, b), dtype=bool) for a, b in zip(sizes[:-1], sizes[1:])]
+    dense_alive = [np.ones(n, dtype=bool) for n in sizes]
+
+    # geometry in data units (1 unit = vertical neuron spacing)
+    radius, dx = 0.27, 2.0
+    width = dx * (len(sizes) - 1)
+    half_h = (max(sizes) - 1) / 2.0
+    arrow_x0, arrow_x1 = width + 1.0, width + 5.0
+    body_h, head_h, head_len = 1.3, 2.3, 1.1
+    right_x0 = arrow_x1 + 2.0
+    y_caption = -half_h - 0.85
+    xlim = (-4.0 * radius - 0.3, right_x0 + width + radius + 0.3)
+    ylim = (y_caption - 1.25, max(half_h + radius, head_h / 2) + 0.2)
+    if ax is None:
+        # a fixed inch-per-unit scale keeps the point-sized text in proportion
+        # to the drawing whatever the layer sizes
+        scale = 0.57
+        _, ax = plt.subplots(figsize=(scale * (xlim[1] - xlim[0]), scale * (ylim[1] - ylim[0])))
+
+    left = _neuron_positions(sizes, 0.0, dx)
+    right = _neuron_positions(sizes, right_x0, dx)
+    _draw_network(ax, left, dense_masks, dense_alive, radius)
+    _draw_network(ax, right, masks, alive, radius)
+
+    # block arrow as in the paper: body with the label, then a wide head
+    xh = arrow_x1 - head_len
+    ax.add_patch(
+        Polygon(
+            [
+                (arrow_x0, -body_h / 2),
+                (xh, -body_h / 2),
+                (xh, -head_h / 2),
+                (arrow_x1, 0.0),
+                (xh, head_h / 2),
+                (xh, body_h / 2),
+                (arrow_x0, body_h / 2),
+            ],
+            closed=True,
+            facecolor=_ARROW_GREEN,
+            edgecolor=_ARROW_EDGE,
+            lw=1.2,
+            zorder=2,
+        )
+    )
+    ax.text(
+        (arrow_x0 + xh) / 2 + 0.25,
+        0.0,
+        "Optimization",
+        ha="center",
+        va="center",
+        fontsize=12,
+        color="black",
+        zorder=4,
+    )
+
+    n_total = sum(m.size for m in masks)
+    n_kept = sum(int(m.sum()) for m in masks)
+    n_useful = sum(
+        int((m & alive[i][:, None] & alive[i + 1][None, :]).sum()) for i, m in enumerate(masks)
+    )
+    n_dead = sum(int((~a).sum()) for a in alive)
+    caption = dict(ha="center", va="top", fontsize=10, color="0.3", linespacing=1.4)
+    ax.text(width / 2, y_caption, f"Dense\n{n_total} connections", **caption)
+    sparse_caption = f"Sparse\n{n_kept} of {n_total} connections kept"
+    gone = []
+    if n_dead:
+        gone.append(f"{n_dead} neuron{'s' if n_dead > 1 else ''}")
+    if n_kept > n_useful:
+        gone.append(f"{n_kept - n_useful} connection{'s' if n_kept - n_useful > 1 else ''}")
+    if gone:
+        sparse_caption += "\n" + " and ".join(gone) + " effectively gone"
+    ax.text(right_x0 + width / 2, y_caption, sparse_caption, **caption)
+
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# Fig. 2: objective space and dominance cone
+# ---------------------------------------------------------------------------
+
+
+def _hatched_rectangle(xy, w, h, hatch_color) -> Rectangle:
+    """Borderless hatched rectangle, with a hatch colour on old and new matplotlib."""
+    kwargs = dict(facecolor="none", edgecolor=hatch_color, linewidth=0, hatch="////", zorder=1)
+    # matplotlib >= 3.10 separates the hatch colour from the (invisible) edge
+    if "hatchcolor" in inspect.signature(Patch.__init__).parameters:
+        kwargs["hatchcolor"] = hatch_color
+    return Rectangle(xy, w, h, **kwargs)
+
+
+def draw_objective_space(
+    ax: Axes | None = None,
+    point: tuple[float, float] = (0.55, 0.5),
+    front: np.ndarray | None = None,
+) -> Axes:
+    """Draw the paper's Fig. 2: objective space with a point and its dominance cone.
+
+    The horizontal axis is the loss :math:`E`, the vertical axis the
+    regularizer :math:`\\Omega`. The point :math:`J(\\bar w, y^d)` is projected
+    onto both axes by dashed lines, and the hatched lower-left quadrant is the
+    cone :math:`J(\\bar w, y^d) - \\mathbb{R}^2_{\\geqq}`: every point in it
+    would dominate :math:`J(\\bar w, y^d)` (no worse in both objectives).
+
+    Args:
+        ax: Axes to draw on; a new ``6.4 x 4.6`` inch figure is made if None.
+        point: ``(E, Omega)`` coordinates of the point, both positive.
+        front: optional ``(n, 2)`` array of ``(E, Omega)`` points, drawn as a
+            Pareto front curve (sorted by ``E``) in the same coordinates.
+
+    Returns:
+        The Axes (its axis is switched off; the arrows are the axes).
+    """
+    px, py = (float(v) for v in point)
+    if px <= 0 or py <= 0:
+        raise ValueError(f"point must have positive coordinates, got {point}")
+    if front is not None:
+        front = np.asarray(front, dtype=float)
+        if front.ndim != 2 or front.shape[1] != 2:
+            raise ValueError(f"front must be an (n, 2) array, got shape {front.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.6))
+
+    # axis lengths and the cone's cut-off follow the paper's proportions
+    # (axes about 1.4 times the point's coordinates, cone cut 0.17 beyond 0)
+    x_max, y_max = px, py
+    if front is not None and len(front):
+        x_max = max(x_max, float(front[:, 0].max()))
+        y_max = max(y_max, float(front[:, 1].max()))
+    x_end = max(1.4 * px, 1.15 * x_max)
+    y_end = max(1.4 * py, 1.15 * y_max)
+    mx, my = 0.17 * px, 0.17 * py
+    ink = "black"
+
+    # the cone is unbounded; it is cut just past the axes as in the paper
+    ax.add_patch(_hatched_rectangle((-mx, -my), px + mx, py + my, "0.45"))
+    dash = dict(color=ink, lw=1.0, ls=(0, (5, 3)), zorder=2)
+    ax.plot([-mx, px], [py, py], **dash)
+    ax.plot([px, px], [-my, py], **dash)
+
+    arrow = dict(arrowstyle="-|>", color=ink, lw=1.8, mutation_scale=16, shrinkA=0, shrinkB=0)
+    ax.annotate("", xy=(x_end, 0), xytext=(0, 0), arrowprops=arrow, zorder=3)
+    ax.annotate("", xy=(0, y_end), xytext=(0, 0), arrowprops=arrow, zorder=3)
+    ax.annotate("$E$", (x_end, 0), xytext=(10, 0), textcoords="offset points", ha="left", va="center", fontsize=15)
+    ax.annotate(r"$\Omega$", (0, y_end), xytext=(0, 8), textcoords="offset points", ha="center", va="bottom", fontsize=15)
+
+    if front is not None and len(front):
+        f = front[np.argsort(front[:, 0])]
+        ax.plot(f[:, 0], f[:, 1], "-o", color=OPTIMIZER_COLORS["smgd"], lw=1.6, ms=4, zorder=4, label="Pareto front")
+        ax.legend(loc="upper right", frameon=False)
+
+    ax.plot([px], [py], "o", color=ink, ms=8, zorder=5)
+    ax.annotate(
+        r"$J(\bar w, y^d)$", (px, py), xytext=(0, 12), textcoords="offset points", ha="center", va="bottom", fontsize=14
+    )
+    ax.annotate(
+        r"$\Omega(\bar w)$", (-mx, py), xytext=(-6, 0), textcoords="offset points", ha="right", va="center", fontsize=14
+    )
+    ax.annotate(
+        r"$E(\bar w, y^d)$", (px, -my), xytext=(0, -8), textcoords="offset points", ha="center", va="top", fontsize=14
+    )
+    ax.text(
+        (px - mx) / 2,
+        0.38 * py,
+        r"$J(\bar w, y^d) - \mathbb{R}^2_{\geqq}$",
+        ha="center",
+        va="center",
+        fontsize=14,
+        zorder=4,
+        bbox=dict(boxstyle="square,pad=0.35", facecolor="white", edgecolor="none"),
+    )
+
+    ax.set_xlim(-mx - 0.3 * px, x_end + 0.12 * px)
+    ax.set_ylim(-my - 0.3 * py, y_end + 0.15 * py)
+    ax.set_axis_off()
+    return ax

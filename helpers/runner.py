@@ -1,0 +1,515 @@
+"""Cached, resumable experiment runner: one call trains one fully described configuration.
+
+A run is a pure function of its resolved ``RunConfig``: the model's initial weights come
+from the seed alone (the same for every optimizer), the data order of epoch e from
+``(seed, e)``, and dropout's random state is part of the checkpointed model variables. So
+results are keyed by the configuration, and a sweep can be spread over processes or
+machines (map ``run_experiment`` over configs with Ray or Dask; they share nothing but the
+cache folder, whose files are written atomically).
+
+* Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
+* Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
+  git); an interrupted run resumes from its last finished epoch with identical numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import data as data_lib
+from .callbacks import EpochTimer, MultiGradientWeightsLogger
+from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
+from .objectives import DensePenalty, dense_l1
+from .optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD
+from .paths import project_root
+from .pruning import enable_itp, nonzero_counts
+from .schedules import PaperSchedule
+
+# Bump when a change alters the numbers a configuration produces; old cache files then miss.
+CACHE_VERSION = 1
+
+MULTI_OPTIMIZERS = ("smgd", "madam", "mrmsprop")
+BASELINE_OPTIMIZERS = ("sgd", "adam", "rmsprop")
+OPTIMIZERS = MULTI_OPTIMIZERS + BASELINE_OPTIMIZERS
+PROTOCOLS = ("faithful", "clean")
+LR_SCHEDULES = ("paper", "constant")
+PAPER_MODELS = ("lenet5", "vgg")
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a training run. ``None`` fields are resolved from the
+    paper's protocol (spec section 6.1) by ``resolved()``; the cache key uses resolved values.
+
+    Attributes:
+        dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
+        optimizer: ``smgd``, ``madam``, ``mrmsprop`` (multi-objective, on the "multi" model)
+            or ``sgd``, ``adam``, ``rmsprop`` (Keras baselines on the L1-regularised model).
+        itp: intra-training pruning of the dense layers (initial prune + every batch).
+        epochs, batch_size, seed: as usual; batch 32 (MNIST) / 64 (CIFAR) by default.
+        learning_rate: eta0; default 1e-3 for Adam-type and RMSprop-type, 1e-2 for SGD-type.
+        weights: ``"min-norm"`` or fixed ``(lambda1, lambda2)`` (weighted sum; multi only).
+        lr_schedule: ``"paper"`` (logistic S(e) and decay as in the paper's table) or
+            ``"constant"`` (the search scripts: no schedule, no decay).
+        protocol: ``"faithful"`` reproduces the original code including its quirks (B3, B5,
+            B11); ``"clean"`` fixes them.
+        threshold: ITP threshold tau.
+        train_subset: train on a seeded class-stratified subset of this size.
+        validation_size: hold out the last N training images as a validation split (B22).
+        eval_train: evaluate on the full training set every epoch (the paper's train curves).
+        model: ``lenet5`` or ``vgg``; default: the paper's model for the dataset.
+        momentum, decay, logistic, conv_l2_in_penalty, lambda_dense: protocol details,
+            resolved from the protocol unless given.
+    """
+
+    dataset: str = "mnist"
+    optimizer: str = "madam"
+    itp: bool = True
+    epochs: int = 30
+    seed: int = 0
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    weights: str | tuple = "min-norm"
+    lr_schedule: str = "paper"
+    protocol: str = "faithful"
+    threshold: float = 1e-3
+    train_subset: int | None = None
+    validation_size: int = 0
+    eval_train: bool = True
+    model: str | None = None
+    momentum: float | None = None
+    decay: float | None = None
+    logistic: bool | None = None
+    conv_l2_in_penalty: bool | None = None
+    lambda_dense: float | None = None
+
+    @property
+    def is_multi(self):
+        return self.optimizer in MULTI_OPTIMIZERS
+
+    def resolved(self) -> "RunConfig":
+        """Validate every field and fill the protocol defaults; raises ValueError early."""
+        dataset = data_lib.check_dataset_name(self.dataset)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not self.threshold >= 0:
+            raise ValueError(f"ITP threshold must be >= 0, got {self.threshold}")
+        cifar = dataset == "cifar10"
+        model = self.model or PAPER_MODEL.get(dataset, "lenet5")
+        if model not in PAPER_MODELS:
+            raise ValueError(f"the runner trains the paper's models {PAPER_MODELS}, got {model!r}")
+        if (model == "vgg") != cifar:
+            raise ValueError(f"model {model!r} does not fit dataset {dataset!r} (lenet5: 28x28 grey, vgg: CIFAR-10)")
+
+        weights = self.weights
+        if isinstance(weights, str):
+            if weights != "min-norm":
+                raise ValueError(f"weights must be 'min-norm' or (lambda1, lambda2), got {weights!r}")
+        else:
+            weights = tuple(float(w) for w in weights)
+            if len(weights) != 2 or min(weights) < 0 or sum(weights) == 0:
+                raise ValueError(f"fixed weights must be two non-negative numbers, not both 0; got {self.weights!r}")
+            if not self.is_multi:
+                raise ValueError(f"fixed weights are for the multi-objective optimizers, not {self.optimizer!r}")
+
+        sgd_like = self.optimizer in ("smgd", "sgd")
+        learning_rate = self.learning_rate
+        if learning_rate is None:
+            learning_rate = 1e-2 if sgd_like else 1e-3
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+
+        batch_size = self.batch_size
+        if batch_size is None:
+            batch_size = 64 if cifar else 32
+            # B3: the original's unpruned CIFAR sgd/rms runs forgot batch_size and got 32.
+            if cifar and self.protocol == "faithful" and not self.itp and self.optimizer in ("sgd", "rmsprop"):
+                batch_size = 32
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+        logistic, decay = self.logistic, self.decay
+        if self.lr_schedule == "constant":
+            logistic = False if logistic is None else logistic
+            decay = 0.0 if decay is None else decay
+        else:
+            if logistic is None:
+                # B5: the original gives CIFAR SMGD no logistic schedule, only decay.
+                logistic = not (cifar and self.optimizer == "smgd" and self.protocol == "faithful")
+            if decay is None:
+                decay = learning_rate / self.epochs if sgd_like else 0.0
+        momentum = self.momentum if self.momentum is not None else (0.9 if sgd_like else 0.0)
+        conv_l2 = self.conv_l2_in_penalty
+        if conv_l2 is None:
+            conv_l2 = self.protocol == "faithful"  # B11
+        lambda_dense = self.lambda_dense
+        if lambda_dense is None:
+            lambda_dense = 0.0 if self.is_multi else LAMBDA_DENSE[model]
+        if self.train_subset is not None and self.train_subset < 1:
+            raise ValueError(f"train_subset must be >= 1 or None, got {self.train_subset}")
+        if self.validation_size < 0:
+            raise ValueError(f"validation_size must be >= 0, got {self.validation_size}")
+        return dataclasses.replace(
+            self, dataset=dataset, model=model, weights=weights, learning_rate=float(learning_rate),
+            batch_size=batch_size, logistic=bool(logistic), decay=float(decay), momentum=float(momentum),
+            conv_l2_in_penalty=bool(conv_l2), lambda_dense=float(lambda_dense), threshold=float(self.threshold))
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        if isinstance(d["weights"], tuple):
+            d["weights"] = list(d["weights"])
+        return d
+
+    def key(self):
+        """Stable hash of the resolved configuration (and of CACHE_VERSION)."""
+        payload = json.dumps({"config": self.resolved().to_dict(), "cache_version": CACHE_VERSION},
+                             sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def slug(self):
+        c = self.resolved()
+        weights = "" if c.weights == "min-norm" else f"-w{c.weights[1]:.3g}"
+        itp = "itp" if c.itp else "noitp"
+        return f"{c.dataset}-{c.optimizer}{weights}-{itp}-e{c.epochs}-s{c.seed}"
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    history: dict
+    summary: dict
+    key: str
+    path: Path
+    from_cache: bool
+
+    def history_frame(self):
+        """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
+        import pandas as pd
+
+        columns = {k: v for k, v in self.history.items() if not isinstance(v, dict)}
+        frame = pd.DataFrame(columns)
+        for group in ("nnz", "nnz_bias"):
+            for layer, values in self.history[group].items():
+                frame[f"{group}/{layer}"] = values
+        return frame
+
+
+def default_cache_dir():
+    return project_root() / "results" / "cache"
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(dataset, train_subset, validation_size, seed):
+    return data_lib.load_dataset(dataset, train_subset=train_subset, validation_size=validation_size, seed=seed)
+
+
+def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
+    """The optimizer a resolved config asks for, with the paper's learning-rate schedule."""
+    c = config
+    if c.logistic or c.decay:
+        learning_rate = PaperSchedule(c.learning_rate, steps_per_epoch, c.epochs, decay=c.decay, logistic=c.logistic)
+    else:
+        learning_rate = c.learning_rate
+    if c.is_multi:
+        penalty = DensePenalty.from_model(model, conv_l2=c.conv_l2_in_penalty)
+        if c.optimizer == "smgd":
+            return SMGD(learning_rate, penalty, c.weights, momentum=c.momentum)
+        if c.optimizer == "madam":
+            return MAdam(learning_rate, penalty, c.weights)
+        return MRMSprop(learning_rate, penalty, c.weights)
+    if c.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=c.momentum)
+    if c.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate, epsilon=1e-7)
+    return RMSpropKeras2(learning_rate)
+
+
+def enable_determinism():
+    """Deterministic ops (TensorFlow backend); seeds are set where models are built."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _atomic_write(path: Path, write):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path: Path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+    _atomic_write(path, write)
+
+
+def find_cached(config: RunConfig, cache_dir=None):
+    """Path of the finished run of ``config`` in the cache, or None."""
+    runs = Path(cache_dir or default_cache_dir()) / "runs"
+    matches = sorted(runs.glob(f"*-{config.key()}.json")) if runs.exists() else []
+    return matches[0] if matches else None
+
+
+def _result_from_file(path: Path, from_cache=True):
+    with open(path) as f:
+        stored = json.load(f)
+    config = stored["config"]
+    if isinstance(config["weights"], list):
+        config["weights"] = tuple(config["weights"])
+    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], path, from_cache)
+
+
+def _measure(model, data, config, penalty):
+    """Everything the paper plots about the current weights (one row of the history)."""
+    row = {}
+    test = model.evaluate(data.x_test, data.y_test, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+    row["test_ce"], row["test_accuracy"] = float(test["ce"]), float(test["accuracy"])
+    if data.x_val is not None:
+        val = model.evaluate(data.x_val, data.y_val, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+        row["val_ce"], row["val_accuracy"] = float(val["ce"]), float(val["accuracy"])
+    if config.eval_train:
+        train = model.evaluate(data.x_train, data.y_train, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+        row["train_ce"], row["train_accuracy"] = float(train["ce"]), float(train["accuracy"])
+    row["l1_dense"] = dense_l1(model)
+    row["l1_dense_bias"] = dense_l1(model, include_bias=True) - row["l1_dense"]
+    # The conv weight decay, reported apart so the faithful "loss1"/"loss2" axes (which
+    # include it, B11) can be rebuilt: loss1 = ce + conv_l2, loss2 = l1_dense + conv_l2.
+    row["conv_l2"] = _conv_l2(model)
+    row["penalty"] = penalty.value(model) if penalty is not None else None
+    counts = nonzero_counts(model)
+    row["nnz"] = {name: k for name, (k, b, s) in counts.items()}
+    row["nnz_bias"] = {name: b for name, (k, b, s) in counts.items()}
+    return row
+
+
+def _conv_l2(model):
+    """Sum of lambda_c ||K||^2 of the conv layers, whatever other regularizers exist."""
+    total = 0.0
+    for layer in model.layers:
+        reg = getattr(layer, "kernel_regularizer", None)
+        if isinstance(layer, keras.layers.Conv2D) and reg is not None:
+            total += float(keras.ops.convert_to_numpy(reg(layer.kernel)))
+    return total
+
+
+def _append(history, row):
+    for key, value in row.items():
+        if isinstance(value, dict):
+            group = history.setdefault(key, {})
+            for name, v in value.items():
+                group.setdefault(name, []).append(v)
+        else:
+            history.setdefault(key, []).append(value)
+
+
+def _summary(history, sizes):
+    last = {k: (v[-1] if isinstance(v, list) else None) for k, v in history.items()}
+    nnz = {name: values[-1] for name, values in history["nnz"].items()}
+    dense_weights = int(sum(sizes.values()))
+    nnz_dense = int(sum(nnz.values()))
+    summary = {
+        "epochs": len(history["epoch"]) - 1,
+        "train_acc": last.get("train_accuracy"), "test_acc": last["test_accuracy"],
+        "train_ce": last.get("train_ce"), "test_ce": last["test_ce"],
+        "l1_dense": last["l1_dense"], "nnz_dense": nnz_dense, "dense_weights": dense_weights,
+        "pruned_fraction_dense": 1.0 - nnz_dense / dense_weights,
+        "c1_last_epoch": last.get("c1"), "c2_last_epoch": last.get("c2"),
+        "train_seconds": float(np.nansum(np.array(history["epoch_seconds"], dtype=float))),
+    }
+    for name, value in nnz.items():
+        summary[f"nnz/{name}"] = int(value)
+        summary[f"pruned_fraction/{name}"] = 1.0 - value / sizes[name]
+    return summary
+
+
+def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=True, checkpoint=True,
+                   batch_weights=False) -> RunResult:
+    """Train ``config`` (or return its cached result) and return the per-epoch history.
+
+    Args:
+        config: the run; validated before any work starts.
+        cache_dir: cache root (default ``results/cache`` of the project).
+        recompute: ignore and overwrite a cached result.
+        progress: show a progress bar over epochs.
+        checkpoint: save a resumable checkpoint after every epoch.
+        batch_weights: also keep every batch's (c1, c2) in ``history["batch_c1"/"batch_c2"]``.
+    """
+    config = config.resolved()
+    key = config.key()
+    cache_root = Path(cache_dir or default_cache_dir())
+    cached = find_cached(config, cache_root)
+    if cached is not None and not recompute:
+        return _result_from_file(cached)
+
+    enable_determinism()
+    data = _load_data(config.dataset, config.train_subset, config.validation_size, config.seed)
+    variant = "multi" if config.is_multi else "baseline"
+    lambda_conv = LAMBDA_CONV[config.model]
+    model = build_model(config.model, variant, seed=config.seed, lambda_dense=config.lambda_dense or 0.0,
+                        lambda_conv=lambda_conv)
+    sizes = {layer.name: int(np.prod(layer.kernel.shape)) for layer in dense_layers(model)}
+    before_itp = {name: k for name, (k, b, s) in nonzero_counts(model).items()}
+    if config.itp:
+        enable_itp(model, config.threshold, prune_now=True)
+    n_train = len(data.x_train)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    optimizer = make_optimizer(config, model, steps_per_epoch)
+    penalty = DensePenalty.from_model(model, conv_l2=config.conv_l2_in_penalty) if config.is_multi else \
+        DensePenalty.from_model(model, conv_l2=False)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalCrossentropy(name="ce"),
+                           keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    optimizer.build(model.trainable_variables)
+
+    partial = cache_root / "partial" / f"{config.slug()}-{key}.npz"
+    history, start_epoch = None, 0
+    if checkpoint and partial.exists() and not recompute:
+        history, start_epoch = _restore(partial, model, optimizer)
+    if history is None:
+        history = {"epoch": [0], "lr": [_lr_value(optimizer, 0)], "epoch_seconds": [float("nan")]}
+        if config.is_multi:
+            history["c1"], history["c2"] = [None], [None]
+        _append(history, _measure(model, data, config, penalty))
+    if batch_weights:
+        history.setdefault("batch_c1", []), history.setdefault("batch_c2", [])
+
+    callbacks = [EpochTimer()]
+    weights_logger = MultiGradientWeightsLogger(per_batch=batch_weights) if config.is_multi else None
+    if weights_logger:
+        callbacks.append(weights_logger)
+    bar = _progress_bar(config, start_epoch) if progress else None
+    for epoch in range(start_epoch, config.epochs):
+        # Epoch e's data order depends on (seed, e) alone, so a resumed run is identical.
+        order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+        lr_start = _lr_value(optimizer, int(optimizer.iterations.numpy()))
+        fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
+                        epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
+        logs = {k: v[-1] for k, v in fit.history.items()}
+        row = {"epoch": epoch + 1, "lr": lr_start, "epoch_seconds": float(logs["epoch_seconds"])}
+        if config.is_multi:
+            row["c1"], row["c2"] = logs["c1"], logs["c2"]
+        row.update(_measure(model, data, config, penalty))
+        _append(history, row)
+        if batch_weights and weights_logger:
+            history["batch_c1"].extend(weights_logger.batch_c1)
+            history["batch_c2"].extend(weights_logger.batch_c2)
+            weights_logger.batch_c1, weights_logger.batch_c2 = [], []
+        if checkpoint and epoch + 1 < config.epochs:
+            _save_checkpoint(partial, model, optimizer, history, epoch + 1)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}",
+                            dense_nnz=sum(row["nnz"].values()), refresh=False)
+    if bar is not None:
+        bar.close()
+
+    history["nnz_before_itp"] = before_itp
+    summary = _summary({k: v for k, v in history.items() if k != "nnz_before_itp"}, sizes)
+    stored = {
+        "key": key, "config": config.to_dict(), "summary": summary, "history": history,
+        "dataset_variant": data.variant, "dense_sizes": sizes,
+        "environment": {"keras": keras.__version__, "backend": keras.backend.backend(),
+                        "python": platform.python_version(), "machine": platform.machine(),
+                        "cpu_count": os.cpu_count()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path = cache_root / "runs" / f"{config.slug()}-{key}.json"
+    _write_json(path, stored)
+    if partial.exists():
+        partial.unlink()
+    return RunResult(config, history, summary, key, path, from_cache=False)
+
+
+def run_sweep(configs, cache_dir=None, recompute=False, progress=True):
+    """Run (or fetch from the cache) every config in order; an interrupted sweep resumes.
+
+    For more than one machine, map ``run_experiment`` over the configs with Ray or Dask
+    instead: runs are independent and keyed by their configuration.
+    """
+    configs = [c.resolved() for c in configs]  # every config is validated before any training
+    from tqdm.auto import tqdm
+
+    results = []
+    bar = tqdm(configs, desc="runs", disable=not progress)
+    for config in bar:
+        bar.set_postfix_str(config.slug(), refresh=True)
+        results.append(run_experiment(config, cache_dir=cache_dir, recompute=recompute, progress=progress))
+    return results
+
+
+def summary_frame(results):
+    """One row per run: configuration columns then the summary columns."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        c = r.config
+        rows.append({"dataset": c.dataset, "optimizer": c.optimizer, "itp": c.itp, "seed": c.seed,
+                     "learning_rate": c.learning_rate, "batch_size": c.batch_size,
+                     "weights": c.weights if isinstance(c.weights, str) else f"{c.weights[0]:g},{c.weights[1]:g}",
+                     "protocol": c.protocol, "train_subset": c.train_subset, **r.summary})
+    return pd.DataFrame(rows)
+
+
+def _lr_value(optimizer, step):
+    lr = optimizer._learning_rate
+    if isinstance(lr, PaperSchedule):
+        return lr.value(step)
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _progress_bar(config, start):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.epochs, initial=start, desc=config.slug(), unit="epoch", leave=False)
+
+
+def _save_checkpoint(path, model, optimizer, history, epochs_done):
+    arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays["meta"] = np.array(json.dumps({"history": history, "epochs_done": epochs_done}))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    _atomic_write(path, write)
+
+
+def _restore(path, model, optimizer):
+    with np.load(path) as f:
+        for i, v in enumerate(model.variables):
+            v.assign(f[f"model_{i}"])
+        for i, v in enumerate(optimizer.variables):
+            v.assign(f[f"opt_{i}"])
+        meta = json.loads(str(f["meta"]))
+    return meta["history"], int(meta["epochs_done"])
