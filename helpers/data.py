@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR_ENV = "PRUNING_DATA_DIR"
+CACHE_DIR_ENV = "PRUNING_CACHE_DIR"  # where decoded CIFAR-10 JPEGs are kept (default ~/.cache/mo-pruning)
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
@@ -99,7 +100,18 @@ def check_dataset_name(name: str) -> str:
 
 
 def _decode_jpeg_archive(path: Path) -> dict:
-    """Decode the compact JPEG archive (keys *_jpeg, *_offsets, y_*) to uint8 arrays."""
+    """Decode the compact JPEG archive (keys *_jpeg, *_offsets, y_*) to uint8 arrays.
+
+    Decoding 60,000 JPEGs takes about 15 s, so the result is kept in a cache folder keyed
+    by the archive's size and modification time, and later loads take a second.
+    """
+    stat = path.stat()
+    cache_root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "mo-pruning")
+    cached = cache_root / f"cifar10-jpeg-decoded-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    if cached.exists():
+        with np.load(cached) as f:
+            return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+
     from PIL import Image
 
     src = np.load(path)
@@ -112,6 +124,13 @@ def _decode_jpeg_archive(path: Path) -> dict:
             raw = blob[offsets[i]:offsets[i + 1]].tobytes()
             images[i] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
         out[f"x_{split}"], out[f"y_{split}"] = images, src[f"y_{split}"]
+    try:  # the cache is an optimisation only: a read-only home must not break loading
+        cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **out)
+        os.replace(tmp, cached)
+    except OSError:
+        pass
     return out
 
 

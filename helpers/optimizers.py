@@ -36,25 +36,38 @@ def min_norm_coefficients(g1, g2):
 
     ``g1`` and ``g2`` are lists of tensors (one per variable); an entry of ``g2`` may be None,
     meaning zeros. Returns ``(c1, c2)`` scalar tensors with c1 + c2 = 1 minimising
-    ``||c1 g1 + c2 g2||^2``:
+    ``||c1 g1 + c2 g2||^2`` over c1 in [0, 1]:
 
-        (1, 0)                           if g1 == g2
-        c1 = <g2 - g1, g2> / ||g2 - g1||^2, clipped to [0, 1];  c2 = 1 - c1
+        (1, 0)                                   if g1 == g2
+        c1 = <g2 - g1, g2> / ||g2 - g1||^2,  c2 = <g1 - g2, g1> / ||g2 - g1||^2
+        (0, 1) if c1 < 0;  (1, 0) if c2 < 0
     """
-    diff_sq = ops.convert_to_tensor(0.0)
-    diff_dot_g2 = ops.convert_to_tensor(0.0)
+    diff_sq = ops.convert_to_tensor(0.0)     # ||g2 - g1||^2
+    diff_dot_g2 = ops.convert_to_tensor(0.0)  # <g2 - g1, g2>  (numerator of c1)
+    diff_dot_g1 = ops.convert_to_tensor(0.0)  # <g1 - g2, g1>  (numerator of c2)
     for a, b in zip(g1, g2):
         a = ops.cast(a, "float32")
-        if b is None:  # g2 = 0 here: (g2-g1)^2 = g1^2, (g2-g1).g2 = 0
-            diff_sq = diff_sq + ops.sum(ops.square(a))
+        if b is None:  # g2 = 0 here
+            square = ops.sum(ops.square(a))
+            diff_sq = diff_sq + square
+            diff_dot_g1 = diff_dot_g1 + square
             continue
-        d = ops.cast(b, "float32") - a
+        b = ops.cast(b, "float32")
+        d = b - a
         diff_sq = diff_sq + ops.sum(ops.square(d))
-        diff_dot_g2 = diff_dot_g2 + ops.sum(d * ops.cast(b, "float32"))
-    # ||g2 - g1||^2 is summed from the differences, so it is exactly 0 iff g1 == g2.
-    safe = ops.where(diff_sq > 0, diff_sq, ops.ones_like(diff_sq))
-    c1 = ops.where(diff_sq > 0, ops.clip(diff_dot_g2 / safe, 0.0, 1.0), ops.ones_like(diff_sq))
-    return c1, 1.0 - c1
+        diff_dot_g2 = diff_dot_g2 + ops.sum(d * b)
+        diff_dot_g1 = diff_dot_g1 - ops.sum(d * a)
+    # Both numerators are summed directly, as the original does: c2 is typically 1e-5, and
+    # 1 - c1 in float32 would lose about two of its digits. ||g2 - g1||^2 is summed from
+    # the differences, so it is exactly 0 iff g1 == g2.
+    positive = diff_sq > 0
+    safe = ops.where(positive, diff_sq, ops.ones_like(diff_sq))
+    c1, c2 = diff_dot_g2 / safe, diff_dot_g1 / safe
+    one, zero = ops.ones_like(c1), ops.zeros_like(c1)
+    # spec 2.1: g1 == g2 -> (1, 0); c1 < 0 -> (0, 1); c2 < 0 -> (1, 0)
+    c1, c2 = ops.where(c1 < 0, zero, c1), ops.where(c1 < 0, one, c2)
+    c1, c2 = ops.where(c2 < 0, one, c1), ops.where(c2 < 0, zero, c2)
+    return ops.where(positive, c1, one), ops.where(positive, c2, zero)
 
 
 class MultiGradientOptimizer(keras.optimizers.Optimizer):

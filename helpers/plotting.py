@@ -496,3 +496,50 @@ def draw_objective_space(
     ax.set_ylim(-my - 0.3 * py, y_end + 0.15 * py)
     ax.set_axis_off()
     return ax
+
+
+# ---------------------------------------------------------------------------
+# Data overviews (notebook 02)
+# ---------------------------------------------------------------------------
+
+
+def image_grid(x, y, class_names, per_class=6, seed=0, title=None):
+    """A grid with ``per_class`` random images of every class (one row per class).
+
+    Images are min-max scaled per image, so z-scored CIFAR images display correctly.
+    """
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.9))
+    for row, c in enumerate(classes):
+        picks = rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+        for col, i in enumerate(picks):
+            img = x[i].astype("float32")
+            img = (img - img.min()) / (img.max() - img.min() + 1e-12)
+            ax = axes[row, col]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(class_names[c], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.0)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def class_counts(y_train, y_test, class_names, ax=None, title=None):
+    """Bar chart of images per class in the training and test sets."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    n = len(class_names)
+    positions = np.arange(n)
+    ax.bar(positions - 0.2, np.bincount(y_train, minlength=n), width=0.4, label="train")
+    ax.bar(positions + 0.2, np.bincount(y_test, minlength=n), width=0.4, label="test")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(class_names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("images")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax

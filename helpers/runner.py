@@ -36,6 +36,7 @@ from .objectives import DensePenalty, dense_l1
 from .optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD
 from .paths import project_root
 from .pruning import enable_itp, nonzero_counts
+from .runtime import enable_determinism
 from .schedules import PaperSchedule
 
 # Bump when a change alters the numbers a configuration produces; old cache files then miss.
@@ -246,14 +247,6 @@ def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
     return RMSpropKeras2(learning_rate)
 
 
-def enable_determinism():
-    """Deterministic ops (TensorFlow backend); seeds are set where models are built."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-
-
 def _atomic_write(path: Path, write):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
@@ -270,6 +263,7 @@ def _write_json(path: Path, obj):
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=1)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
     _atomic_write(path, write)
 
 
@@ -427,9 +421,9 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         if checkpoint and epoch + 1 < config.epochs:
             _save_checkpoint(partial, model, optimizer, history, epoch + 1)
         if bar is not None:
+            bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}", dense_nnz=sum(row["nnz"].values()),
+                            refresh=False)
             bar.update(1)
-            bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}",
-                            dense_nnz=sum(row["nnz"].values()), refresh=False)
     if bar is not None:
         bar.close()
 

@@ -1,0 +1,44 @@
+# Two entry points (see README): `make figures` (the main job) and `make test`.
+# Both create the virtual environment first, so each works on a fresh clone.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Offline datasets: $PRUNING_DATA_DIR if set, else ../shared/data beside the checkout when it
+# exists (the project's machines); otherwise helpers.data downloads through keras.datasets.
+PRUNING_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+export PRUNING_DATA_DIR
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: all figures test test-fast clean-venv
+
+all: figures
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## Main job: execute every notebook on its default parameters (in place), regenerating
+## figures/ and results/. Finished training runs come from results/cache.
+figures: $(STAMP)
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  $(BIN)/papermill --cwd notebooks --progress-bar "$$nb" "$$nb" || exit 1; \
+	done
+
+## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs.
+test: $(STAMP)
+	$(BIN)/python -m pytest --nbval
+
+## Unit tests only (no notebook execution).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not notebooks"
+
+clean-venv:
+	rm -rf $(VENV)

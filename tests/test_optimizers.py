@@ -1,0 +1,195 @@
+"""SMGD / MAdam / MRMSprop against brute force, autodiff and independent references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import models
+from helpers.objectives import DensePenalty
+from helpers.optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD, min_norm_coefficients
+
+
+def _brute_force_alpha(g1, g2, n=200_001):
+    alphas = np.linspace(0.0, 1.0, n)
+    # ||a g1 + (1-a) g2||^2 as a quadratic in a, evaluated on a fine grid.
+    a11, a22, a12 = g1 @ g1, g2 @ g2, g1 @ g2
+    norms = alphas**2 * a11 + (1 - alphas) ** 2 * a22 + 2 * alphas * (1 - alphas) * a12
+    return alphas[np.argmin(norms)]
+
+
+@pytest.mark.parametrize("trial", range(20))
+def test_min_norm_matches_brute_force(trial):
+    rng = np.random.default_rng(trial)
+    n = 50
+    g1 = rng.normal(size=n)
+    # Mix scales like the real problem: g2 sometimes much larger than g1.
+    g2 = rng.normal(size=n) * 10.0 ** rng.uniform(-2, 2) + rng.uniform(-1, 1) * g1
+    split = [g1[:20], g1[20:]], [g2[:20], g2[20:]]
+    c1, c2 = (float(c) for c in min_norm_coefficients(*split))
+    assert c1 + c2 == pytest.approx(1.0)
+    assert 0.0 <= c1 <= 1.0
+    assert c1 == pytest.approx(_brute_force_alpha(g1, g2), abs=2e-5)
+
+
+def test_min_norm_edge_cases():
+    g = [np.array([1.0, -2.0, 3.0], "float32")]
+    assert [float(c) for c in min_norm_coefficients(g, g)] == [1.0, 0.0]          # g1 == g2
+    # alpha* < 0 -> (0, 1): g2 is itself the min-norm point (g2 short, g1 long and aligned).
+    c = min_norm_coefficients([np.array([10.0, 0.0])], [np.array([1.0, 0.0])])
+    assert [float(x) for x in c] == [0.0, 1.0]
+    # alpha* > 1 -> (1, 0)
+    c = min_norm_coefficients([np.array([1.0, 0.0])], [np.array([10.0, 0.0])])
+    assert [float(x) for x in c] == [1.0, 0.0]
+    # orthogonal equal-norm gradients -> (1/2, 1/2)
+    c = min_norm_coefficients([np.array([1.0, 0.0])], [np.array([0.0, 1.0])])
+    np.testing.assert_allclose([float(x) for x in c], [0.5, 0.5])
+    # None stands for a zero block of g2
+    with_none = min_norm_coefficients([np.array([1.0, 0.0]), np.array([3.0])], [np.array([0.0, 1.0]), None])
+    explicit = min_norm_coefficients([np.array([1.0, 0.0, 3.0])], [np.array([0.0, 1.0, 0.0])])
+    np.testing.assert_allclose([float(x) for x in with_none], [float(x) for x in explicit], rtol=1e-6)
+
+
+def test_analytic_penalty_gradient_equals_autodiff():
+    model = models.lenet5("multi", seed=1)
+    dense = models.dense_layers(model)
+    # put exact zeros in a kernel to check sign(0) = 0, as autodiff of abs gives
+    dense[0].kernel.assign(np.where(np.abs(dense[0].kernel.numpy()) < 0.01, 0.0, dense[0].kernel.numpy()))
+    penalty = DensePenalty.from_model(model, conv_l2=True)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        loss2 = tf.add_n([tf.reduce_sum(tf.abs(v)) for v in variables if v.path in penalty.l1_paths]
+                         + [c * tf.reduce_sum(tf.square(v)) for v in variables
+                            for p, c in penalty.l2_coefficients.items() if v.path == p])
+    autodiff = tape.gradient(loss2, [v.value for v in variables])
+    assert float(loss2) == pytest.approx(penalty.value(model), rel=1e-5)
+    for variable, expected in zip(variables, autodiff):
+        role, coefficient = penalty.role(variable)
+        analytic = DensePenalty.gradient(role, coefficient, variable)
+        if analytic is None:
+            assert expected is None or not np.any(expected.numpy())
+        else:
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(analytic), expected.numpy(), rtol=1e-6, atol=1e-9)
+    assert set(penalty.l1_paths) == {"denselayer1/kernel", "denselayer2/kernel", "denselayer3/kernel"}
+    assert penalty.l2_coefficients == {"conv1/kernel": pytest.approx(1e-4), "conv2/kernel": pytest.approx(1e-4)}
+    assert DensePenalty.from_model(model, conv_l2=False).l2_coefficients == {}
+
+
+def _train(optimizer_factory, data, steps_batch=16, seed=0, variant="multi"):
+    model = models.lenet5(variant, seed=seed)
+    optimizer = optimizer_factory(model)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    x, y = data
+    model.fit(x, y, batch_size=steps_batch, epochs=2, shuffle=False, verbose=0)
+    return model, optimizer
+
+
+@pytest.mark.parametrize("ours, reference", [
+    (lambda m: MAdam(1e-3, DensePenalty.from_model(m), weights=(1, 0)), lambda m: keras.optimizers.Adam(1e-3)),
+    (lambda m: SMGD(1e-2, DensePenalty.from_model(m), weights=(1, 0), momentum=0.9),
+     lambda m: keras.optimizers.SGD(1e-2, momentum=0.9)),
+    (lambda m: MRMSprop(1e-3, DensePenalty.from_model(m), weights=(1, 0)), lambda m: RMSpropKeras2(1e-3)),
+], ids=["madam=adam", "smgd=sgd", "mrmsprop=rmsprop_keras2"])
+def test_fixed_weights_one_zero_reduce_to_single_objective(ours, reference, tiny_images):
+    a, _ = _train(ours, tiny_images)
+    b, _ = _train(reference, tiny_images)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+
+
+def test_rmsprop_keras2_formula():
+    variable = keras.Variable(np.array([1.0, -2.0], "float32"))
+    optimizer = RMSpropKeras2(learning_rate=0.1, rho=0.9, epsilon=1e-7)
+    grads = [np.array([0.5, 0.25], "float32"), np.array([-1.0, 2.0], "float32")]
+    a, w = np.zeros(2), np.array([1.0, -2.0])
+    for g in grads:
+        optimizer.apply([g], [variable])
+        a = 0.9 * a + 0.1 * g**2
+        w = w - 0.1 * g / (np.sqrt(a) + 1e-7)   # epsilon outside the root (Keras 2.3.1)
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-6)
+
+
+def _reference_step(model, x, y, state, kind, lr, t):
+    """One multi-gradient step in numpy, from the spec's formulas (independent of helpers)."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        probs = model(x, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs)) + tf.add_n(model.losses)
+    g1 = [g.numpy().astype(np.float64) for g in tape.gradient(loss, [v.value for v in variables])]
+    w = [v.numpy().astype(np.float64) for v in variables]
+    g2 = []
+    for v, wv in zip(variables, w):
+        if "dense" in v.path and v.path.endswith("kernel"):
+            g2.append(np.sign(wv))
+        elif v.path.startswith("conv") and v.path.endswith("kernel"):
+            g2.append(2 * 1e-4 * wv)
+        else:
+            g2.append(np.zeros_like(wv))
+    f1, f2 = np.concatenate([g.ravel() for g in g1]), np.concatenate([g.ravel() for g in g2])
+    c1 = np.clip((f2 - f1) @ f2 / ((f2 - f1) @ (f2 - f1)), 0, 1)
+    c2 = 1 - c1
+    new = []
+    for i, (wv, a, b) in enumerate(zip(w, g1, g2)):
+        s = state.setdefault(i, {k: np.zeros_like(wv) for k in ("m1", "v1", "m2", "v2", "mom")})
+        if kind == "madam":
+            for m, v, g in (("m1", "v1", a), ("m2", "v2", b)):
+                s[m] = 0.9 * s[m] + 0.1 * g
+                s[v] = 0.999 * s[v] + 0.001 * g**2
+            lr_t = lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+            new.append(wv - lr_t * (c1 * s["m1"] / (np.sqrt(s["v1"]) + 1e-7) + c2 * s["m2"] / (np.sqrt(s["v2"]) + 1e-7)))
+        else:  # smgd with momentum 0.9
+            s["mom"] = 0.9 * s["mom"] - lr * (c1 * a + c2 * b)
+            new.append(wv + s["mom"])
+    return new, (c1, c2)
+
+
+@pytest.mark.parametrize("kind", ["madam", "smgd"])
+def test_min_norm_update_matches_numpy_reference(kind, tiny_images):
+    x, y = tiny_images
+    lr = 1e-3 if kind == "madam" else 1e-2
+    ours = models.lenet5("multi", seed=2)
+    reference = models.lenet5("multi", seed=2)
+    penalty = DensePenalty.from_model(ours)
+    optimizer = MAdam(lr, penalty) if kind == "madam" else SMGD(lr, penalty, momentum=0.9)
+    ours.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    state = {}
+    for t in range(1, 4):
+        xb, yb = x[(t - 1) * 16:t * 16], y[(t - 1) * 16:t * 16]
+        expected, (c1, c2) = _reference_step(reference, xb, yb, state, kind, lr, t)
+        ours.train_on_batch(xb, yb)
+        assert float(optimizer.c2.numpy()) == pytest.approx(c2, rel=1e-3, abs=1e-9)
+        for variable, value in zip(ours.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-4, atol=2e-7)
+        for variable, value in zip(reference.trainable_variables, expected):
+            variable.assign(value.astype("float32"))
+
+
+def test_bad_optimizer_arguments():
+    model = models.lenet5()
+    penalty = DensePenalty.from_model(model)
+    with pytest.raises(TypeError, match="DensePenalty"):
+        MAdam(1e-3, penalty=None)
+    with pytest.raises(ValueError, match="min-norm"):
+        MAdam(1e-3, penalty, weights="max-norm")
+    with pytest.raises(ValueError, match="not both 0"):
+        SMGD(1e-2, penalty, weights=(0, 0))
+    with pytest.raises(ValueError, match=">= 0"):
+        SMGD(1e-2, penalty, weights=(-1, 2))
+    with pytest.raises(ValueError, match="pair"):
+        SMGD(1e-2, penalty, weights=(1, 2, 3))
+    with pytest.raises(ValueError, match="momentum"):
+        SMGD(1e-2, penalty, momentum=1.5)
+    # a penalty built for another model is caught when the optimizer is built
+    other = DensePenalty(["somelayer/kernel"])
+    wrong = models.lenet5()
+    wrong.compile(optimizer=MAdam(1e-3, other), loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="does not have"):
+        wrong.optimizer.build(wrong.trainable_variables)
+
+
+def test_optimizer_config_round_trip():
+    model = models.lenet5()
+    optimizer = MAdam(1e-3, DensePenalty.from_model(model), weights=(0.9, 0.1))
+    clone = MAdam.from_config(optimizer.get_config())
+    assert clone.fixed_weights == (0.9, 0.1)
+    assert clone.penalty.get_config() == optimizer.penalty.get_config()

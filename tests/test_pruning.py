@@ -1,0 +1,124 @@
+"""ITP invariants (spec sections 3 and 11): checked after every single training step."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import models
+from helpers.callbacks import NonzeroTracker
+from helpers.objectives import DensePenalty
+from helpers.optimizers import MAdam, SMGD
+from helpers.pruning import ThresholdPrune, apply_threshold, disable_itp, enable_itp, nonzero_counts
+
+TAU = 1e-3
+
+
+class StepChecker(keras.callbacks.Callback):
+    """After every batch: dense entries with |w| <= tau are exactly 0; conv/BN keep small values."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        for layer in models.dense_layers(self.model):
+            for w in (layer.kernel.numpy(), layer.bias.numpy()):
+                small = np.abs(w) <= TAU
+                assert np.all(w[small] == 0.0), f"{layer.name}: {np.count_nonzero(w[small])} small nonzeros"
+        self.steps += 1
+
+
+@pytest.mark.parametrize("optimizer", ["madam", "smgd", "adam", "sgd"])
+def test_every_step_prunes_dense_and_only_dense(optimizer, tiny_images):
+    model = models.vgg("multi", seed=0, input_shape=(28, 28, 1)) if optimizer == "madam" else models.lenet5("multi")
+    enable_itp(model, TAU)
+    penalty = DensePenalty.from_model(model)
+    opt = {"madam": lambda: MAdam(1e-3, penalty), "smgd": lambda: SMGD(1e-2, penalty, momentum=0.9),
+           "adam": lambda: keras.optimizers.Adam(1e-3), "sgd": lambda: keras.optimizers.SGD(1e-2, momentum=0.9)}
+    model.compile(optimizer=opt[optimizer](), loss="sparse_categorical_crossentropy")
+    # conv / BN weights with tiny magnitudes must survive: plant some.
+    others = [v for v in model.trainable_variables if not any(v is l.kernel or v is l.bias
+                                                              for l in models.dense_layers(model))]
+    for v in others:
+        v.assign(np.full(v.shape, 5e-4, "float32"))
+    checker = StepChecker()
+    x, y = tiny_images
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[checker])
+    assert checker.steps == 8
+    for v in others:
+        value = v.numpy()
+        assert np.count_nonzero(value) == value.size, f"{v.path} was pruned"
+        assert v.constraint is None
+
+
+def test_initial_prune_fraction_matches_glorot_limit():
+    # P(|w| <= tau) = tau / limit for Glorot-uniform, limit = sqrt(6 / (fan_in + fan_out)).
+    expected = {"denselayer1": 0.0093, "denselayer2": 0.0058, "denselayer3": 0.0040}
+    fractions = {name: [] for name in expected}
+    for seed in range(5):
+        model = models.lenet5(seed=seed)
+        enable_itp(model, TAU)
+        for name, (nnz, bias_nnz, size) in nonzero_counts(model).items():
+            fractions[name].append(1 - nnz / size)
+            assert bias_nnz == 0  # biases start at 0: all pruned
+    for name, value in expected.items():
+        assert np.mean(fractions[name]) == pytest.approx(value, rel=0.25 if name != "denselayer3" else 0.6)
+    vgg = models.vgg()
+    apply_threshold(vgg, TAU)
+    nnz, _, size = nonzero_counts(vgg)["denselayer"]
+    assert 1 - nnz / size == pytest.approx(0.0185, rel=0.2)
+
+
+def test_itp_leaves_optimizer_slots_untouched(tiny_images):
+    """One step with and without the ITP constraint from the same state: slots are identical,
+    weights differ only where the constraint zeroed small dense entries."""
+    x, y = tiny_images
+    results = []
+    for itp in (True, False):
+        model = models.lenet5(seed=5)
+        apply_threshold(model, TAU)
+        if itp:
+            enable_itp(model, TAU, prune_now=False)
+        optimizer = MAdam(1e-3, DensePenalty.from_model(model))
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model.train_on_batch(x[:16], y[:16])
+        results.append(([v.numpy() for v in model.trainable_variables], [v.numpy() for v in optimizer.variables]))
+    (w_itp, s_itp), (w_plain, s_plain) = results
+    for a, b in zip(s_itp, s_plain):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(w_itp, w_plain):
+        pruned = a != b
+        assert np.all(a[pruned] == 0) and np.all(np.abs(b[pruned]) <= TAU)
+        np.testing.assert_array_equal(a[~pruned], b[~pruned])
+
+
+def test_threshold_constraint_and_switching():
+    constraint = ThresholdPrune(TAU)
+    w = np.array([-2e-3, -1e-3, -5e-4, 0.0, 1e-3, 1.0001e-3, 0.5], "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(constraint(w)),
+                                  np.array([-2e-3, 0, 0, 0, 0, 1.0001e-3, 0.5], "float32"))
+    with pytest.raises(ValueError, match="threshold"):
+        ThresholdPrune(-1e-3)
+    with pytest.raises(ValueError, match="threshold"):
+        enable_itp(models.lenet5(), threshold=-0.1)
+    model = models.lenet5()
+    enable_itp(model, prune_now=False)
+    assert all(layer.kernel.constraint is not None for layer in models.dense_layers(model))
+    disable_itp(model)
+    assert all(layer.kernel.constraint is None for layer in models.dense_layers(model))
+    assert ThresholdPrune.from_config(constraint.get_config()).threshold == TAU
+
+
+def test_nonzero_tracker_records_epoch_zero_and_each_epoch(tiny_images):
+    model = models.lenet5()
+    enable_itp(model)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    tracker = NonzeroTracker()
+    x, y = tiny_images
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[tracker])
+    assert len(tracker.kernel["denselayer1"]) == 4  # before training + 3 epochs
+    fresh = models.lenet5()
+    apply_threshold(fresh)
+    assert tracker.kernel["denselayer1"][0] == nonzero_counts(fresh)["denselayer1"][0]  # after the initial prune
+    assert history.history["nnz/denselayer1"] == tracker.kernel["denselayer1"][1:]
+    assert tracker.kernel["denselayer1"][-1] == nonzero_counts(model)["denselayer1"][0]
