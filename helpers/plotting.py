@@ -543,3 +543,95 @@ def class_counts(y_train, y_test, class_names, ax=None, title=None):
     if title:
         ax.set_title(title)
     return ax
+
+
+# ---------------------------------------------------------------------------
+# Training curves (notebook 03 and later)
+# ---------------------------------------------------------------------------
+
+
+def _band_lineplot(ax, frame, y, hue_order, linestyle="-", label_suffix="", legend=True):
+    """Mean over seeds as a line, min-max over seeds as a band, one colour per optimizer."""
+    for name in hue_order:
+        sub = frame[frame["optimizer"] == name]
+        if sub.empty or sub[y].isna().all():
+            continue
+        stats = sub.groupby("epoch")[y].agg(["mean", "min", "max"])
+        ax.plot(stats.index, stats["mean"], linestyle, color=color(name),
+                label=(label(name) + label_suffix) if legend else None)
+        if sub["seed"].nunique() > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color(name), alpha=0.15, lw=0)
+
+
+def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_order=None, reference=None,
+                    title="", ylim=None, logy=False):
+    """One panel per ITP setting: ``train`` solid and ``test`` dotted per optimizer, per epoch.
+
+    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training.
+    """
+    hue_order = hue_order or list(dict.fromkeys(frame["optimizer"]))
+    itp_values = [v for v in itp_values if v in set(frame["itp"])]
+    fig, axes = plt.subplots(1, len(itp_values), figsize=(6.2 * len(itp_values), 4), squeeze=False, sharey=True)
+    for ax, itp in zip(axes[0], itp_values):
+        sub = frame[frame["itp"] == itp]
+        if train in sub:
+            _band_lineplot(ax, sub, train, hue_order, "-", " train")
+        _band_lineplot(ax, sub, test, hue_order, ":", " test")
+        if reference is not None:
+            ax.axhline(reference, color="0.5", ls="--", lw=1)
+        ax.set_title(f"{'with' if itp else 'without'} ITP")
+        ax.set_xlabel("epoch")
+        if logy:
+            ax.set_yscale("log")
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=8, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_weights_c2(frame, reference=None, title=""):
+    """Epoch-mean weight c2 of the L1 objective for the multi-objective runs (log scale)."""
+    sub = frame.dropna(subset=["c2"]) if "c2" in frame else frame.iloc[:0]
+    itp_values = [v for v in (True, False) if v in set(sub["itp"])]
+    fig, axes = plt.subplots(1, max(1, len(itp_values)), figsize=(6.2 * max(1, len(itp_values)), 3.8),
+                             squeeze=False, sharey=True)
+    for ax, itp in zip(axes[0], itp_values):
+        part = sub[sub["itp"] == itp].copy()
+        part["c2"] = part["c2"].astype(float)
+        _band_lineplot(ax, part, "c2", list(dict.fromkeys(part["optimizer"])))
+        if reference is not None:
+            ax.axhline(reference, color="0.5", ls="--", lw=1, label=f"baselines' $\\lambda_d$ = {reference:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{'with' if itp else 'without'} ITP")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("epoch mean of $c_2$")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
+    """Nonzero kernel weights of every dense layer per epoch (one panel per layer)."""
+    sub = frame[frame["itp"] == itp]
+    layers = list(layer_sizes)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.8), squeeze=False)
+    order = list(dict.fromkeys(sub["optimizer"]))
+    for ax, layer_name in zip(axes[0], layers):
+        _band_lineplot(ax, sub, f"nnz/{layer_name}", order)
+        if references and layer_name in references:
+            ax.axhline(references[layer_name], color="0.5", ls="--", lw=1, label="paper (reference line)")
+        ax.set_ylim(0, layer_sizes[layer_name] * 1.05)
+        ax.set_title(f"{layer_name} ({layer_sizes[layer_name]:,} weights)")
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel("nonzero weights")
+    axes[0, -1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

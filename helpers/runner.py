@@ -507,3 +507,19 @@ def _restore(path, model, optimizer):
             v.assign(f[f"opt_{i}"])
         meta = json.loads(str(f["meta"]))
     return meta["history"], int(meta["epochs_done"])
+
+
+def history_frame(results):
+    """Long table of every run's per-epoch history: one row per (run, epoch), with the run's
+    optimizer, itp, seed and learning rate as columns (for seaborn)."""
+    import pandas as pd
+
+    frames = []
+    for r in results:
+        frame = r.history_frame()
+        frame.insert(0, "seed", r.config.seed)
+        frame.insert(0, "itp", r.config.itp)
+        frame.insert(0, "optimizer", r.config.optimizer)
+        frame["dense_nnz"] = frame[[c for c in frame.columns if c.startswith("nnz/")]].sum(axis=1)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

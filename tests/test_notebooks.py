@@ -17,6 +17,12 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TINY_PARAMETERS = {
     "01_biobjective_problem.ipynb": {"seed": 1},
     "02_data_and_models.ipynb": {"datasets": ["mnist", "cifar10"], "per_class": 2, "cnn_width": 0.25},
+    "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"]},
+}
+# Notebooks that also run on tiny parameters for a second dataset.
+EXTRA_TINY_RUNS = {
+    "03_smgd.ipynb#cifar10": {"dataset": "cifar10", "epochs": 1, "seeds": [0], "train_subset": 128,
+                              "optimizers": ["smgd", "rmsprop"], "itp": "on"},
 }
 
 
@@ -29,12 +35,14 @@ def test_every_notebook_has_tiny_parameters_and_a_parameters_cell():
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("name", sorted(TINY_PARAMETERS))
-def test_notebook_runs_on_tiny_parameters(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("run", sorted(TINY_PARAMETERS) + sorted(EXTRA_TINY_RUNS))
+def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
     monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    name = run.split("#")[0]
+    parameters = {**TINY_PARAMETERS, **EXTRA_TINY_RUNS}[run]
     out = tmp_path / name
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=TINY_PARAMETERS[name],
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters,
                                cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
     executed = json.loads(out.read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
