@@ -85,6 +85,8 @@ class DensePenalty:
     @staticmethod
     def gradient(role, coefficient, value):
         """Analytic gradient of loss2 w.r.t. one variable's value (None means zero)."""
+        if role != NONE:
+            value = ops.convert_to_tensor(value)  # a Variable on some backends (JAX)
         if role == L1:
             return ops.sign(value)
         if role == L2:

@@ -33,6 +33,7 @@ class ThresholdPrune(keras.constraints.Constraint):
         self.threshold = threshold
 
     def __call__(self, w):
+        w = ops.convert_to_tensor(w)  # a Variable on some backends (JAX)
         return ops.where(ops.greater(ops.abs(w), self.threshold), w, ops.zeros_like(w))
 
     def get_config(self):
