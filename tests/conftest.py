@@ -1,16 +1,7 @@
-"""Shared test set-up: quiet TensorFlow, offline data, a throwaway cache."""
+"""Fixtures of the unit tests (environment set-up is in the root conftest.py)."""
 
-import os
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# The checkout's sibling shared/data holds the offline datasets on the project's machines.
-_shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-if "PRUNING_DATA_DIR" not in os.environ and _shared.exists():
-    os.environ["PRUNING_DATA_DIR"] = str(_shared)
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 
 @pytest.fixture
