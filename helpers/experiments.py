@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import itertools
 
+import numpy as np
+
 from .runner import RunConfig, run_sweep
 
 # The optimizer comparison of spec 6.1: multi-objective methods and their Keras baselines.
@@ -39,9 +41,37 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     return [c.resolved() for c in configs]  # validates everything before any training
 
 
+# The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
+ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 1e-3, 3e-3, 5e-3, 7e-3, 9e-3,
+                 1e-2, 2e-2, 1.5e-2, 2.5e-2, 3e-2, 3.5e-2, 5e-2, 7e-2, 9e-2, 0.1)
+
+
+def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subset=None, validation_size=0,
+                     protocol="faithful", optimizer="madam"):
+    """One weighted-sum run of the search scripts (spec 6.2): MAdam with fixed weights
+    (1 - lambda2, lambda2), ITP on, no schedule and no decay, batch 32, on MNIST."""
+    if not 0 <= lambda2 <= 1:
+        raise ValueError(f"lambda2 must be in [0, 1], got {lambda2}")
+    return RunConfig(dataset="mnist", optimizer=optimizer, weights=(1.0 - lambda2, lambda2), itp=True,
+                     epochs=epochs, seed=seed, learning_rate=learning_rate, lr_schedule="constant",
+                     train_subset=train_subset, validation_size=validation_size, protocol=protocol,
+                     eval_train=False).resolved()
+
+
+def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, **run_kwargs):
+    """Configs of notebook 04: the original 26 weightings plus ``dense_points`` values of lambda2
+    evenly spaced in [0, dense_max] (Fig. 4's range), without duplicates."""
+    if dense_points < 0:
+        raise ValueError("dense_points must be >= 0")
+    values = list(ORIGINAL_GRID) if include_original else []
+    values += [float(v) for v in np.linspace(0.0, dense_max, dense_points)] if dense_points else []
+    unique = list(dict.fromkeys(round(v, 12) for v in values))
+    return [weighted_sum_run(v, **run_kwargs) for v in unique]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run (or resume) a sweep of the paper's experiments into the cache.")
-    parser.add_argument("experiment", choices=["smgd"])
+    parser.add_argument("experiment", choices=["smgd", "grid"])
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--optimizers", nargs="*")
     parser.add_argument("--itp", default="both", choices=list(ITP_CHOICES))
@@ -51,8 +81,11 @@ def main(argv=None):
     parser.add_argument("--protocol", default="faithful")
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th config starting at i (one per process)")
     args = parser.parse_args(argv)
-    configs = smgd_comparison(args.dataset, args.optimizers, args.itp, args.epochs, tuple(args.seeds),
-                              train_subset=args.train_subset, protocol=args.protocol)
+    if args.experiment == "smgd":
+        configs = smgd_comparison(args.dataset, args.optimizers, args.itp, args.epochs, tuple(args.seeds),
+                                  train_subset=args.train_subset, protocol=args.protocol)
+    else:
+        configs = weighted_sum_grid(seed=args.seeds[0], train_subset=args.train_subset, protocol=args.protocol)
     index, count = (int(v) for v in args.shard.split("/"))
     run_sweep(configs[index::count])
 

@@ -635,3 +635,30 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Pareto fronts (notebooks 04 and 05)
+# ---------------------------------------------------------------------------
+
+
+def plot_front(ax, x, y, lambdas, nondominated=None, vmax=None, xlabel="", ylabel="", annotate=False):
+    """Scatter of objective points coloured by lambda2 on a grayscale bar (black = 0), as the
+    paper's Fig. 4; non-dominated points circled in red. Returns the scatter (for a colorbar)."""
+    x, y, lambdas = (np.asarray(v, dtype=float) for v in (x, y, lambdas))
+    vmax = vmax if vmax is not None else float(lambdas.max()) or 1.0
+    scatter = ax.scatter(x, y, c=lambdas, cmap="gray", vmin=0.0, vmax=vmax, s=36, edgecolors="0.3",
+                         linewidths=0.5, zorder=3)
+    if nondominated is not None:
+        nd = np.asarray(nondominated, dtype=bool)
+        order = np.argsort(x[nd])
+        ax.plot(x[nd][order], y[nd][order], "-", color="tab:red", lw=1, zorder=2)
+        ax.scatter(x[nd], y[nd], s=90, facecolors="none", edgecolors="tab:red", linewidths=1.2, zorder=4,
+                   label="non-dominated")
+        ax.legend(fontsize=8, loc="upper right")
+    if annotate:
+        for xi, yi, li in zip(x, y, lambdas):
+            ax.annotate(f"{li:.2g}", (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return scatter

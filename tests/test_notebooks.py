@@ -18,11 +18,14 @@ TINY_PARAMETERS = {
     "01_biobjective_problem.ipynb": {"seed": 1},
     "02_data_and_models.ipynb": {"datasets": ["mnist", "cifar10"], "per_class": 2, "cnn_width": 0.25},
     "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"]},
+    "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256},
 }
 # Notebooks that also run on tiny parameters for a second dataset.
 EXTRA_TINY_RUNS = {
     "03_smgd.ipynb#cifar10": {"dataset": "cifar10", "epochs": 1, "seeds": [0], "train_subset": 128,
                               "optimizers": ["smgd", "rmsprop"], "itp": "on"},
+    "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
+                                  "select_on": "val"},
 }
 
 
