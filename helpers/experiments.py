@@ -47,12 +47,14 @@ ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 
 
 
 def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subset=None, validation_size=0,
-                     protocol="faithful", optimizer="madam"):
+                     protocol="faithful", optimizer="madam", lambda1=None):
     """One weighted-sum run of the search scripts (spec 6.2): MAdam with fixed weights
-    (1 - lambda2, lambda2), ITP on, no schedule and no decay, batch 32, on MNIST."""
+    (lambda1, lambda2), lambda1 = 1 - lambda2 unless given, ITP on, no schedule and no decay,
+    batch 32, on MNIST."""
     if not 0 <= lambda2 <= 1:
         raise ValueError(f"lambda2 must be in [0, 1], got {lambda2}")
-    return RunConfig(dataset="mnist", optimizer=optimizer, weights=(1.0 - lambda2, lambda2), itp=True,
+    lambda1 = 1.0 - lambda2 if lambda1 is None else float(lambda1)
+    return RunConfig(dataset="mnist", optimizer=optimizer, weights=(lambda1, lambda2), itp=True,
                      epochs=epochs, seed=seed, learning_rate=learning_rate, lr_schedule="constant",
                      train_subset=train_subset, validation_size=validation_size, protocol=protocol,
                      eval_train=False).resolved()

@@ -19,6 +19,8 @@ TINY_PARAMETERS = {
     "02_data_and_models.ipynb": {"datasets": ["mnist", "cifar10"], "per_class": 2, "cnn_width": 0.25},
     "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"]},
     "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256},
+    "05_knee_search.ipynb": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
+                             "methods": ["bisection", "stochastic"]},
 }
 # Notebooks that also run on tiny parameters for a second dataset.
 EXTRA_TINY_RUNS = {
@@ -26,6 +28,8 @@ EXTRA_TINY_RUNS = {
                               "optimizers": ["smgd", "rmsprop"], "itp": "on"},
     "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
                                   "select_on": "val"},
+    "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
+                                   "methods": ["dichotomic"], "protocol": "clean", "select_on": "val"},
 }
 
 
