@@ -209,7 +209,8 @@ class RunResult:
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
         import pandas as pd
 
-        columns = {k: v for k, v in self.history.items() if not isinstance(v, dict)}
+        columns = {k: v for k, v in self.history.items()
+                   if not isinstance(v, dict) and not k.startswith("batch_")}  # per-batch lists are longer
         frame = pd.DataFrame(columns)
         for group in ("nnz", "nnz_bias"):
             for layer, values in self.history[group].items():
