@@ -1,0 +1,269 @@
+"""Classic magnitude pruning, Keras-3-native: weight, unit, filter and global pruning, one-shot
+and iterative, and gradual magnitude pruning with the polynomial schedule of Zhu & Gupta.
+
+A pruning decision is a ``Masks`` mapping from variable path (``"hidden1/kernel"``) to a boolean
+array (True = kept). ``apply_masks`` zeroes the pruned entries once; ``attach_masks`` also
+installs a ``MaskConstraint`` on each masked variable, which Keras applies in-graph after every
+optimizer update, so masks stay applied while the network is retrained with plain ``model.fit``.
+``GradualMagnitudePruning`` is a callback that raises the sparsity on a schedule and updates the
+mask variables in place (what tfmot's ``PolynomialDecay`` does, without tfmot, on Keras 3).
+
+Conventions of seed 002 (Keras_pruning): per-layer pruning zeroes exactly ``int(size * k)``
+entries; the output layer is left alone unless asked; ``prune_bias=True`` reproduces its quirk
+of also zeroing the ``int(n * k)`` smallest biases, ranked separately.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from .models import _all_layers
+
+Masks = dict  # variable path -> boolean numpy array (True = kept)
+
+PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
+
+
+def prunable_layers(model, layers=None, include_output=False):
+    """Dense and Conv2D layers to prune: ``layers`` by name, else all but the last (output) one."""
+    candidates = [layer for layer in _all_layers(model) if isinstance(layer, PRUNABLE)]
+    if layers is not None:
+        names = {layer.name for layer in candidates}
+        unknown = set(layers) - names
+        if unknown:
+            raise ValueError(f"no prunable (Dense/Conv2D) layer named {sorted(unknown)}; have {sorted(names)}")
+        return [layer for layer in candidates if layer.name in set(layers)]
+    return candidates if include_output else candidates[:-1]
+
+
+def _check_fraction(fraction):
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"pruning fraction must be in [0, 1], got {fraction}")
+
+
+def _smallest_k_mask(values, k):
+    """Keep-mask that drops exactly the ``k`` entries of smallest |value| (stable order)."""
+    flat = np.abs(values).ravel()
+    keep = np.ones(flat.size, dtype=bool)
+    if k > 0:
+        keep[np.argsort(flat, kind="stable")[:k]] = False
+    return keep.reshape(values.shape)
+
+
+def weight_masks(model, fraction, layers=None, include_output=False, prune_bias=False):
+    """Per-layer magnitude pruning: in each layer zero the ``int(size * fraction)`` smallest |w|."""
+    _check_fraction(fraction)
+    masks = {}
+    for layer in prunable_layers(model, layers, include_output):
+        kernel = layer.kernel.numpy()
+        masks[layer.kernel.path] = _smallest_k_mask(kernel, int(kernel.size * fraction))
+        if prune_bias and layer.use_bias:
+            bias = layer.bias.numpy()
+            masks[layer.bias.path] = _smallest_k_mask(bias, int(bias.size * fraction))
+    return masks
+
+
+def global_masks(model, fraction, layers=None, include_output=False):
+    """Global magnitude pruning: one threshold over all selected kernels together."""
+    _check_fraction(fraction)
+    selected = prunable_layers(model, layers, include_output)
+    values = [layer.kernel.numpy() for layer in selected]
+    flat = np.concatenate([np.abs(v).ravel() for v in values])
+    keep = _smallest_k_mask(flat, int(flat.size * fraction))
+    masks, start = {}, 0
+    for layer, value in zip(selected, values):
+        masks[layer.kernel.path] = keep[start:start + value.size].reshape(value.shape)
+        start += value.size
+    return masks
+
+
+def unit_masks(model, fraction, layers=None, include_output=False):
+    """Structured pruning: in each layer zero the ``int(n * fraction)`` output units (Dense columns)
+    or filters (Conv2D output channels) of smallest L2 norm, with their biases."""
+    _check_fraction(fraction)
+    masks = {}
+    for layer in prunable_layers(model, layers, include_output):
+        kernel = layer.kernel.numpy()
+        per_unit = kernel.reshape(-1, kernel.shape[-1])
+        norms = np.sqrt(np.square(per_unit).sum(axis=0))
+        keep_units = _smallest_k_mask(norms, int(len(norms) * fraction))
+        masks[layer.kernel.path] = np.broadcast_to(keep_units, kernel.shape).copy()
+        if layer.use_bias:
+            masks[layer.bias.path] = keep_units.copy()
+    return masks
+
+
+def _variables_by_path(model):
+    return {v.path: v for v in model.weights}
+
+
+def apply_masks(model, masks):
+    """Zero the pruned entries of ``model`` in place (once)."""
+    variables = _variables_by_path(model)
+    missing = set(masks) - set(variables)
+    if missing:
+        raise ValueError(f"masks name variables the model does not have: {sorted(missing)}")
+    for path, mask in masks.items():
+        variable = variables[path]
+        if tuple(mask.shape) != tuple(variable.shape):
+            raise ValueError(f"mask for {path} has shape {mask.shape}, variable has {tuple(variable.shape)}")
+        variable.assign(np.where(mask, variable.numpy(), 0.0).astype(variable.dtype))
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class MaskConstraint(keras.constraints.Constraint):
+    """``w -> w * mask`` with the mask held in a (non-trainable) variable, so a callback can
+    change it without retracing the train step."""
+
+    def __init__(self, mask):
+        mask = np.asarray(mask, dtype="float32")
+        self.mask = keras.Variable(mask, trainable=False, dtype="float32", name="prune_mask")
+
+    def __call__(self, w):
+        w = ops.convert_to_tensor(w)
+        return ops.multiply(w, ops.cast(self.mask, w.dtype))
+
+    def set_mask(self, mask):
+        self.mask.assign(np.asarray(mask, dtype="float32"))
+
+    def get_config(self):
+        return {"mask": np.asarray(self.mask.numpy()).tolist()}
+
+
+def attach_masks(model, masks):
+    """Apply ``masks`` and keep them applied during retraining (a constraint per variable).
+
+    Call before ``compile``/the first ``fit``. Returns ``{path: MaskConstraint}``; calling it
+    again on the same model updates the existing constraints' masks in place.
+    """
+    apply_masks(model, masks)
+    variables = _variables_by_path(model)
+    constraints = {}
+    for path, mask in masks.items():
+        variable = variables[path]
+        if isinstance(variable.constraint, MaskConstraint):
+            variable.constraint.set_mask(mask)
+        else:
+            variable.constraint = MaskConstraint(mask)
+        constraints[path] = variable.constraint
+    return constraints
+
+
+def detach_masks(model):
+    for variable in model.weights:
+        if isinstance(variable.constraint, MaskConstraint):
+            variable.constraint = None
+
+
+def polynomial_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step, power=3):
+    """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f)(1 - progress)^power, progress clipped to [0, 1]."""
+    if end_step <= begin_step:
+        raise ValueError("end_step must be > begin_step")
+    progress = min(1.0, max(0.0, (step - begin_step) / (end_step - begin_step)))
+    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** power
+
+
+class GradualMagnitudePruning(keras.callbacks.Callback):
+    """Gradual magnitude pruning during ``model.fit`` (tfmot's PolynomialDecay, on Keras 3).
+
+    Every ``frequency`` steps between ``begin_step`` and ``end_step`` the sparsity target of
+    ``polynomial_sparsity`` is recomputed and the masks are re-ranked by magnitude (per layer, or
+    globally with ``scope="global"``); between updates the ``MaskConstraint``s keep pruned
+    weights at zero in-graph. The model must be passed so masks can be attached before the train
+    step is traced: create the callback before calling ``fit``.
+    """
+
+    def __init__(self, model, final_sparsity, end_step, initial_sparsity=0.0, begin_step=0, frequency=100,
+                 power=3, layers=None, include_output=False, scope="layer"):
+        super().__init__()
+        _check_fraction(final_sparsity)
+        _check_fraction(initial_sparsity)
+        if frequency < 1:
+            raise ValueError(f"frequency must be >= 1, got {frequency}")
+        if scope not in ("layer", "global"):
+            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        self.final_sparsity, self.initial_sparsity = final_sparsity, initial_sparsity
+        self.begin_step, self.end_step, self.frequency, self.power = begin_step, end_step, frequency, power
+        self.layers, self.include_output, self.scope = layers, include_output, scope
+        self.step = 0
+        self.sparsity_log = []  # (step, target sparsity) at every mask update
+        polynomial_sparsity(0, initial_sparsity, final_sparsity, begin_step, end_step, power)  # validates
+        self._update(model, initial_sparsity)
+
+    def _masks(self, model, sparsity):
+        if self.scope == "global":
+            return global_masks(model, sparsity, self.layers, self.include_output)
+        return weight_masks(model, sparsity, self.layers, self.include_output)
+
+    def _update(self, model, sparsity):
+        attach_masks(model, self._masks(model, sparsity))
+        self.sparsity_log.append((self.step, sparsity))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        due = self.begin_step <= self.step <= self.end_step and (self.step - self.begin_step) % self.frequency == 0
+        if due or self.step == self.end_step:
+            self._update(self.model, polynomial_sparsity(self.step, self.initial_sparsity, self.final_sparsity,
+                                                         self.begin_step, self.end_step, self.power))
+
+
+def iterative_pruning(model, make_masks, targets, retrain):
+    """Prune-and-retrain cycles: for each target in ``targets`` (increasing), compute masks with
+    ``make_masks(model, target)``, attach them, then call ``retrain(model, target)``.
+
+    Masks are recomputed from the retrained weights each cycle; earlier zeros stay zero
+    because they have the smallest magnitude. Returns ``[(target, masks)]``.
+    """
+    if any(b < a for a, b in zip(targets, targets[1:])):
+        raise ValueError(f"targets must be non-decreasing, got {targets}")
+    record = []
+    for target in targets:
+        masks = make_masks(model, target)
+        attach_masks(model, masks)
+        retrain(model, target)
+        record.append((target, masks))
+    return record
+
+
+def sparsity(model, layers=None, include_output=True):
+    """Fraction of exactly-zero kernel entries per prunable layer and overall (key ``"total"``)."""
+    selected = prunable_layers(model, layers, include_output)
+    zeros = {layer.name: int(np.sum(layer.kernel.numpy() == 0)) for layer in selected}
+    sizes = {layer.name: int(np.prod(layer.kernel.shape)) for layer in selected}
+    report = {name: zeros[name] / sizes[name] for name in zeros}
+    report["total"] = sum(zeros.values()) / max(1, sum(sizes.values()))
+    return report
+
+
+def effective_sparsity(model):
+    """Fraction of kernel weights of the Dense/Conv2D layers that cannot affect the output.
+
+    Besides exact zeros, a weight is dead if it reads a dead unit (a unit whose incoming kernel
+    and bias are all zero and whose activation maps 0 to 0, e.g. ReLU), or feeds a unit whose
+    outgoing weights are all dead. This is why unit pruning at the same nominal k removes far more
+    than weight pruning (seed 002). Only sequential chains of Dense layers are analysed exactly;
+    other layers count their exact zeros.
+    """
+    layers = [layer for layer in _all_layers(model) if isinstance(layer, PRUNABLE)]
+    alive = [layer.kernel.numpy() != 0 for layer in layers]
+    dense_chain = all(isinstance(layer, keras.layers.Dense) for layer in layers)
+    if dense_chain:
+        changed = True
+        while changed:
+            changed = False
+            for i, layer in enumerate(layers):
+                bias = layer.bias.numpy() if layer.use_bias else np.zeros(alive[i].shape[1])
+                zero_maps_to_zero = not np.any(ops.convert_to_numpy(layer.activation(ops.zeros((1, 2)))))
+                dead_units = ~alive[i].any(axis=0) & (bias == 0) & zero_maps_to_zero
+                if i + 1 < len(layers) and dead_units.any() and alive[i + 1][dead_units].any():
+                    alive[i + 1][dead_units] = False
+                    changed = True
+                if i > 0:
+                    silent = ~alive[i].any(axis=1)  # inputs no later weight reads
+                    if silent.any() and alive[i - 1][:, silent].any():
+                        alive[i - 1][:, silent] = False
+                        changed = True
+    total = sum(a.size for a in alive)
+    return 1.0 - sum(int(a.sum()) for a in alive) / total
