@@ -94,3 +94,112 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# Classic post-training pruning (notebook 06, seed 002)
+# ---------------------------------------------------------------------------------------------
+
+SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+
+
+def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None,
+                  model_kwargs=None, recompute=False, progress=True):
+    """Train a network with Adam on sparse cross-entropy, or load its cached weights.
+
+    Weights are cached under ``results/cache/models`` (ignored by git: models are not committed)
+    by a hash of the arguments; returns ``(model, data)``.
+    """
+    import keras
+
+    from . import data as data_lib
+    from .cache import config_hash, default_cache_dir
+    from .models import build_model
+
+    config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
+    path = default_cache_dir() / "models" / f"{model_name}-{dataset}-{config_hash(config)}.weights.h5"
+    data = data_lib.load_dataset(dataset, train_subset=train_subset, seed=seed)
+    model = build_model(model_name, seed=seed, **(model_kwargs or {}))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    if path.exists() and not recompute:
+        model.load_weights(path)
+        return model, data
+    keras.utils.set_random_seed(seed)
+    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+    model.save_weights(tmp)
+    tmp.replace(path)
+    return model, data
+
+
+def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_size=128, prune_bias=True,
+                        progress=True):
+    """Seed 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
+    evaluate it on the test set.
+
+    methods x variants: ``weight`` (per-layer magnitude; ``prune_bias`` = the seed's bias quirk)
+    and ``unit`` (column L2 norm), each ``one-shot`` (the seed), ``fine-tuned`` (masks kept,
+    ``finetune_epochs`` of Adam) and ``global`` (one threshold over all hidden layers; for
+    ``unit`` the units are ranked across layers by their norm). The output layer is never pruned.
+    Returns a list of rows ``dataset, method, variant, k, nominal_sparsity, effective_sparsity,
+    test_acc, test_loss``.
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    from . import magnitude
+
+    trained = model.get_weights()
+    optimizer_config = model.optimizer.get_config() if model.optimizer else None
+    rows = []
+    jobs = [(method, variant, k) for method in ("weight", "unit") for variant in ("one-shot", "fine-tuned", "global")
+            for k in ks]
+    for method, variant, k in tqdm(jobs, desc=f"{data.name} sweep", disable=not progress, leave=False):
+        model.set_weights(trained)
+        magnitude.detach_masks(model)
+        if variant == "global":
+            masks = (magnitude.global_masks(model, k) if method == "weight" else _global_unit_masks(model, k))
+        elif method == "weight":
+            masks = magnitude.weight_masks(model, k, prune_bias=prune_bias)
+        else:
+            masks = magnitude.unit_masks(model, k)
+        if variant == "fine-tuned" and k > 0:
+            magnitude.attach_masks(model, masks)
+            model.compile(optimizer=keras.optimizers.Adam.from_config(optimizer_config) if optimizer_config
+                          else "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0)
+        else:
+            magnitude.apply_masks(model, masks)
+        loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
+        rows.append({"dataset": data.name, "method": method, "variant": variant, "k": k,
+                     "nominal_sparsity": magnitude.sparsity(model, include_output=False)["total"],
+                     "effective_sparsity": magnitude.effective_sparsity(model),
+                     "test_acc": float(accuracy), "test_loss": float(loss)})
+    model.set_weights(trained)
+    magnitude.detach_masks(model)
+    return rows
+
+
+def _global_unit_masks(model, fraction):
+    """Units ranked across all hidden Dense layers by the L2 norm of their incoming weights,
+    normalised by sqrt(fan-in) so wide and narrow layers compete fairly."""
+    import numpy as np
+
+    from . import magnitude
+
+    layers = magnitude.prunable_layers(model)
+    scores = [np.linalg.norm(l.kernel.numpy().reshape(-1, l.kernel.shape[-1]), axis=0) /
+              np.sqrt(np.prod(l.kernel.shape[:-1])) for l in layers]
+    flat = np.concatenate(scores)
+    keep = magnitude._smallest_k_mask(flat, int(flat.size * fraction))
+    masks, start = {}, 0
+    for layer, score in zip(layers, scores):
+        units = keep[start:start + score.size]
+        start += score.size
+        masks[layer.kernel.path] = np.broadcast_to(units, tuple(layer.kernel.shape)).copy()
+        if layer.use_bias:
+            masks[layer.bias.path] = units.copy()
+    return masks

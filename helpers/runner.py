@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .paths import project_root
+from .cache import atomic_write, default_cache_dir, write_json
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
 from .schedules import PaperSchedule
@@ -218,10 +217,6 @@ class RunResult:
         return frame
 
 
-def default_cache_dir():
-    return project_root() / "results" / "cache"
-
-
 @functools.lru_cache(maxsize=2)
 def _load_data(dataset, train_subset, validation_size, seed):
     return data_lib.load_dataset(dataset, train_subset=train_subset, validation_size=validation_size, seed=seed)
@@ -246,26 +241,6 @@ def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
     if c.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate, epsilon=1e-7)
     return RMSpropKeras2(learning_rate)
-
-
-def _atomic_write(path: Path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_json(path: Path, obj):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
-    _atomic_write(path, write)
 
 
 def find_cached(config: RunConfig, cache_dir=None):
@@ -439,7 +414,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     path = cache_root / "runs" / f"{config.slug()}-{key}.json"
-    _write_json(path, stored)
+    write_json(path, stored)
     if partial.exists():
         partial.unlink()
     return RunResult(config, history, summary, key, path, from_cache=False)
@@ -497,7 +472,7 @@ def _save_checkpoint(path, model, optimizer, history, epochs_done):
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _restore(path, model, optimizer):

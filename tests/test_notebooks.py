@@ -21,6 +21,8 @@ TINY_PARAMETERS = {
     "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256},
     "05_knee_search.ipynb": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
                              "methods": ["bisection", "stochastic"]},
+    "06_post_training_pruning.ipynb": {"datasets": ["fashion_mnist"], "epochs": 1, "train_subset": 1000,
+                                       "ks": [0.0, 0.5, 0.9], "compact_ks": [0.5], "latency_repeats": 2},
 }
 # Notebooks that also run on tiny parameters for a second dataset.
 EXTRA_TINY_RUNS = {
