@@ -166,8 +166,11 @@ def _read_raw(name: str):
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), "official", "keras.datasets"
 
 
+CIFAR_NORMALIZATIONS = ("zscore", "half")
+
+
 def load_dataset(name: str, train_subset: int | None = None, validation_size: int = 0,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0, cifar_normalization: str = "zscore") -> Dataset:
     """Load a dataset with the paper's preprocessing.
 
     Args:
@@ -178,12 +181,16 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
             split (the clean alternative to selecting on the test set, spec B22). The
             hold-out is taken before ``train_subset`` so it is the same for every subset.
         seed: seed of the subset draw.
+        cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
+            (seed 003: ``(x / 255 - 0.5) / 0.5`` per channel).
     """
     name = check_dataset_name(name)
     if train_subset is not None and train_subset <= 0:
         raise ValueError(f"train_subset must be a positive number of images or None, got {train_subset}")
     if validation_size < 0:
         raise ValueError(f"validation_size must be >= 0, got {validation_size}")
+    if cifar_normalization not in CIFAR_NORMALIZATIONS:
+        raise ValueError(f"cifar_normalization must be one of {CIFAR_NORMALIZATIONS}, got {cifar_normalization!r}")
 
     raw, variant, source = _read_raw(name)
     x_train, y_train = raw["x_train"], np.asarray(raw["y_train"]).reshape(-1).astype("int32")
@@ -191,7 +198,11 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
     if validation_size >= len(x_train):
         raise ValueError(f"validation_size={validation_size} leaves no training images (have {len(x_train)})")
 
-    if name == "cifar10":
+    if name == "cifar10" and cifar_normalization == "half":
+        x_train = (x_train.astype("float32") / 255.0 - 0.5) / 0.5
+        x_test = (x_test.astype("float32") / 255.0 - 0.5) / 0.5
+        notes = {"normalization": "half"}
+    elif name == "cifar10":
         # One global z-score over all training pixels and channels (scalars), test set
         # normalised with the training statistics: spec section 5.
         x_train = x_train.astype("float32")

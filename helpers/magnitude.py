@@ -140,21 +140,34 @@ def attach_masks(model, masks):
     """
     apply_masks(model, masks)
     variables = _variables_by_path(model)
-    constraints = {}
+    constraints, added = {}, False
     for path, mask in masks.items():
         variable = variables[path]
         if isinstance(variable.constraint, MaskConstraint):
             variable.constraint.set_mask(mask)
         else:
             variable.constraint = MaskConstraint(mask)
+            added = True
         constraints[path] = variable.constraint
+    if added:
+        _retrace(model)
     return constraints
 
 
+def _retrace(model):
+    """Constraints are read when Keras traces the train step: drop an already traced one."""
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
+
+
 def detach_masks(model):
+    removed = False
     for variable in model.weights:
         if isinstance(variable.constraint, MaskConstraint):
             variable.constraint = None
+            removed = True
+    if removed:
+        _retrace(model)
 
 
 def polynomial_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step, power=3):

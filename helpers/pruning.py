@@ -43,9 +43,9 @@ class ThresholdPrune(keras.constraints.Constraint):
 def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
     """Switch ITP on for every Dense layer of ``model`` (kernels and biases).
 
-    Must be called before the first ``fit`` (Keras traces the train step once).
     ``prune_now`` applies the initial prune that the original does right after compile.
-    Returns the constraint.
+    Returns the constraint. A train step Keras already traced is dropped, so the next ``fit``
+    traces it again with the constraint.
     """
     constraint = ThresholdPrune(threshold)
     for layer in dense_layers(model):
@@ -56,6 +56,8 @@ def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
             layer.bias.constraint = constraint
     if prune_now:
         apply_threshold(model, threshold)
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
     return constraint
 
 

@@ -63,6 +63,18 @@ def test_masks_stay_applied_during_retraining(tiny_images):
         assert np.count_nonzero(value[mask]) == mask.sum()  # kept weights are still trained and nonzero
 
 
+def test_masks_attached_after_training_still_hold(tiny_images):
+    x, y = tiny_images
+    model = small_mlp()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the train step is traced without constraints
+    masks = magnitude.weight_masks(model, 0.8)
+    magnitude.attach_masks(model, masks)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    kernel = model.get_layer("hidden1").kernel.numpy()
+    assert np.all(kernel[~masks["hidden1/kernel"]] == 0)
+
+
 def test_gradual_magnitude_pruning_reaches_target_on_schedule(tiny_images):
     x, y = tiny_images
     model = small_mlp()
