@@ -203,3 +203,93 @@ def _global_unit_masks(model, fraction):
         if layer.use_bias:
             masks[layer.bias.path] = units.copy()
     return masks
+
+
+# ---------------------------------------------------------------------------------------------
+# Structured, global and iterative pruning of the CIFAR CNN (notebook 07, seed 003)
+# ---------------------------------------------------------------------------------------------
+
+SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
+STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
+
+
+def structure_masks(model, method, target):
+    """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
+    layer included (the seed's case (c)); structured pruning removes filters/units of every
+    layer but the output one (its 10 classes must stay)."""
+    from . import magnitude
+
+    if method == "l1_unstructured":
+        return magnitude.weight_masks(model, target, include_output=True)
+    if method == "l2_structured":
+        return magnitude.unit_masks(model, target)
+    if method == "global_unstructured":
+        return magnitude.global_masks(model, target, include_output=True)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
+
+
+def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
+                    gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
+                    progress=True):
+    """Notebook 07's experiment: every method one-shot (prune, no retraining) and iterative
+    (prune to each target in turn, retraining ``retrain_epochs`` after each step), plus gradual
+    magnitude pruning (per layer, polynomial schedule over ``gmp_epochs`` of fine-tuning) to each
+    target. Structured networks are compacted before timing. Returns rows with
+    ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    from . import costs, magnitude
+    from .compaction import compact
+
+    trained = model.get_weights()
+    dense_flops = costs.flops(model)
+
+    def recompile():
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def row(method, schedule, target):
+        _, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
+        timed = compact(model)[0] if method == "l2_structured" else model
+        return {"method": method, "schedule": schedule, "target_sparsity": target,
+                "achieved_sparsity": magnitude.sparsity(model, include_output=True)["total"],
+                "test_acc": float(accuracy), "params": costs.parameters(timed),
+                "flop_ratio": costs.flops(timed, nonzero_only=method != "l2_structured") / dense_flops,
+                "latency_ms": 1e3 * costs.latency(timed, latency_batch, latency_repeats)}
+
+    def reset():
+        magnitude.detach_masks(model)
+        model.set_weights(trained)
+        recompile()
+
+    rows = []
+    total = len(methods) * 2 * len(targets) + len(targets)
+    bar = tqdm(total=total, desc="structure sweep", disable=not progress, leave=False)
+    reset()
+    rows.append(row("dense", "none", 0.0))
+    for method in methods:
+        for target in targets:  # one-shot, from the trained weights each time
+            reset()
+            magnitude.apply_masks(model, structure_masks(model, method, target))
+            rows.append(row(method, "one-shot", target))
+            bar.update(1)
+        reset()
+        for target in sorted(targets):  # iterative: each step prunes the retrained network further
+            magnitude.attach_masks(model, structure_masks(model, method, target))
+            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
+            rows.append(row(method, "iterative", target))
+            bar.update(1)
+    steps_per_epoch = -(-len(data.x_train) // batch_size)
+    for target in targets:
+        reset()
+        gmp = magnitude.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
+                                                end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
+                                                frequency=max(1, steps_per_epoch // 10))
+        model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=gmp_epochs, verbose=0, callbacks=[gmp])
+        rows.append(row("gmp", "gradual", target))
+        bar.update(1)
+    bar.close()
+    reset()
+    return rows

@@ -23,6 +23,8 @@ TINY_PARAMETERS = {
                              "methods": ["bisection", "stochastic"]},
     "06_post_training_pruning.ipynb": {"datasets": ["fashion_mnist"], "epochs": 1, "train_subset": 1000,
                                        "ks": [0.0, 0.5, 0.9], "compact_ks": [0.5], "latency_repeats": 2},
+    "07_structured_global_iterative.ipynb": {"width": 0.05, "epochs": 1, "train_subset": 256, "gmp_epochs": 1,
+                                             "targets": [0.5, 0.9], "latency_repeats": 2, "latency_batch": 16},
 }
 # Notebooks that also run on tiny parameters for a second dataset.
 EXTRA_TINY_RUNS = {
