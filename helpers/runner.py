@@ -420,8 +420,11 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     return RunResult(config, history, summary, key, path, from_cache=False)
 
 
-def run_sweep(configs, cache_dir=None, recompute=False, progress=True):
+def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False):
     """Run (or fetch from the cache) every config in order; an interrupted sweep resumes.
+
+    With ``cached_only`` nothing is trained: configs without a cached result are skipped (so
+    figures can be drawn from a sweep that is still being computed elsewhere).
 
     For more than one machine, map ``run_experiment`` over the configs with Ray or Dask
     instead: runs are independent and keyed by their configuration.
@@ -433,6 +436,8 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True):
     bar = tqdm(configs, desc="runs", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.slug(), refresh=True)
+        if cached_only and find_cached(config, cache_dir) is None:
+            continue
         results.append(run_experiment(config, cache_dir=cache_dir, recompute=recompute, progress=progress))
     return results
 

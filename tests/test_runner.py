@@ -122,3 +122,12 @@ def test_interrupted_run_resumes_identically(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.array(resumed.history[key], dtype=float),
                                       np.array(reference.history[key], dtype=float), err_msg=key)
     assert resumed.history["nnz"] == reference.history["nnz"]
+
+
+def test_cached_only_sweep_skips_missing_runs(tmp_path, monkeypatch):
+    done = RunConfig(optimizer="madam", **{**TINY, "epochs": 1})
+    run_experiment(done, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(runner, "build_model", _must_not_be_called)
+    results = runner.run_sweep([done, RunConfig(optimizer="sgd", **{**TINY, "epochs": 1})], cache_dir=tmp_path,
+                               progress=False, cached_only=True)
+    assert [r.config.optimizer for r in results] == ["madam"]
