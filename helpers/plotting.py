@@ -620,7 +620,7 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
     """Nonzero kernel weights of every dense layer per epoch (one panel per layer)."""
     sub = frame[frame["itp"] == itp]
     layers = list(layer_sizes)
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(layers), figsize=(max(4.6 * len(layers), 9), 3.8), squeeze=False)
     order = list(dict.fromkeys(sub["optimizer"]))
     for ax, layer_name in zip(axes[0], layers):
         _band_lineplot(ax, sub, f"nnz/{layer_name}", order)
@@ -632,7 +632,7 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
     axes[0, 0].set_ylabel("nonzero weights")
     axes[0, -1].legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
