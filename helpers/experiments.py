@@ -104,8 +104,9 @@ SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 
 
 def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None,
-                  model_kwargs=None, recompute=False, progress=True):
-    """Train a network with Adam on sparse cross-entropy, or load its cached weights.
+                  model_kwargs=None, recompute=False, progress=True, optimizer="adam", data_kwargs=None):
+    """Train a network (Adam, or SGD with momentum 0.9) on sparse cross-entropy, or load its
+    cached weights.
 
     Weights are cached under ``results/cache/models`` (ignored by git: models are not committed)
     by a hash of the arguments; returns ``(model, data)``.
@@ -116,13 +117,18 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     from .cache import config_hash, default_cache_dir
     from .models import build_model
 
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
+    if optimizer != "adam" or data_kwargs:  # keeps the keys of existing Adam caches unchanged
+        config.update(optimizer=optimizer, data_kwargs=data_kwargs or {})
     path = default_cache_dir() / "models" / f"{model_name}-{dataset}-{config_hash(config)}.weights.h5"
-    data = data_lib.load_dataset(dataset, train_subset=train_subset, seed=seed)
+    data = data_lib.load_dataset(dataset, train_subset=train_subset, seed=seed, **(data_kwargs or {}))
     model = build_model(model_name, seed=seed, **(model_kwargs or {}))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    opt = (keras.optimizers.Adam(learning_rate) if optimizer == "adam"
+           else keras.optimizers.SGD(learning_rate, momentum=0.9))
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if path.exists() and not recompute:
         model.load_weights(path)
         return model, data
