@@ -25,6 +25,10 @@ TINY_PARAMETERS = {
                                        "ks": [0.0, 0.5, 0.9], "compact_ks": [0.5], "latency_repeats": 2},
     "07_structured_global_iterative.ipynb": {"width": 0.05, "epochs": 1, "train_subset": 256, "gmp_epochs": 1,
                                              "targets": [0.5, 0.9], "latency_repeats": 2, "latency_batch": 16},
+    "08_budget_constrained_pruning.ipynb": {"models": ["lenet5"], "lenet_epochs": 1, "lenet_train_subset": 512,
+                                            "budgets": [["parameters", 0.7], ["flops", 0.7]], "updates": 2,
+                                            "episodes_per_update": 2, "validation_size": 300, "eval_size": 200,
+                                            "episode_finetune_steps": 2},
 }
 # Notebooks that also run on tiny parameters for a second dataset.
 EXTRA_TINY_RUNS = {
@@ -32,6 +36,9 @@ EXTRA_TINY_RUNS = {
                               "optimizers": ["smgd", "rmsprop"], "itp": "on"},
     "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
                                   "select_on": "val"},
+    "08_budget_constrained_pruning.ipynb#vgg": {"models": ["vgg"], "vgg_epochs": 1, "vgg_train_subset": 256,
+                                                "budgets": [["parameters", 0.7]], "updates": 2, "episodes_per_update": 2,
+                                                "validation_size": 300, "eval_size": 200, "episode_finetune_steps": 1},
     "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
                                    "methods": ["dichotomic"], "protocol": "clean", "select_on": "val"},
 }

@@ -1,0 +1,555 @@
+"""Pruning to a computational budget with constrained reinforcement learning (seed 004).
+
+The problem: choose a pruning fraction for every prunable layer so that a *black-box* cost of
+the pruned network stays within a budget, losing as little accuracy as possible. The cost is
+only ever evaluated, never differentiated, so it can be anything computed from a model: the
+fraction of parameters kept, FLOPs, a measured latency, a user's own callable.
+
+Pieces, each usable on its own:
+
+- cost functions (``ParameterFraction``, ``FlopFraction``, ``MeasuredLatency``): callables
+  ``model -> float``;
+- ``LayerwisePruningEnv``: the environment of the seed's code. One step per prunable layer, the
+  action is that layer's pruning fraction, the observation describes the layer and what was
+  pruned so far; at the end the network is magnitude-pruned by those fractions, the reward is the
+  accuracy on a held-out evaluation batch and the cost is the budget function;
+- ``LagrangianPolicyGradient``: a Gaussian policy, linear in the observation, trained by
+  REINFORCE on the Lagrangian ``reward - nu * cost`` with the multiplier ``nu >= 0`` learned by
+  projected dual ascent on ``nu * (mean cost / budget - 1)``. This is the simpler Lagrangian
+  policy gradient that issue 6 allows in place of PPO-Lagrangian; the combination
+  ``(A_reward - nu * A_cost) / (1 + nu)`` is the one of the seed's PPO-Lagrangian (which learns
+  ``nu = softplus(log nu)`` instead: its gradient vanishes as nu -> 0, so it recovers slowly);
+- ``search``: the training loop, seeded, checkpointed after every update (bit-exact resume) and
+  returning the best *feasible* pruning seen (a Lagrangian policy only meets the constraint on
+  average, so the answer is chosen among episodes that met it);
+- baselines at the same budget: ``uniform_fraction`` (one fraction for every layer) and
+  ``global_fraction`` (one magnitude threshold across layers), each the least pruning that meets
+  the budget, found by bisection on the (monotone) cost.
+
+Everything here is numpy plus the model's own ``predict``: backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import costs
+from .magnitude import PRUNABLE, prunable_layers
+
+# --------------------------------------------------------------------------- cost functions
+
+
+class ParameterFraction:
+    """Fraction of the prunable kernels' weights that are nonzero (the seed's cost, /100)."""
+
+    kind = "parameters"
+
+    def __init__(self, model, layers=None):
+        self.paths = [layer.kernel.path for layer in prunable_layers(model, layers, include_output=True)]
+        self.total = sum(int(np.prod(layer.kernel.shape)) for layer in prunable_layers(model, layers, True))
+
+    def __call__(self, model):
+        by_path = {v.path: v for v in model.weights}
+        return sum(int(np.count_nonzero(by_path[p].numpy())) for p in self.paths) / self.total
+
+
+class FlopFraction:
+    """Multiply-accumulates of one forward pass with zero weights skipped, as a fraction of the
+    dense network's (the ideal a sparse kernel could reach; ``helpers.costs.flops``)."""
+
+    kind = "flops"
+
+    def __init__(self, model):
+        self.total = costs.flops(model, nonzero_only=False)
+
+    def __call__(self, model):
+        return costs.flops(model, nonzero_only=True) / self.total
+
+
+class MeasuredLatency:
+    """Median measured seconds of one batch (``helpers.costs.latency``). Unstructured zeros do not
+    make a dense kernel faster: use it with structured pruning and compaction, e.g.
+    ``MeasuredLatency(transform=lambda m: compact(m)[0])``."""
+
+    kind = "latency"
+
+    def __init__(self, batch_size=1, repeats=10, transform=None):
+        self.batch_size, self.repeats, self.transform = batch_size, repeats, transform
+
+    def __call__(self, model):
+        target = self.transform(model) if self.transform else model
+        return costs.latency(target, self.batch_size, self.repeats)
+
+
+COST_KINDS = {"parameters": ParameterFraction, "flops": FlopFraction}
+
+
+def make_cost(kind, model):
+    """The named cost function (``"parameters"`` or ``"flops"``) measured against ``model``."""
+    if kind not in COST_KINDS:
+        raise ValueError(f"budget kind must be one of {sorted(COST_KINDS)} (or pass your own callable), got {kind!r}")
+    return COST_KINDS[kind](model)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class LayerwisePruningEnv:
+    """Magnitude-prune ``model`` layer by layer with the fractions an agent picks.
+
+    With ``finetune_steps`` every episode first retrains the pruned network for that many SGD
+    steps (masks kept, always on the same first images of ``finetune_data``, so the reward stays
+    a deterministic function of the fractions), as the seed's environment optionally does: the
+    accuracy of a one-shot pruned network is flat near chance over much of the action space, the
+    accuracy after a short recovery is not.
+
+    Args:
+        model: a trained Keras model; its weights are restored by ``restore()``.
+        x_eval, y_eval: the held-out evaluation batch that defines the reward (accuracy).
+        cost: callable ``model -> float`` evaluated on the pruned model.
+        layers: names of the layers to prune (default: every Dense/Conv2D, output included).
+        max_fraction: the largest fraction an action may prune from one layer.
+    """
+
+    def __init__(self, model, x_eval, y_eval, cost, layers=None, max_fraction=0.98, batch_size=1000,
+                 finetune_data=None, finetune_steps=0, finetune_batch=64, finetune_lr=0.01):
+        if not 0.0 < max_fraction <= 1.0:
+            raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
+        if len(x_eval) != len(y_eval) or len(x_eval) == 0:
+            raise ValueError("x_eval and y_eval must be non-empty and of equal length")
+        if not callable(cost):
+            raise TypeError("cost must be a callable model -> float")
+        self.model, self.cost, self.max_fraction, self.batch_size = model, cost, max_fraction, batch_size
+        self.x_eval, self.y_eval = x_eval, np.asarray(y_eval).reshape(-1)
+        self.layers = prunable_layers(model, layers, include_output=True)
+        self.kernels = [layer.kernel.numpy().copy() for layer in self.layers]
+        # Sorting once makes every episode's masks a slice of a precomputed order.
+        self._order = [np.argsort(np.abs(k).ravel(), kind="stable") for k in self.kernels]
+        self.sizes = np.array([k.size for k in self.kernels], dtype=np.float64)
+        self._features = self._static_features()
+        self._trained = model.get_weights()
+        self.finetune_steps = int(finetune_steps)
+        if self.finetune_steps:
+            if finetune_data is None:
+                raise ValueError("finetune_steps > 0 needs finetune_data=(x, y)")
+            n = self.finetune_steps * finetune_batch
+            self._finetune = (finetune_data[0][:n], np.asarray(finetune_data[1])[:n], finetune_batch, finetune_lr)
+
+    @property
+    def n_layers(self):
+        return len(self.layers)
+
+    @property
+    def n_features(self):
+        return self._features.shape[1] + 3
+
+    def _static_features(self):
+        """Per-layer description, as in the seed's environment: index, in/out channels, kernel
+        size, stride, plus size shares; and a one-hot layer index so that a linear policy can
+        represent any per-layer allocation."""
+        rows = []
+        total = self.sizes.sum()
+        for i, (layer, kernel) in enumerate(zip(self.layers, self.kernels)):
+            conv = len(kernel.shape) == 4
+            kernel_size = kernel.shape[0] if conv else 1
+            stride = layer.strides[0] if conv else 1
+            rows.append([1.0, i / max(1, self.n_layers - 1), float(conv), math.log(kernel.shape[-2]) / 10,
+                         math.log(kernel.shape[-1]) / 10, kernel_size / 5, stride / 2,
+                         self.sizes[i] / total, self.sizes[i + 1:].sum() / total])
+        return np.hstack([np.array(rows), np.eye(self.n_layers)])
+
+    def observation(self, step, previous):
+        """Features of layer ``step`` given the fractions already chosen for the layers before."""
+        previous = np.asarray(previous, dtype=np.float64)
+        removed = float(previous @ self.sizes[:step]) / self.sizes.sum() if step else 0.0
+        mean_previous = float(previous.mean()) if step else 0.0
+        return np.concatenate([self._features[step], [removed, mean_previous, step / self.n_layers]])
+
+    # masks and evaluation -------------------------------------------------------------
+
+    def layer_masks(self, fractions):
+        """Keep-masks per layer: drop the ``int(size * f)`` smallest |w| of each kernel."""
+        fractions = np.asarray(fractions, dtype=np.float64)
+        if fractions.shape != (self.n_layers,):
+            raise ValueError(f"need one fraction per layer ({self.n_layers}), got shape {fractions.shape}")
+        if np.any(fractions < 0) or np.any(fractions > 1):
+            raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
+        masks = []
+        for kernel, order, f in zip(self.kernels, self._order, fractions):
+            keep = np.ones(kernel.size, dtype=bool)
+            keep[order[:int(kernel.size * f)]] = False
+            masks.append(keep.reshape(kernel.shape))
+        return masks
+
+    def global_masks(self, fraction):
+        """One magnitude threshold across all the environment's kernels."""
+        flat = np.concatenate([np.abs(k).ravel() for k in self.kernels])
+        keep = np.ones(flat.size, dtype=bool)
+        keep[np.argsort(flat, kind="stable")[:int(flat.size * fraction)]] = False
+        masks, start = [], 0
+        for kernel in self.kernels:
+            masks.append(keep[start:start + kernel.size].reshape(kernel.shape))
+            start += kernel.size
+        return masks
+
+    def apply(self, masks):
+        for layer, kernel, mask in zip(self.layers, self.kernels, masks):
+            layer.kernel.assign(np.where(mask, kernel, 0.0).astype(kernel.dtype))
+
+    def restore(self):
+        from .magnitude import detach_masks
+
+        detach_masks(self.model)
+        self.model.set_weights(self._trained)
+
+    def _recover(self, masks):
+        """The short in-episode fine-tune: plain SGD (stateless, so episodes do not leak
+        optimizer state into each other) from the trained weights, masks held in-graph."""
+        import keras
+
+        from .magnitude import attach_masks
+
+        x, y, batch, lr = self._finetune
+        self.model.set_weights(self._trained)
+        attach_masks(self.model, self.masks_as_paths(masks))
+        if getattr(self, "_recovery_optimizer", None) is None:
+            self._recovery_optimizer = keras.optimizers.SGD(lr)
+        if self.model.optimizer is not self._recovery_optimizer:
+            self.model.compile(optimizer=self._recovery_optimizer, loss="sparse_categorical_crossentropy")
+        self.model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+
+    def accuracy(self, x=None, y=None):
+        x = self.x_eval if x is None else x
+        y = self.y_eval if y is None else np.asarray(y).reshape(-1)
+        predictions = self.model.predict(x, batch_size=self.batch_size, verbose=0)
+        return float(np.mean(np.argmax(predictions, axis=-1) == y))
+
+    def evaluate(self, masks):
+        """(reward, cost) of the model pruned by ``masks``; the model stays pruned."""
+        if self.finetune_steps:
+            self._recover(masks)
+        else:
+            self.apply(masks)
+        return self.accuracy(), float(self.cost(self.model))
+
+    def masks_as_paths(self, masks):
+        """The masks in ``helpers.magnitude`` form (variable path -> keep-mask)."""
+        return {layer.kernel.path: mask for layer, mask in zip(self.layers, masks)}
+
+    def kept_fractions(self, masks):
+        return [float(m.mean()) for m in masks]
+
+
+# --------------------------------------------------------------------------- agent
+
+
+def _standardize(values):
+    """Batch-centred advantages in units of the batch's spread (0 where all are equal)."""
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 1e-12 else np.zeros_like(values)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class _Adam:
+    """Adam ascent on a flat parameter vector (numpy, so the agent is backend-agnostic)."""
+
+    learning_rate: float
+    m: np.ndarray
+    v: np.ndarray
+    t: int = 0
+
+    def step(self, params, gradient, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.t += 1
+        self.m = beta1 * self.m + (1 - beta1) * gradient
+        self.v = beta2 * self.v + (1 - beta2) * gradient ** 2
+        m_hat = self.m / (1 - beta1 ** self.t)
+        v_hat = self.v / (1 - beta2 ** self.t)
+        return params + self.learning_rate * m_hat / (np.sqrt(v_hat) + eps)
+
+
+@dataclass
+class Episode:
+    features: np.ndarray  # (layers, features)
+    latent: np.ndarray  # sampled pre-squash actions u
+    fractions: np.ndarray  # max_fraction * sigmoid(u)
+    reward: float = float("nan")
+    cost: float = float("nan")
+
+
+@dataclass
+class LagrangianPolicyGradient:
+    """Gaussian policy u ~ N(theta . phi(s), sigma^2), action = max_fraction * sigmoid(u), trained
+    on the Lagrangian of (reward, cost <= budget) with a learned multiplier.
+
+    Advantages are standardised per batch (the batch mean is the baseline, the batch spread
+    the unit) for reward and for cost separately and combined as ``(A_r - nu * A_c) / (1 + nu)``,
+    so ``nu`` means the same for every reward scale and budget. ``nu`` rises while the batch's
+    mean cost exceeds the budget and falls (not below 0) otherwise.
+    """
+
+    n_features: int
+    budget: float
+    max_fraction: float = 0.98
+    init_fraction: float = 0.5
+    init_std: float = 0.5
+    learning_rate: float = 0.03
+    multiplier_kp: float = 1.0
+    multiplier_ki: float = 0.1
+    min_std: float = 0.05
+    seed: int = 0
+    theta: np.ndarray = field(init=False)
+    log_std: float = field(init=False)
+    nu: float = field(init=False)
+    integral: float = field(init=False)
+
+    def __post_init__(self):
+        if self.budget <= 0:
+            raise ValueError(f"budget must be positive, got {self.budget}")
+        if not 0.0 < self.init_fraction < self.max_fraction:
+            raise ValueError(f"init_fraction must be in (0, max_fraction={self.max_fraction}), got {self.init_fraction}")
+        if self.init_std <= 0 or self.multiplier_kp < 0 or self.multiplier_ki < 0:
+            raise ValueError("init_std must be positive, multiplier_kp and multiplier_ki non-negative")
+        self.theta = np.zeros(self.n_features)
+        p = self.init_fraction / self.max_fraction
+        self.theta[0] = math.log(p / (1 - p))  # feature 0 is the constant 1: start at init_fraction
+        self.log_std = math.log(self.init_std)
+        self.nu, self.integral = 0.0, 0.0
+        self._adam = _Adam(self.learning_rate, np.zeros(self.n_features + 1), np.zeros(self.n_features + 1))
+        self.rng = np.random.default_rng(self.seed)
+
+    @property
+    def multiplier(self):
+        return self.nu
+
+    @property
+    def std(self):
+        return math.exp(self.log_std)
+
+    def act(self, features, deterministic=False):
+        """One action (pre-squash latent u, fraction) for one observation."""
+        mean = float(self.theta @ features)
+        u = mean if deterministic else mean + self.std * float(self.rng.standard_normal())
+        return u, self.max_fraction * float(_sigmoid(u))
+
+    def rollout(self, env, deterministic=False):
+        """Choose a fraction for every layer of ``env`` in order; the episode is not yet scored."""
+        features, latent, fractions = [], [], []
+        for step in range(env.n_layers):
+            phi = env.observation(step, fractions)
+            u, f = self.act(phi, deterministic)
+            features.append(phi)
+            latent.append(u)
+            fractions.append(f)
+        return Episode(np.array(features), np.array(latent), np.array(fractions))
+
+    def update(self, episodes):
+        """One policy-gradient step on a batch of scored episodes and one multiplier step."""
+        rewards = np.array([e.reward for e in episodes])
+        costs_ = np.array([e.cost for e in episodes]) / self.budget
+        nu = self.multiplier
+        advantage = _standardize((rewards - rewards.mean()) - nu * (costs_ - costs_.mean()))
+        sigma2 = self.std ** 2
+        grad_theta = np.zeros_like(self.theta)
+        grad_log_std = 0.0
+        for a, e in zip(advantage, episodes):
+            delta = e.latent - e.features @ self.theta
+            grad_theta += a * (delta / sigma2) @ e.features
+            grad_log_std += a * float(np.sum(delta ** 2 / sigma2 - 1.0))
+        params = np.concatenate([self.theta, [self.log_std]])
+        gradient = np.concatenate([grad_theta, [grad_log_std]]) / len(episodes)
+        params = self._adam.step(params, gradient)
+        self.theta = params[:-1]
+        self.log_std = float(np.clip(params[-1], math.log(self.min_std), math.log(2.0)))
+        # PI-controlled multiplier (Stooke et al. 2020): the integral term is dual ascent on
+        # nu * (mean cost / budget - 1); the proportional term makes nu fall as soon as the cost
+        # is back within budget, which stops the overshoot of a pure integrator.
+        # The error is log(mean cost / budget): symmetric, so a start far above the budget does
+        # not wind the integral up more than a dip below it can unwind.
+        error = float(np.log(max(costs_.mean(), 1e-12)))
+        self.integral = max(0.0, self.integral + error)
+        self.nu = max(0.0, self.multiplier_kp * error + self.multiplier_ki * self.integral)
+        return {"multiplier": nu, "std": self.std}
+
+    # checkpointing ---------------------------------------------------------------------
+
+    def state(self):
+        return {"theta": self.theta.tolist(), "log_std": self.log_std, "nu": self.nu, "integral": self.integral,
+                "adam": {"m": self._adam.m.tolist(), "v": self._adam.v.tolist(), "t": self._adam.t},
+                "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state):
+        self.theta = np.array(state["theta"])
+        self.log_std, self.nu, self.integral = (float(state["log_std"]), float(state["nu"]),
+                                               float(state["integral"]))
+        self._adam.m, self._adam.v = np.array(state["adam"]["m"]), np.array(state["adam"]["v"])
+        self._adam.t = int(state["adam"]["t"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progress=True):
+    """Train ``agent`` on ``env`` and return the best feasible pruning found.
+
+    Each update scores ``episodes_per_update`` sampled episodes plus the policy's mean action
+    (deterministic rollout). The answer is the highest-reward episode whose cost met the budget;
+    the history has one row per update. With ``checkpoint`` (a path) the state is written
+    atomically after every update and an interrupted search resumes where it stopped, with the
+    same numbers.
+    """
+    from tqdm.auto import trange
+
+    from .cache import write_json
+
+    if updates < 1 or episodes_per_update < 2:
+        raise ValueError("need updates >= 1 and episodes_per_update >= 2 (the baseline is the batch mean)")
+    history, best, start = [], None, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        with open(checkpoint) as f:
+            saved = json.load(f)
+        agent.load_state(saved["agent"])
+        history, best, start = saved["history"], saved["best"], len(saved["history"])
+    bar = trange(start, updates, desc="RL search", disable=not progress, leave=False)
+    for update in bar:
+        batch = [agent.rollout(env) for _ in range(episodes_per_update)]
+        greedy = agent.rollout(env, deterministic=True)
+        for episode in [*batch, greedy]:
+            episode.reward, episode.cost = env.evaluate(env.layer_masks(episode.fractions))
+            if episode.cost <= agent.budget and (best is None or episode.reward > best["reward"]):
+                best = {"reward": episode.reward, "cost": episode.cost, "fractions": episode.fractions.tolist(),
+                        "update": update}
+        stats = agent.update(batch)
+        rewards, costs_ = [e.reward for e in batch], [e.cost for e in batch]
+        history.append({"update": update, "reward_mean": float(np.mean(rewards)), "reward_max": float(np.max(rewards)),
+                        "cost_mean": float(np.mean(costs_)), "feasible_share": float(np.mean(np.array(costs_) <= agent.budget)),
+                        "greedy_reward": greedy.reward, "greedy_cost": greedy.cost, "multiplier": stats["multiplier"],
+                        "std": stats["std"], "best_feasible_reward": None if best is None else best["reward"]})
+        bar.set_postfix(reward=f"{history[-1]['reward_mean']:.3f}", cost=f"{history[-1]['cost_mean']:.3f}",
+                        nu=f"{stats['multiplier']:.2f}")
+        if checkpoint is not None:
+            write_json(Path(checkpoint), {"agent": agent.state(), "history": history, "best": best})
+    env.restore()
+    return {"best": best, "history": history}
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def least_pruning_meeting_budget(masks_for, env, budget, tolerance=1e-4, max_fraction=1.0):
+    """Smallest fraction f in [0, max_fraction] with ``cost(masks_for(f)) <= budget``, by
+    bisection (the cost is non-increasing in f). Returns ``(f, masks)``; raises if even
+    ``max_fraction`` misses the budget."""
+    def cost_at(f):
+        env.apply(masks_for(f))
+        return float(env.cost(env.model))
+
+    try:
+        if cost_at(0.0) <= budget:
+            return 0.0, masks_for(0.0)
+        if cost_at(max_fraction) > budget:
+            raise ValueError(f"budget {budget} cannot be met even by pruning a fraction {max_fraction}")
+        lo, hi = 0.0, max_fraction
+        while hi - lo > tolerance:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if cost_at(mid) <= budget else (mid, hi)
+        return hi, masks_for(hi)
+    finally:
+        env.restore()
+
+
+def uniform_fraction(env, budget, **kwargs):
+    """The seed's baseline: the same magnitude-pruning fraction in every layer."""
+    return least_pruning_meeting_budget(lambda f: env.layer_masks(np.full(env.n_layers, f)), env, budget, **kwargs)
+
+
+def global_fraction(env, budget, **kwargs):
+    """Global magnitude pruning: one threshold across layers."""
+    return least_pruning_meeting_budget(env.global_masks, env, budget, **kwargs)
+
+
+# --------------------------------------------------------------------------- the experiment
+
+METHODS = ("rl", "uniform", "global")
+
+
+def finetune_masked(model, masks, x, y, epochs, batch_size, learning_rate, seed=0):
+    """Retrain ``model`` with ``masks`` kept applied in-graph (``helpers.magnitude``), so the
+    budget still holds afterwards."""
+    import keras
+
+    from . import magnitude
+
+    if epochs <= 0:
+        return model
+    magnitude.attach_masks(model, masks)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    magnitude.detach_masks(model)
+    return model
+
+
+def prune_to_budget(model, data, cost, budget, methods=METHODS, eval_size=1000, updates=60, episodes_per_update=8,
+                    seed=0, finetune_epochs=1, finetune_batch=32, finetune_lr=1e-3, max_fraction=0.98,
+                    episode_finetune_steps=16, episode_finetune_lr=0.05, agent_kwargs=None, checkpoint=None,
+                    progress=True):
+    """Prune the trained ``model`` to ``cost(model) <= budget`` with every method in ``methods``
+    (``"rl"``, ``"uniform"``, ``"global"``), then fine-tune each method's network equally.
+
+    The reward of the RL search and nothing else is computed on the first ``eval_size`` images of
+    ``data``'s validation split (held out from training), after ``episode_finetune_steps`` SGD
+    steps of recovery (see ``LayerwisePruningEnv``); accuracies reported are on the test set.
+    Returns a JSON-serialisable dict: ``rows`` (one per method: cost, budget_met, kept fraction per
+    layer, test accuracy before and after the fine-tune), ``history`` of the RL search, ``layers``.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    if data.x_val is None or len(data.x_val) < eval_size:
+        raise ValueError(f"prune_to_budget needs a validation split of at least eval_size={eval_size} images "
+                         "(load the data with validation_size=...)")
+    trained = model.get_weights()
+    env = LayerwisePruningEnv(model, data.x_val[:eval_size], data.y_val[:eval_size], cost, max_fraction=max_fraction,
+                              finetune_data=(data.x_train, data.y_train), finetune_steps=episode_finetune_steps,
+                              finetune_lr=episode_finetune_lr)
+    result = {"layers": [layer.name for layer in env.layers], "rows": [], "history": []}
+    for method in methods:
+        if method == "rl":
+            agent = LagrangianPolicyGradient(env.n_features, budget, max_fraction=max_fraction, init_fraction=0.5,
+                                             seed=seed, **(agent_kwargs or {}))
+            found = search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress)
+            result["history"] = found["history"]
+            if found["best"] is None:
+                raise RuntimeError("the RL search found no episode within the budget; raise `updates` "
+                                   "or the multiplier's learning rate")
+            masks = env.layer_masks(np.array(found["best"]["fractions"]))
+            extra = {"fraction": None, "search_reward": found["best"]["reward"]}
+        else:
+            fraction, masks = (uniform_fraction if method == "uniform" else global_fraction)(env, budget)
+            extra = {"fraction": fraction, "search_reward": None}
+        env.restore()
+        env.apply(masks)
+        measured = float(cost(model))
+        eval_acc, before = env.accuracy(), env.accuracy(data.x_test, data.y_test)
+        finetune_masked(model, env.masks_as_paths(masks), data.x_train, data.y_train, finetune_epochs,
+                        finetune_batch, finetune_lr, seed)
+        after_cost = float(cost(model))
+        after = env.accuracy(data.x_test, data.y_test)
+        result["rows"].append({"method": method, "cost": measured, "cost_after_finetune": after_cost,
+                               "budget_met": bool(measured <= budget and after_cost <= budget),
+                               "eval_acc": eval_acc, "test_acc_before_finetune": before,
+                               "test_acc_after_finetune": after, "kept_per_layer": env.kept_fractions(masks),
+                               **extra})
+        model.set_weights(trained)
+    return result
