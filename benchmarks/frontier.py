@@ -1,0 +1,87 @@
+"""Benchmark 2: accuracy at equal epochs and equal dense sparsity, ours against tfmot.
+
+LeNet-5 on MNIST, 30 epochs, batch 32, seeds 0-2. Our multi-objective runs (SMGD+ITP, MAdam+ITP)
+and the paper's Adam+L1 baseline with our ITP come from notebook 03's cache (trained if missing).
+Gradual magnitude pruning, ours on Keras 3 (``helpers.magnitude.GradualMagnitudePruning``) and
+tfmot's on tf_keras (separate process), is then driven to the same final dense sparsity as each
+of those runs (same seed): Adam 1e-3, polynomial schedule from 0 over the first 70% of the steps,
+mask updates every 100 steps (tfmot's default), dense layers only. Every GMP run is cached under
+``results/cache/tables`` keyed by its configuration, so an interrupted benchmark resumes.
+
+Writes ``results/benchmarks/frontier.csv``: ``method,seed,target_of,dense_sparsity,test_acc``.
+
+    python benchmarks/frontier.py [--seeds 0 1 2] [--epochs 30] [--targets smgd adam]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import run_tfmot_worker, write_csv
+
+from helpers.runtime import quiet_import
+
+quiet_import()
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from helpers import data as data_lib  # noqa: E402
+from helpers import experiments, magnitude  # noqa: E402
+from helpers.cache import cached  # noqa: E402
+from helpers.models import lenet5  # noqa: E402
+from helpers.runner import run_sweep  # noqa: E402
+
+DENSE = ["denselayer1", "denselayer2", "denselayer3"]
+OURS = {"smgd": "SMGD+ITP", "madam": "MAdam+ITP", "adam": "Adam+L1+ITP"}
+
+
+def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None):
+    data = data_lib.load_dataset("mnist", train_subset=train_subset)
+    steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
+    model = lenet5("multi", seed=seed)
+    gmp = magnitude.GradualMagnitudePruning(model, final_sparsity, end_step=int(end_fraction * steps),
+                                            frequency=frequency, layers=DENSE)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)
+    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[gmp])
+    magnitude.detach_masks(model)
+    accuracy = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
+    kernels = [model.get_layer(name).kernel.numpy() for name in DENSE]
+    return {"test_acc": accuracy,
+            "dense_sparsity": float(1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels))}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--targets", nargs="*", default=["smgd", "adam"], choices=list(OURS),
+                        help="whose final dense sparsity the GMP runs are driven to")
+    parser.add_argument("--skip-tfmot", action="store_true")
+    args = parser.parse_args(argv)
+    configs = experiments.smgd_comparison("mnist", optimizers=list(OURS), itp="on", epochs=args.epochs,
+                                          seeds=args.seeds)
+    rows = []
+    for result in run_sweep(configs):
+        c, s = result.config, result.summary
+        rows.append({"method": OURS[c.optimizer], "seed": c.seed, "target_of": "",
+                     "dense_sparsity": round(s["pruned_fraction_dense"], 5), "test_acc": s["test_acc"]})
+    for seed in args.seeds:
+        for target in args.targets:
+            sparsity = next(r["dense_sparsity"] for r in rows if r["method"] == OURS[target] and r["seed"] == seed)
+            config = dict(final_sparsity=sparsity, epochs=args.epochs, seed=seed)
+            runs = [("GMP (ours, Keras 3)", "benchmark_gmp_keras3", lambda: our_gmp(**config))]
+            if not args.skip_tfmot:
+                runs.append(("tfmot GMP (tf_keras)", "benchmark_gmp_tfmot", lambda: run_tfmot_worker("gmp", **config)))
+            for method, name, compute in runs:
+                value, hit = cached(name, config, compute)
+                print(f"{method:22s} seed {seed} -> {sparsity:.4f} ({OURS[target]}): acc {value['test_acc']:.4f}, "
+                      f"sparsity {value['dense_sparsity']:.4f}{' (cached)' if hit else ''}", flush=True)
+                rows.append({"method": method, "seed": seed, "target_of": OURS[target],
+                             "dense_sparsity": round(value["dense_sparsity"], 5), "test_acc": value["test_acc"]})
+    path = write_csv("frontier.csv", rows)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""tfmot side of the benchmarks, in its own process (``TF_USE_LEGACY_KERAS=1``, tf_keras).
+
+Usage (the benchmark scripts call it): ``python benchmarks/tfmot_worker.py TASK '{json kwargs}'``;
+prints one JSON line. Tasks: ``overhead`` (seconds per epoch of plain tf_keras Adam and of
+``prune_low_magnitude`` with PolynomialDecay at a given frequency) and ``gmp`` (train with tfmot's
+gradual magnitude pruning to a final sparsity and report test accuracy and dense sparsity).
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from helpers.data import load_dataset  # noqa: E402  (numpy only: no Keras 3 import)
+
+DENSE = ("denselayer1", "denselayer2", "denselayer3")
+
+
+def lenet5(seed):
+    """The paper's LeNet-5 variant (60,074 parameters), as ``helpers.models.lenet5`` builds it."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(6, 3, activation="relu", name="conv1")(inputs)
+    x = L.AveragePooling2D(2, name="pool1")(x)
+    x = L.Conv2D(16, 3, activation="relu", name="conv2")(x)
+    x = L.AveragePooling2D(2, name="pool2")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(120, activation="relu", name="denselayer1")(x)
+    x = L.Dense(84, activation="relu", name="denselayer2")(x)
+    outputs = L.Dense(10, activation="softmax", name="denselayer3")(x)
+    return keras.Model(inputs, outputs)
+
+
+def prune_dense(model, schedule):
+    """``prune_low_magnitude`` on the Dense layers only (conv layers are not pruned by ITP either)."""
+    def clone(layer):
+        if layer.name in DENSE:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+class EpochTimes(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times = getattr(self, "times", []) + [time.perf_counter() - self.start]
+
+
+def overhead(method, epochs, seed=0, batch_size=32, frequency=1, final_sparsity=0.95, train_subset=None):
+    data = load_dataset("mnist", train_subset=train_subset)
+    model = lenet5(seed)
+    callbacks = [EpochTimes()]
+    if method == "tfmot":
+        steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
+        schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final_sparsity, 0, steps, frequency=frequency)
+        model = prune_dense(model, schedule)
+        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks)
+    return {"epoch_seconds": callbacks[0].times, "tensorflow": tf.__version__, "tfmot": tfmot.__version__}
+
+
+def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None):
+    data = load_dataset("mnist", train_subset=train_subset)
+    steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final_sparsity, 0, int(end_fraction * steps),
+                                                    frequency=frequency)
+    model = prune_dense(lenet5(seed), schedule)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)
+    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
+              callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    model = tfmot.sparsity.keras.strip_pruning(model)
+    accuracy = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
+    kernels = [model.get_layer(name).kernel.numpy() for name in DENSE]
+    sparsity = 1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels)
+    return {"test_acc": accuracy, "dense_sparsity": float(sparsity)}
+
+
+if __name__ == "__main__":
+    task, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    result = {"overhead": overhead, "gmp": gmp}[task](**kwargs)
+    print(json.dumps(result))
