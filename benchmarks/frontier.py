@@ -66,8 +66,8 @@ def main(argv=None):
         c, s = result.config, result.summary
         rows.append({"method": OURS[c.optimizer], "seed": c.seed, "target_of": "",
                      "dense_sparsity": round(s["pruned_fraction_dense"], 5), "test_acc": s["test_acc"]})
-    for seed in args.seeds:
-        for target in args.targets:
+    for target in args.targets:  # target-major: a whole target's seeds finish first
+        for seed in args.seeds:
             sparsity = next(r["dense_sparsity"] for r in rows if r["method"] == OURS[target] and r["seed"] == seed)
             config = dict(final_sparsity=sparsity, epochs=args.epochs, seed=seed)
             runs = [("GMP (ours, Keras 3)", "benchmark_gmp_keras3", lambda: our_gmp(**config))]
