@@ -9,7 +9,7 @@ layers with ``PolynomialDecay`` at frequency 1 (every batch, like ITP) and at it
 
 Writes ``results/benchmarks/training_overhead.csv``:
 ``method,framework,seconds_per_epoch,ratio_to_plain,plain`` (``plain``: the run it is divided by,
-the same framework and base optimizer).
+the same framework and base optimizer). Within a framework the methods take turns epoch by epoch.
 
     python benchmarks/training_overhead.py [--epochs 3] [--train-subset N]
 """
@@ -42,18 +42,6 @@ KERAS3_METHODS = {
 PLAIN = {"adam": "adam", "sgd": "sgd", "madam": "adam", "smgd": "sgd"}
 
 
-class EpochTimes(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
-
-
 class CallbackITP(keras.callbacks.Callback):
     """ITP as the original code does it: read every dense weight back to numpy after each batch,
     zero the small ones, write them back."""
@@ -68,20 +56,35 @@ class CallbackITP(keras.callbacks.Callback):
             layer.set_weights([np.where(np.abs(w) > self.threshold, w, 0.0) for w in weights])
 
 
-def keras3_epoch_times(method, epochs, data):
+def keras3_model(method, data):
+    """LeNet-5 compiled for ``method``, plus the callbacks that method needs."""
     base, itp = KERAS3_METHODS[method]
-    config = RunConfig(dataset="mnist", optimizer=base, itp=itp is not None, epochs=epochs,
+    config = RunConfig(dataset="mnist", optimizer=base, itp=itp is not None, epochs=1,
                        lr_schedule="constant").resolved()
     model = lenet5("multi" if config.is_multi else "baseline", seed=0, lambda_dense=0.0)
-    callbacks = [EpochTimes()]
+    callbacks = []
     if itp == "constraint":
         enable_itp(model)
     elif itp == "callback":
         callbacks.append(CallbackITP([l for l in model.layers if isinstance(l, keras.layers.Dense)]))
     optimizer = make_optimizer(config, model, steps_per_epoch=int(np.ceil(len(data.x_train) / 32)))
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, batch_size=32, epochs=epochs, verbose=0, callbacks=callbacks)
-    return callbacks[0].times
+    return model, callbacks
+
+
+def interleaved_epoch_times(methods, epochs, data):
+    """Seconds of each timed epoch of every method, the methods taking turns epoch by epoch, so a
+    slow phase of the machine (other tenants, memory reclaim) hits every method alike instead of
+    whichever one happens to run then. One untimed warm-up epoch each (tracing)."""
+    runs = {method: keras3_model(method, data) for method in methods}
+    times = {method: [] for method in methods}
+    for round_ in range(epochs + 1):
+        for method, (model, callbacks) in runs.items():
+            start = time.perf_counter()
+            model.fit(data.x_train, data.y_train, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
+            if round_:
+                times[method].append(time.perf_counter() - start)
+    return times
 
 
 def main(argv=None):
@@ -92,17 +95,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     data = data_lib.load_dataset("mnist", train_subset=args.train_subset)
     seconds = {}
-    for method in KERAS3_METHODS:
-        times = keras3_epoch_times(method, args.epochs + 1, data)
-        seconds[method, "keras3"] = median(times[1:])
-        print(f"keras3  {method:18s} {seconds[method, 'keras3']:.2f} s/epoch", flush=True)
+    for method, times in interleaved_epoch_times(list(KERAS3_METHODS), args.epochs, data).items():
+        seconds[method, "keras3"] = median(times)
+        print(f"keras3  {method:18s} {seconds[method, 'keras3']:.2f} s/epoch  {[round(t, 2) for t in times]}", flush=True)
     if not args.skip_tfmot:
-        runs = {"adam": {"method": "plain"}, "tfmot-gmp-f1": {"method": "tfmot", "frequency": 1},
-                "tfmot-gmp-f100": {"method": "tfmot", "frequency": 100}}
-        for name, kwargs in runs.items():
-            out = run_tfmot_worker("overhead", epochs=args.epochs + 1, train_subset=args.train_subset, **kwargs)
-            seconds[name, "tf_keras"] = median(out["epoch_seconds"][1:])
-            print(f"tf_keras {name:17s} {seconds[name, 'tf_keras']:.2f} s/epoch", flush=True)
+        out = run_tfmot_worker("overhead", epochs=args.epochs, train_subset=args.train_subset)
+        for name, times in out["epoch_seconds"].items():
+            seconds[name, "tf_keras"] = median(times)
+            print(f"tf_keras {name:17s} {seconds[name, 'tf_keras']:.2f} s/epoch  {[round(t, 2) for t in times]}", flush=True)
     rows = []
     for (method, framework), value in seconds.items():
         plain = PLAIN[KERAS3_METHODS[method][0]] if framework == "keras3" else "adam"
