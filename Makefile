@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: all figures test test-fast clean-venv
+.PHONY: all figures test test-fast benchmarks clean-venv
 
 all: figures
 
@@ -42,6 +42,15 @@ test: $(STAMP)
 ## Unit tests only (no notebook execution).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not notebooks"
+
+## Benchmarks against plain Keras, callback ITP and tfmot (tfmot runs in its own process under
+## tf_keras), and TF vs JAX: writes results/benchmarks/*.csv. Run it alone on the machine: it times.
+benchmarks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python benchmarks/training_overhead.py
+	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/frontier.py
 
 clean-venv:
 	rm -rf $(VENV)
