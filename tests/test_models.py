@@ -1,5 +1,6 @@
 """Parameter counts of every network (spec section 11) and seeding."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -59,3 +60,17 @@ def test_bad_model_arguments():
         models.cifar_cnn(width=0)
     with pytest.raises(ValueError, match="lambda_dense"):
         models.lenet5("baseline", lambda_dense=-1.0)
+
+
+def test_sign_l1_matches_keras_l1_and_has_zero_subgradient_at_zero():
+    import tensorflow as tf
+
+    from helpers.models import SignL1
+
+    w = tf.Variable([[0.0, -0.5], [2.0, 0.0]])
+    reg = SignL1(0.1)
+    assert float(reg(w)) == pytest.approx(float(keras.regularizers.L1(0.1)(w)))
+    with tf.GradientTape() as tape:
+        value = reg(w)
+    np.testing.assert_allclose(tape.gradient(value, w).numpy(), 0.1 * np.sign(w.numpy()))
+    assert SignL1.from_config(reg.get_config()).l1 == 0.1
