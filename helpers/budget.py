@@ -398,14 +398,15 @@ class LagrangianPolicyGradient:
 # --------------------------------------------------------------------------- the search
 
 
-def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progress=True):
+def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progress=True, max_extra_updates=0):
     """Train ``agent`` on ``env`` and return the best feasible pruning found.
 
     Each update scores ``episodes_per_update`` sampled episodes plus the policy's mean action
     (deterministic rollout). The answer is the highest-reward episode whose cost met the budget;
-    the history has one row per update. With ``checkpoint`` (a path) the state is written
-    atomically after every update and an interrupted search resumes where it stopped, with the
-    same numbers.
+    the history has one row per update. If no episode has met the budget after ``updates``, the
+    search goes on for up to ``max_extra_updates`` more, stopping at the first update that finds
+    one. With ``checkpoint`` (a path) the state is written atomically after every update and an
+    interrupted search resumes where it stopped, with the same numbers.
     """
     from tqdm.auto import trange
 
@@ -420,7 +421,8 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
         agent.load_state(saved["agent"])
         history, best, start = saved["history"], saved["best"], len(saved["history"])
     bar = trange(start, updates, desc="RL search", disable=not progress, leave=False)
-    for update in bar:
+    update = start
+    while update < updates or (best is None and update < updates + max_extra_updates):
         batch = [agent.rollout(env) for _ in range(episodes_per_update)]
         greedy = agent.rollout(env, deterministic=True)
         for episode in [*batch, greedy]:
@@ -438,6 +440,9 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
                         nu=f"{stats['multiplier']:.2f}")
         if checkpoint is not None:
             write_json(Path(checkpoint), {"agent": agent.state(), "history": history, "best": best})
+        bar.update(1)
+        update += 1
+    bar.close()
     env.restore()
     return {"best": best, "history": history}
 
@@ -526,13 +531,18 @@ def prune_to_budget(model, data, cost, budget, methods=METHODS, eval_size=1000, 
     result = {"layers": [layer.name for layer in env.layers], "rows": [], "history": []}
     for method in methods:
         if method == "rl":
-            agent = LagrangianPolicyGradient(env.n_features, budget, max_fraction=max_fraction, init_fraction=0.5,
-                                             seed=seed, **(agent_kwargs or {}))
-            found = search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress)
+            # Start from uniform pruning at about twice the budget (cost fractions: keeping 1 - f of
+            # every layer costs about 1 - f), infeasible but near the boundary, so the multiplier
+            # does not wind up over a long approach; 0.5 for budgets the formula does not fit.
+            init = min(max(1.0 - 2.0 * budget, 0.05), 0.9) if budget < 0.5 else 0.5
+            agent = LagrangianPolicyGradient(env.n_features, budget, max_fraction=max_fraction,
+                                             **{"init_fraction": init, "seed": seed, **(agent_kwargs or {})})
+            found = search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress,
+                           max_extra_updates=updates)
             result["history"] = found["history"]
             if found["best"] is None:
-                raise RuntimeError("the RL search found no episode within the budget; raise `updates` "
-                                   "or the multiplier's learning rate")
+                raise RuntimeError(f"the RL search found no episode within the budget in {2 * updates} updates; "
+                                   "raise `updates` or the multiplier's gains (agent_kwargs)")
             masks = env.layer_masks(np.array(found["best"]["fractions"]))
             extra = {"fraction": None, "search_reward": found["best"]["reward"]}
         else:

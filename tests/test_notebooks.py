@@ -38,7 +38,7 @@ EXTRA_TINY_RUNS = {
     "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
                                   "select_on": "val"},
     "08_budget_constrained_pruning.ipynb#vgg": {"models": ["vgg"], "vgg_epochs": 1, "vgg_train_subset": 256,
-                                                "budgets": [["parameters", 0.7]], "updates": 2, "episodes_per_update": 2,
+                                                "budgets": [["parameters", 0.7]], "vgg_updates": 2, "episodes_per_update": 2,
                                                 "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1},
     "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
                                    "methods": ["dichotomic"], "protocol": "clean", "select_on": "val"},
