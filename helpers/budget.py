@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import costs
-from .magnitude import PRUNABLE, prunable_layers
+from .magnitude import _smallest_k_mask, prunable_layers
 
 # --------------------------------------------------------------------------- cost functions
 
@@ -188,9 +188,8 @@ class LayerwisePruningEnv:
 
     def global_masks(self, fraction):
         """One magnitude threshold across all the environment's kernels."""
-        flat = np.concatenate([np.abs(k).ravel() for k in self.kernels])
-        keep = np.ones(flat.size, dtype=bool)
-        keep[np.argsort(flat, kind="stable")[:int(flat.size * fraction)]] = False
+        flat = np.concatenate([k.ravel() for k in self.kernels])
+        keep = _smallest_k_mask(flat, int(flat.size * fraction))
         masks, start = [], 0
         for kernel in self.kernels:
             masks.append(keep[start:start + kernel.size].reshape(kernel.shape))
