@@ -28,10 +28,9 @@ import numpy as np  # noqa: E402
 from helpers import data as data_lib  # noqa: E402
 from helpers import experiments, magnitude  # noqa: E402
 from helpers.cache import cached  # noqa: E402
-from helpers.models import lenet5  # noqa: E402
+from helpers.models import dense_layers, lenet5  # noqa: E402
 from helpers.runner import run_sweep  # noqa: E402
 
-DENSE = ["denselayer1", "denselayer2", "denselayer3"]
 OURS = {"smgd": "SMGD+ITP", "madam": "MAdam+ITP", "adam": "Adam+L1+ITP"}
 
 
@@ -39,14 +38,15 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
     data = data_lib.load_dataset("mnist", train_subset=train_subset)
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     model = lenet5("multi", seed=seed)
+    dense = [layer.name for layer in dense_layers(model)]
     gmp = magnitude.GradualMagnitudePruning(model, final_sparsity, end_step=int(end_fraction * steps),
-                                            frequency=frequency, layers=DENSE)
+                                            frequency=frequency, layers=dense)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
     model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[gmp])
     magnitude.detach_masks(model)
     accuracy = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
-    kernels = [model.get_layer(name).kernel.numpy() for name in DENSE]
+    kernels = [layer.kernel.numpy() for layer in dense_layers(model)]
     return {"test_acc": accuracy,
             "dense_sparsity": float(1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels))}
 

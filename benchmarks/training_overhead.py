@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from helpers import data as data_lib  # noqa: E402
-from helpers.models import lenet5  # noqa: E402
+from helpers.models import dense_layers, lenet5  # noqa: E402
 from helpers.pruning import DEFAULT_THRESHOLD, enable_itp  # noqa: E402
 from helpers.runner import RunConfig, make_optimizer  # noqa: E402
 
@@ -67,7 +67,7 @@ def keras3_model(method, data):
     if itp == "constraint":
         enable_itp(model)
     elif itp == "callback":
-        callbacks.append(CallbackITP([l for l in model.layers if isinstance(l, keras.layers.Dense)]))
+        callbacks.append(CallbackITP(dense_layers(model)))
     optimizer = make_optimizer(config, model, steps_per_epoch=int(np.ceil(len(data.x_train) / 32)))
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model, callbacks
