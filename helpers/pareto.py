@@ -232,6 +232,12 @@ def _run_levels(evaluate, new_weight, start, levels, max_history, filter_method,
             merged.append(right)
         candidates = merged
         level_log.append((before, new))
+        seen_before = {c.weights for c in history[:len(history) - len(new)]}
+        if new and all(c.weights in seen_before for c in new):
+            # The filter removed these weights' points at an earlier level and the same pairs
+            # gave them again: the search is in a cycle (the deterministic dichotomic search on
+            # a front that training does not follow does this; the stochastic rule breaks it).
+            notes.append(f"level {level}: every new weight repeats an earlier one (the search cycles)")
         if len(history) >= max_history:
             if filter_last:  # clean: the knee is never chosen from an unfiltered list
                 candidates = _apply_filter(candidates, filter_method)

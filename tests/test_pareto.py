@@ -152,6 +152,27 @@ def test_stochastic_search_is_seeded_and_draws_on_degenerate_front():
     assert len(deterministic.history) == 2 and any("skipped" in n for n in deterministic.notes)
 
 
+def test_cycling_is_reported_and_broken_by_the_stochastic_rule():
+    # Training that ignores small weights (as MAdam's l1 stream does at lambda2 ~ 2e-5): every
+    # weight below 0.05 lands next to the (1, 0) point, where the original filter removes it,
+    # so the deterministic dichotomic search evaluates the same weights level after level.
+    def sticky(weights):
+        assert min(weights) >= 0
+        if weights[1] == 0.0:
+            return (0.04, 6700.0)
+        if weights[1] >= 0.05:
+            return (0.04 + 1.5 * weights[1], 100.0 + 60.0 / weights[1] - 600.0)
+        return (0.041, 6650.0)  # on the chord's far side: filtered by the original rule
+
+    deterministic = pareto.dichotomic_search(sticky, stochastic=False)
+    assert any("cycles" in note for note in deterministic.notes)
+    repeated = [c.weights for c in deterministic.history[3:]]
+    assert len(set(repeated)) < len(repeated)
+    stochastic = pareto.dichotomic_search(sticky, stochastic=True, seed=0)
+    assert any("random weight" in note for note in stochastic.notes)
+    assert len({c.weights for c in stochastic.history}) > len({c.weights for c in deterministic.history})
+
+
 def test_searches_survive_dominated_points():
     rng = np.random.default_rng(0)
     curve = convex_curve()
