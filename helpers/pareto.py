@@ -14,7 +14,8 @@ Faithful and clean variants, as the spec asks (B14-B21):
   ``knee_max_distance`` is the clean rule (normalise both objectives, take the point farthest
   from the chord between the extremes);
 * searches: bisection, deterministic and stochastic dichotomic; the stochastic one implements the
-  intended "last three weights equal" rule with a seeded generator (B16).
+  intended "last three weights equal" rule with a seeded generator (B16); ``grid_search`` is the
+  fixed weighted-sum grid of ``paretofront.py`` in the same form, so its knee is picked the same way.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ class Candidate:
 @dataclass
 class SearchResult:
     history: list          # every evaluated candidate, in evaluation order
-    candidates: list       # the final candidate list (sorted by z2; filtered unless B21 applies)
+    candidates: list       # the final candidate list (searches: sorted by z2, filtered unless B21
+                           # applies; grid: filtered, in grid order)
     levels: list           # per level: (candidates before, new candidates)
     notes: list            # skipped pairs, random draws and other events, in words
 
@@ -254,6 +256,20 @@ def _apply_filter(candidates, method):
 
 
 START_WEIGHTS = ((1.0, 0.0), (0.9, 0.1))
+
+
+def grid_search(evaluate, weights, filter_method="original"):
+    """The fixed weighted-sum grid of ``paretofront.py`` (spec 7.1) as a search result: every
+    weighting is evaluated in the given order and the filter keeps the survivors **in that
+    order** (not sorted), which is the list the original knee rule saw (B18)."""
+    _check_search_args(1, 2, filter_method)
+    weights = [tuple(float(w) for w in pair) for pair in weights]
+    if len(weights) < 2:
+        raise ValueError(f"a grid needs at least two weightings, got {len(weights)}")
+    history = [_evaluate(evaluate, w, 0) for w in weights]
+    mask = filter_mask([c.point for c in history], filter_method)
+    candidates = [c for c, keep in zip(history, mask) if keep]
+    return SearchResult(history, candidates, [], [])
 
 
 def bisection_search(evaluate, start=START_WEIGHTS, levels=5, max_history=20, filter_method="original",

@@ -41,7 +41,8 @@ EXTRA_TINY_RUNS = {
                                                 "budgets": [["parameters", 0.7]], "vgg_updates": 2, "episodes_per_update": 2,
                                                 "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1},
     "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
-                                   "methods": ["dichotomic"], "protocol": "clean", "select_on": "val"},
+                                   "methods": ["dichotomic", "grid"], "grid_lambda2": [0.0, 0.05, 0.1],
+                                   "protocol": "clean", "select_on": "val"},
 }
 
 

@@ -187,6 +187,25 @@ def test_searches_survive_dominated_points():
         assert pareto.nondominated_mask(result.points("candidates")).all()
 
 
+def test_grid_search_keeps_grid_order_and_filters():
+    curve = convex_curve()
+    evaluate = weighted_sum_solver(curve)
+    lambda2 = [0.0, 0.3, 0.1, 0.9, 0.5, 1.0]
+    result = pareto.grid_search(evaluate, [(1 - w, w) for w in lambda2])
+    assert [c.weights[1] for c in result.history] == pytest.approx(lambda2)
+    kept = [c.weights[1] for c in result.candidates]
+    # lambda2 = 0.9, 0.5 and 1.0 all land on the curve's end (1, 1): only the first survives.
+    # The survivors stay in grid order (the list the original knee rule sees), not sorted by z2.
+    assert kept == [0.0, 0.3, 0.1, 0.9]
+    expected = pareto.original_mask(result.points())
+    assert len(kept) == int(expected.sum())
+    # a dominated grid point is filtered out
+    noisy = pareto.grid_search(lambda w: (1.0, 1.0) if w[1] == 0.5 else evaluate(w), [(1 - w, w) for w in lambda2])
+    assert 0.5 not in [c.weights[1] for c in noisy.candidates]
+    with pytest.raises(ValueError, match="at least two"):
+        pareto.grid_search(evaluate, [(1.0, 0.0)])
+
+
 def test_search_argument_errors():
     with pytest.raises(ValueError, match="levels"):
         pareto.bisection_search(lambda w: (0, 0), levels=0)
