@@ -145,8 +145,9 @@ def knee_max_distance(points):
     """Index of the clean knee: the point farthest from the chord between the two extremes,
     after scaling both objectives to [0, 1] over the given points (which should be non-dominated).
 
-    With fewer than three distinct points there is no interior point; the point with the
-    smallest sum of normalised objectives is returned.
+    With fewer than three distinct points there is no interior point and so no knee; the point
+    with the smallest sum of normalised objectives is returned (for two points both sums are 1
+    and the first point given wins the tie).
     """
     z = _as_points(points)
     span = z.max(axis=0) - z.min(axis=0)
