@@ -31,9 +31,12 @@ figures: $(STAMP)
 	  echo "== $$nb"; \
 	  $(BIN)/papermill --cwd notebooks --progress-bar "$$nb" "$$nb" || exit 1; \
 	done
-	@# Second datasets of notebooks whose default is MNIST; the executed copies are kept as records.
+	@# Second configurations (CIFAR-10 for 03, the clean variant of 05); the executed copies are kept as records.
 	@echo "== notebooks/03_smgd.ipynb -p dataset cifar10"
 	$(BIN)/papermill --cwd notebooks --progress-bar notebooks/03_smgd.ipynb results/03_smgd/03_smgd_cifar10.ipynb -p dataset cifar10
+	@echo "== notebooks/05_knee_search.ipynb, clean variant: selection on a validation split (B22), convex filter"
+	$(BIN)/papermill --cwd notebooks --progress-bar notebooks/05_knee_search.ipynb results/05_knee_search/05_knee_search_val_clean.ipynb \
+	  -p select_on val -p protocol clean -y "methods: [bisection, dichotomic, stochastic]"
 
 ## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs.
 test: $(STAMP)
