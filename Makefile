@@ -36,7 +36,7 @@ figures: $(STAMP)
 	$(BIN)/papermill --cwd notebooks --progress-bar notebooks/03_smgd.ipynb results/03_smgd/03_smgd_cifar10.ipynb -p dataset cifar10
 	@echo "== notebooks/05_knee_search.ipynb, clean variant: selection on a validation split (B22), convex filter"
 	$(BIN)/papermill --cwd notebooks --progress-bar notebooks/05_knee_search.ipynb results/05_knee_search/05_knee_search_val_clean.ipynb \
-	  -p select_on val -p protocol clean -y "methods: [bisection, dichotomic, stochastic]"
+	  -p select_on val -p protocol clean -y "{methods: [bisection, dichotomic, stochastic], knee_seeds: [0]}"
 
 ## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs.
 test: $(STAMP)

@@ -20,7 +20,7 @@ TINY_PARAMETERS = {
     "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"]},
     "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256},
     "05_knee_search.ipynb": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
-                             "methods": ["bisection", "stochastic"]},
+                             "methods": ["bisection", "stochastic"], "knee_seeds": [0, 1]},
     "06_post_training_pruning.ipynb": {"datasets": ["fashion_mnist"], "epochs": 1, "train_subset": 1000,
                                        "ks": [0.0, 0.5, 0.9], "compact_ks": [0.5], "latency_repeats": 2},
     "07_structured_global_iterative.ipynb": {"width": 0.05, "epochs": 1, "train_subset": 256, "gmp_epochs": 1,
@@ -41,7 +41,7 @@ EXTRA_TINY_RUNS = {
                                                 "budgets": [["parameters", 0.7]], "vgg_updates": 2, "episodes_per_update": 2,
                                                 "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1},
     "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
-                                   "methods": ["dichotomic", "grid"], "grid_lambda2": [0.0, 0.05, 0.1],
+                                   "methods": ["dichotomic", "grid"], "grid_lambda2": [0.0, 0.05, 0.1], "knee_seeds": [0],
                                    "protocol": "clean", "select_on": "val"},
 }
 
