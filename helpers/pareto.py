@@ -263,7 +263,8 @@ def grid_search(evaluate, weights, filter_method="original"):
     """The fixed weighted-sum grid of ``paretofront.py`` (spec 7.1) as a search result: every
     weighting is evaluated in the given order and the filter keeps the survivors **in that
     order** (not sorted), which is the list the original knee rule saw (B18)."""
-    _check_search_args(1, 2, filter_method)
+    if filter_method not in FILTERS:
+        raise ValueError(f"unknown filter {filter_method!r}; choose one of {', '.join(FILTERS)}")
     weights = [tuple(float(w) for w in pair) for pair in weights]
     if len(weights) < 2:
         raise ValueError(f"a grid needs at least two weightings, got {len(weights)}")
