@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import costs
-from .magnitude import _smallest_k_mask, prunable_layers
+from .magnitude import smallest_k_mask, prunable_layers
 
 # --------------------------------------------------------------------------- cost functions
 
@@ -189,7 +189,7 @@ class LayerwisePruningEnv:
     def global_masks(self, fraction):
         """One magnitude threshold across all the environment's kernels."""
         flat = np.concatenate([k.ravel() for k in self.kernels])
-        keep = _smallest_k_mask(flat, int(flat.size * fraction))
+        keep = smallest_k_mask(flat, int(flat.size * fraction))
         masks, start = [], 0
         for kernel in self.kernels:
             masks.append(keep[start:start + kernel.size].reshape(kernel.shape))

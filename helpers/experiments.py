@@ -200,7 +200,7 @@ def _global_unit_masks(model, fraction):
     scores = [np.linalg.norm(l.kernel.numpy().reshape(-1, l.kernel.shape[-1]), axis=0) /
               np.sqrt(np.prod(l.kernel.shape[:-1])) for l in layers]
     flat = np.concatenate(scores)
-    keep = magnitude._smallest_k_mask(flat, int(flat.size * fraction))
+    keep = magnitude.smallest_k_mask(flat, int(flat.size * fraction))
     masks, start = {}, 0
     for layer, score in zip(layers, scores):
         units = keep[start:start + score.size]

@@ -43,7 +43,7 @@ def _check_fraction(fraction):
         raise ValueError(f"pruning fraction must be in [0, 1], got {fraction}")
 
 
-def _smallest_k_mask(values, k):
+def smallest_k_mask(values, k):
     """Keep-mask that drops exactly the ``k`` entries of smallest |value| (stable order)."""
     flat = np.abs(values).ravel()
     keep = np.ones(flat.size, dtype=bool)
@@ -58,10 +58,10 @@ def weight_masks(model, fraction, layers=None, include_output=False, prune_bias=
     masks = {}
     for layer in prunable_layers(model, layers, include_output):
         kernel = layer.kernel.numpy()
-        masks[layer.kernel.path] = _smallest_k_mask(kernel, int(kernel.size * fraction))
+        masks[layer.kernel.path] = smallest_k_mask(kernel, int(kernel.size * fraction))
         if prune_bias and layer.use_bias:
             bias = layer.bias.numpy()
-            masks[layer.bias.path] = _smallest_k_mask(bias, int(bias.size * fraction))
+            masks[layer.bias.path] = smallest_k_mask(bias, int(bias.size * fraction))
     return masks
 
 
@@ -71,7 +71,7 @@ def global_masks(model, fraction, layers=None, include_output=False):
     selected = prunable_layers(model, layers, include_output)
     values = [layer.kernel.numpy() for layer in selected]
     flat = np.concatenate([np.abs(v).ravel() for v in values])
-    keep = _smallest_k_mask(flat, int(flat.size * fraction))
+    keep = smallest_k_mask(flat, int(flat.size * fraction))
     masks, start = {}, 0
     for layer, value in zip(selected, values):
         masks[layer.kernel.path] = keep[start:start + value.size].reshape(value.shape)
@@ -88,7 +88,7 @@ def unit_masks(model, fraction, layers=None, include_output=False):
         kernel = layer.kernel.numpy()
         per_unit = kernel.reshape(-1, kernel.shape[-1])
         norms = np.sqrt(np.square(per_unit).sum(axis=0))
-        keep_units = _smallest_k_mask(norms, int(len(norms) * fraction))
+        keep_units = smallest_k_mask(norms, int(len(norms) * fraction))
         masks[layer.kernel.path] = np.broadcast_to(keep_units, kernel.shape).copy()
         if layer.use_bias:
             masks[layer.bias.path] = keep_units.copy()

@@ -108,14 +108,14 @@ def original_mask(points):
     return keep
 
 
+def _check_filter(method):
+    if method not in FILTERS:
+        raise ValueError(f"unknown filter {method!r}; choose one of {', '.join(FILTERS)}")
+
+
 def filter_mask(points, method="original"):
-    if method == "original":
-        return original_mask(points)
-    if method == "nondominated":
-        return nondominated_mask(points)
-    if method == "convex":
-        return convex_mask(points)
-    raise ValueError(f"unknown filter {method!r}; choose one of {', '.join(FILTERS)}")
+    _check_filter(method)
+    return {"original": original_mask, "nondominated": nondominated_mask, "convex": convex_mask}[method](points)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +166,23 @@ def knee_max_distance(points):
     return int(np.argmax(distance))
 
 
+KNEE_RULES = ("original", "max-distance")
+
+
+def pick_knees(candidates):
+    """The knee of a search's final candidates by each rule: ``{"original": c, "max-distance": c}``.
+
+    The original rule sees the candidates' weights in list order, as the code did (B18); the
+    clean rule chooses among the non-dominated candidates only.
+    """
+    if not candidates:
+        raise ValueError("no candidates")
+    nondominated = nondominated_mask([c.point for c in candidates])
+    pool = [c for c, keep in zip(candidates, nondominated) if keep]
+    return {"original": candidates[knee_original([c.weights for c in candidates])],
+            "max-distance": pool[knee_max_distance([c.point for c in pool])]}
+
+
 # ---------------------------------------------------------------------------------------------
 # Searches
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +225,7 @@ def _check_search_args(levels, max_history, filter_method):
         raise ValueError(f"levels must be >= 1, got {levels}")
     if max_history < 2:
         raise ValueError(f"max_history must be >= 2, got {max_history}")
-    if filter_method not in FILTERS:
-        raise ValueError(f"unknown filter {filter_method!r}; choose one of {', '.join(FILTERS)}")
+    _check_filter(filter_method)
 
 
 def _run_levels(evaluate, new_weight, start, levels, max_history, filter_method, filter_last):
@@ -263,8 +279,7 @@ def grid_search(evaluate, weights, filter_method="original"):
     """The fixed weighted-sum grid of ``paretofront.py`` (spec 7.1) as a search result: every
     weighting is evaluated in the given order and the filter keeps the survivors **in that
     order** (not sorted), which is the list the original knee rule saw (B18)."""
-    if filter_method not in FILTERS:
-        raise ValueError(f"unknown filter {filter_method!r}; choose one of {', '.join(FILTERS)}")
+    _check_filter(filter_method)
     weights = [tuple(float(w) for w in pair) for pair in weights]
     if len(weights) < 2:
         raise ValueError(f"a grid needs at least two weightings, got {len(weights)}")

@@ -213,3 +213,17 @@ def test_search_argument_errors():
         pareto.dichotomic_search(lambda w: (0, 0), filter_method="hull")
     with pytest.raises(ValueError, match="two objective"):
         pareto.bisection_search(lambda w: (1.0, 2.0, 3.0))
+
+
+def test_pick_knees_applies_both_rules_as_specified():
+    candidates = [pareto.Candidate(w, p, 0) for w, p in [
+        ((0.9, 0.1), (0.2, 40.0)), ((0.95, 0.05), (0.05, 200.0)), ((0.97, 0.03), (0.06, 900.0)),  # dominated
+        ((0.99, 0.01), (0.045, 800.0)), ((1.0, 0.0), (0.04, 2500.0))]]
+    picks = pareto.pick_knees(candidates)
+    assert set(picks) == set(pareto.KNEE_RULES)
+    assert picks["original"] is candidates[pareto.knee_original([c.weights for c in candidates])]
+    pool = [c for c in candidates if c.weights != (0.97, 0.03)]
+    assert picks["max-distance"] is pool[pareto.knee_max_distance([c.point for c in pool])]
+    assert picks["max-distance"].weights == (0.95, 0.05)
+    with pytest.raises(ValueError, match="no candidates"):
+        pareto.pick_knees([])
