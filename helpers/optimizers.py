@@ -11,6 +11,19 @@ Every batch (spec section 2):
   2. (c1, c2) = closed-form min-norm weights of {g1, g2} over *all* trainable variables
      (``weights="min-norm"``), or the fixed weighted-sum weights (``weights=(l1, l2)``);
   3. the update of SMGD / MAdam / MRMSprop with those weights.
+
+The adaptive methods (MAdam, MRMSprop) combine the two objectives in one of two ways
+(``scalarization``):
+
+* ``"separate"`` (the published code, spec 2.3/2.4): one moment stream per objective, each
+  direction normalised on its own, then ``c1 d1 + c2 d2``. Its fixed point per coordinate is
+  ``c1 m1/sqrt(v1) + c2 m2/sqrt(v2) ~ 0``, *not* the stationarity condition of the weighted sum
+  ``c1 loss1 + c2 loss2``: under fixed weights it does not minimise that scalarization.
+* ``"joint"``: one moment stream on the combined gradient ``c1 g1 + c2 g2``. With fixed weights
+  this is exactly Keras Adam (Keras-2 RMSprop) on ``lambda1 loss1 + lambda2 loss2``.
+
+SMGD is linear in the gradient, so both scalarizations are the same update; SMGD accepts the
+argument and ignores it.
 Intra-training pruning is not the optimizer's job: it is a Keras variable constraint
 (``helpers.pruning.ThresholdPrune``), which Keras applies in-graph right after every update.
 
@@ -29,6 +42,8 @@ from keras import ops
 from .objectives import NONE, DensePenalty
 
 MIN_NORM = "min-norm"
+SEPARATE, JOINT = "separate", "joint"
+SCALARIZATIONS = (SEPARATE, JOINT)
 
 
 def min_norm_coefficients(g1, g2):
@@ -78,10 +93,15 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
         penalty: the second objective, ``DensePenalty.from_model(model)``.
         weights: ``"min-norm"`` (the multi-objective algorithm, c recomputed every batch) or a
             pair ``(lambda1, lambda2)`` of fixed non-negative weights (weighted-sum mode).
+        scalarization: ``"separate"`` (one moment stream per objective, the published code) or
+            ``"joint"`` (one stream on ``c1 g1 + c2 g2``); see the module docstring.
     """
 
-    def __init__(self, learning_rate, penalty, weights=MIN_NORM, name=None, **kwargs):
+    def __init__(self, learning_rate, penalty, weights=MIN_NORM, scalarization=SEPARATE, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if scalarization not in SCALARIZATIONS:
+            raise ValueError(f"scalarization must be one of {', '.join(SCALARIZATIONS)}, got {scalarization!r}")
+        self.scalarization = scalarization
         if isinstance(penalty, dict):
             penalty = DensePenalty.from_config(penalty)
         if not isinstance(penalty, DensePenalty):
@@ -144,8 +164,18 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update({"penalty": self.penalty.get_config(),
-                       "weights": MIN_NORM if self.fixed_weights is None else list(self.fixed_weights)})
+                       "weights": MIN_NORM if self.fixed_weights is None else list(self.fixed_weights),
+                       "scalarization": self.scalarization})
         return config
+
+    def _combined_gradient(self, gradient, variable):
+        """``c1 g1 + c2 g2`` for one variable (g2 read before the variable's own update)."""
+        dtype = variable.dtype
+        combined = ops.multiply(ops.cast(gradient, dtype), ops.cast(self.c1, dtype))
+        g2 = self._penalty_gradient(variable)
+        if g2 is not None:
+            combined = ops.add(combined, ops.multiply(g2, ops.cast(self.c2, dtype)))
+        return combined
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -157,11 +187,14 @@ class SMGD(MultiGradientOptimizer):
     With momentum 0 it is Liu & Vicente's SMG; with ``weights=(1, 0)`` it is Keras SGD.
     The original class's surprising default ``decay=0.01`` (B13) is not copied: pass the
     decay through the learning-rate schedule explicitly.
+
+    SMGD is linear in the gradient, so ``scalarization`` ("separate" or "joint") does not change
+    the update: both give ``c1 g1 + c2 g2``.
     """
 
     def __init__(self, learning_rate=0.01, penalty=None, weights=MIN_NORM, momentum=0.0,
-                 nesterov=False, name="smgd", **kwargs):
-        super().__init__(learning_rate, penalty, weights, name=name, **kwargs)
+                 nesterov=False, scalarization=SEPARATE, name="smgd", **kwargs):
+        super().__init__(learning_rate, penalty, weights, scalarization, name=name, **kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         self.momentum = momentum
@@ -173,12 +206,7 @@ class SMGD(MultiGradientOptimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        c1 = ops.cast(self.c1, variable.dtype)
-        c2 = ops.cast(self.c2, variable.dtype)
-        direction = ops.multiply(ops.cast(gradient, variable.dtype), c1)
-        g2 = self._penalty_gradient(variable)
-        if g2 is not None:
-            direction = ops.add(direction, ops.multiply(g2, c2))
+        direction = self._combined_gradient(gradient, variable)
         m = self.momentums[self._get_variable_index(variable)]
         if m is None:
             self.assign_sub(variable, ops.multiply(direction, lr))
@@ -198,7 +226,9 @@ class SMGD(MultiGradientOptimizer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class MAdam(MultiGradientOptimizer):
-    """Multi-objective Adam: one Adam moment stream per objective (spec 2.3).
+    """Multi-objective Adam (spec 2.3).
+
+    ``scalarization="separate"`` (the published code): one Adam moment stream per objective,
 
         m_i <- b1 m_i + (1-b1) g_i;  v_i <- b2 v_i + (1-b2) g_i^2
         theta <- theta - lr_t [c1 m_1/(sqrt v_1 + eps) + c2 m_2/(sqrt v_2 + eps)]
@@ -206,11 +236,17 @@ class MAdam(MultiGradientOptimizer):
     c1, c2 come from the raw gradients, not from the Adam directions. This is *not* Adam on
     c1 loss1 + c2 loss2: each direction is normalised separately, so the L1 direction is
     about sign(W) per coordinate (a soft threshold of about lr_t c2 per step).
+
+    ``scalarization="joint"``: one stream on d = c1 g1 + c2 g2,
+
+        m <- b1 m + (1-b1) d;  v <- b2 v + (1-b2) d^2;  theta <- theta - lr_t m/(sqrt v + eps)
+
+    which with fixed weights is exactly Keras Adam on lambda1 loss1 + lambda2 loss2.
     """
 
     def __init__(self, learning_rate=0.001, penalty=None, weights=MIN_NORM, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, amsgrad=False, name="madam", **kwargs):
-        super().__init__(learning_rate, penalty, weights, name=name, **kwargs)
+                 epsilon=1e-7, amsgrad=False, scalarization=SEPARATE, name="madam", **kwargs):
+        super().__init__(learning_rate, penalty, weights, scalarization, name=name, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
 
     def _build_slots(self, var_list):
@@ -218,11 +254,15 @@ class MAdam(MultiGradientOptimizer):
             return [self.add_variable_from_reference(v, name)
                     if not only_penalised or self.penalty.role(v)[0] != NONE else None for v in var_list]
         # Variables outside the penalty have g2 = 0 forever, so m2 = v2 = 0 and their second
-        # direction is exactly 0/(0+eps) = 0: no slots are needed for them.
+        # direction is exactly 0/(0+eps) = 0: no slots are needed for them. The joint
+        # scalarization has a single stream (m1, v1) on the combined gradient.
         self.m1, self.v1 = slots("m1"), slots("v1")
-        self.m2, self.v2 = slots("m2", True), slots("v2", True)
+        if self.scalarization == SEPARATE:
+            self.m2, self.v2 = slots("m2", True), slots("v2", True)
         if self.amsgrad:
-            self.vhat1, self.vhat2 = slots("vhat1"), slots("vhat2", True)
+            self.vhat1 = slots("vhat1")
+            if self.scalarization == SEPARATE:
+                self.vhat2 = slots("vhat2", True)
 
     def _direction(self, g, m, v, vhat):
         self.assign_add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1))
@@ -239,8 +279,12 @@ class MAdam(MultiGradientOptimizer):
         step = ops.cast(self.iterations + 1, dtype)
         alpha = lr * ops.sqrt(1 - ops.power(ops.cast(self.beta_2, dtype), step)) / (
             1 - ops.power(ops.cast(self.beta_1, dtype), step))
-        g2 = self._penalty_gradient(variable)  # read before the update below
         vhat1 = self.vhat1[i] if self.amsgrad else None
+        if self.scalarization == JOINT:
+            update = self._direction(self._combined_gradient(gradient, variable), self.m1[i], self.v1[i], vhat1)
+            self.assign_sub(variable, ops.multiply(update, alpha))
+            return
+        g2 = self._penalty_gradient(variable)  # read before the update below
         update = ops.multiply(self._direction(ops.cast(gradient, dtype), self.m1[i], self.v1[i], vhat1),
                               ops.cast(self.c1, dtype))
         if g2 is not None:
@@ -260,17 +304,24 @@ class MAdam(MultiGradientOptimizer):
 class MRMSprop(MultiGradientOptimizer):
     """Multi-objective RMSprop, Keras-2 style (epsilon outside the root), spec 2.4.
 
+    ``scalarization="separate"`` (the published code):
+
         a_i <- rho a_i + (1-rho) g_i^2;   theta <- theta - lr [c1 g1/(sqrt a_1 + eps) + c2 g2/(sqrt a_2 + eps)]
+
+    ``scalarization="joint"``: one accumulator on d = c1 g1 + c2 g2,
+    ``a <- rho a + (1-rho) d^2;  theta <- theta - lr d/(sqrt a + eps)`` (``RMSpropKeras2`` on the
+    weighted sum when the weights are fixed).
     """
 
     def __init__(self, learning_rate=0.001, penalty=None, weights=MIN_NORM, rho=0.9, epsilon=1e-7,
-                 name="mrmsprop", **kwargs):
-        super().__init__(learning_rate, penalty, weights, name=name, **kwargs)
+                 scalarization=SEPARATE, name="mrmsprop", **kwargs):
+        super().__init__(learning_rate, penalty, weights, scalarization, name=name, **kwargs)
         self.rho, self.epsilon = rho, epsilon
 
     def _build_slots(self, var_list):
         self.a1 = [self.add_variable_from_reference(v, "a1") for v in var_list]
-        self.a2 = [self.add_variable_from_reference(v, "a2") if self.penalty.role(v)[0] != NONE else None
+        self.a2 = [self.add_variable_from_reference(v, "a2")
+                   if self.scalarization == SEPARATE and self.penalty.role(v)[0] != NONE else None
                    for v in var_list]
 
     def _direction(self, g, a):
@@ -280,6 +331,10 @@ class MRMSprop(MultiGradientOptimizer):
     def update_step(self, gradient, variable, learning_rate):
         i = self._get_variable_index(variable)
         dtype = variable.dtype
+        if self.scalarization == JOINT:
+            update = self._direction(self._combined_gradient(gradient, variable), self.a1[i])
+            self.assign_sub(variable, ops.multiply(update, ops.cast(learning_rate, dtype)))
+            return
         g2 = self._penalty_gradient(variable)
         update = ops.multiply(self._direction(ops.cast(gradient, dtype), self.a1[i]), ops.cast(self.c1, dtype))
         if g2 is not None:

@@ -32,7 +32,7 @@ from . import data as data_lib
 from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
-from .optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD
+from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
 from .cache import atomic_write, default_cache_dir, write_json
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
@@ -63,6 +63,10 @@ class RunConfig:
         epochs, batch_size, seed: as usual; batch 32 (MNIST) / 64 (CIFAR) by default.
         learning_rate: eta0; default 1e-3 for Adam-type and RMSprop-type, 1e-2 for SGD-type.
         weights: ``"min-norm"`` or fixed ``(lambda1, lambda2)`` (weighted sum; multi only).
+        scalarization: how MAdam / MRMSprop combine the objectives: ``"separate"`` (the published
+            code: one moment stream per objective) or ``"joint"`` (one stream on c1 g1 + c2 g2,
+            which minimises the weighted sum; see ``helpers.optimizers``). SMGD is linear, so
+            both are the same update and resolve to ``"separate"`` (one cache entry).
         lr_schedule: ``"paper"`` (logistic S(e) and decay as in the paper's table) or
             ``"constant"`` (the search scripts: no schedule, no decay).
         protocol: ``"faithful"`` reproduces the original code including its quirks (B3, B5,
@@ -84,6 +88,7 @@ class RunConfig:
     learning_rate: float | None = None
     batch_size: int | None = None
     weights: str | tuple = "min-norm"
+    scalarization: str = "separate"
     lr_schedule: str = "paper"
     protocol: str = "faithful"
     threshold: float = 1e-3
@@ -134,6 +139,13 @@ class RunConfig:
             if not self.is_multi:
                 raise ValueError(f"fixed weights are for the multi-objective optimizers, not {self.optimizer!r}")
 
+        if self.scalarization not in SCALARIZATIONS:
+            raise ValueError(f"unknown scalarization {self.scalarization!r}; choose one of {', '.join(SCALARIZATIONS)}")
+        if self.scalarization != SEPARATE and not self.is_multi:
+            raise ValueError(f"scalarization is for the multi-objective optimizers, not {self.optimizer!r}")
+        # SMGD is linear in the gradient: "joint" and "separate" are the same update.
+        scalarization = SEPARATE if self.optimizer == "smgd" else self.scalarization
+
         sgd_like = self.optimizer in ("smgd", "sgd")
         learning_rate = self.learning_rate
         if learning_rate is None:
@@ -172,7 +184,7 @@ class RunConfig:
         if self.validation_size < 0:
             raise ValueError(f"validation_size must be >= 0, got {self.validation_size}")
         return dataclasses.replace(
-            self, dataset=dataset, model=model, weights=weights, learning_rate=float(learning_rate),
+            self, dataset=dataset, model=model, weights=weights, scalarization=scalarization, learning_rate=float(learning_rate),
             batch_size=batch_size, logistic=bool(logistic), decay=float(decay), momentum=float(momentum),
             conv_l2_in_penalty=bool(conv_l2), lambda_dense=float(lambda_dense), threshold=float(self.threshold))
 
@@ -184,13 +196,17 @@ class RunConfig:
 
     def key(self):
         """Stable hash of the resolved configuration (and of CACHE_VERSION)."""
-        payload = json.dumps({"config": self.resolved().to_dict(), "cache_version": CACHE_VERSION},
-                             sort_keys=True)
+        config = self.resolved().to_dict()
+        if config["scalarization"] == SEPARATE:
+            del config["scalarization"]  # the field came later: separate runs keep their keys
+        payload = json.dumps({"config": config, "cache_version": CACHE_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def slug(self):
         c = self.resolved()
         weights = "" if c.weights == "min-norm" else f"-w{c.weights[1]:.3g}"
+        if c.scalarization != SEPARATE:
+            weights += f"-{c.scalarization}"
         itp = "itp" if c.itp else "noitp"
         return f"{c.dataset}-{c.optimizer}{weights}-{itp}-e{c.epochs}-s{c.seed}"
 
@@ -234,8 +250,8 @@ def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
         if c.optimizer == "smgd":
             return SMGD(learning_rate, penalty, c.weights, momentum=c.momentum)
         if c.optimizer == "madam":
-            return MAdam(learning_rate, penalty, c.weights)
-        return MRMSprop(learning_rate, penalty, c.weights)
+            return MAdam(learning_rate, penalty, c.weights, scalarization=c.scalarization)
+        return MRMSprop(learning_rate, penalty, c.weights, scalarization=c.scalarization)
     if c.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=c.momentum)
     if c.optimizer == "adam":

@@ -193,3 +193,126 @@ def test_optimizer_config_round_trip():
     clone = MAdam.from_config(optimizer.get_config())
     assert clone.fixed_weights == (0.9, 0.1)
     assert clone.penalty.get_config() == optimizer.penalty.get_config()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalarization: "joint" (one moment stream on c1 g1 + c2 g2) against Keras on the weighted sum
+# ---------------------------------------------------------------------------------------------
+
+
+def _weighted_sum_reference(reference_optimizer, data, lambdas, seed, steps=4, batch=16):
+    """Keras' own optimizer on lambda1 (CE + conv L2) + lambda2 (L1 dense + conv L2), by autodiff."""
+    model = models.lenet5("multi", seed=seed)
+    penalty = DensePenalty.from_model(model, conv_l2=True)
+    x, y = data
+    for t in range(steps):
+        xb, yb = x[t * batch:(t + 1) * batch], y[t * batch:(t + 1) * batch]
+        variables = model.trainable_variables
+        with tf.GradientTape() as tape:
+            probs = model(xb, training=True)
+            loss1 = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, probs)) + tf.add_n(model.losses)
+            loss2 = tf.add_n([tf.reduce_sum(tf.abs(v)) for v in variables if v.path in penalty.l1_paths]
+                             + [c * tf.reduce_sum(tf.square(v)) for v in variables
+                                for p, c in penalty.l2_coefficients.items() if v.path == p])
+            loss = lambdas[0] * loss1 + lambdas[1] * loss2
+        grads = tape.gradient(loss, [v.value for v in variables])
+        reference_optimizer.apply(grads, variables)
+    return model
+
+
+def _ours_steps(optimizer_factory, data, seed, steps=4, batch=16):
+    model = models.lenet5("multi", seed=seed)
+    optimizer = optimizer_factory(model)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    x, y = data
+    for t in range(steps):
+        model.train_on_batch(x[t * batch:(t + 1) * batch], y[t * batch:(t + 1) * batch])
+    return model
+
+
+@pytest.mark.parametrize("lambdas", [(0.7, 0.3), (1.0, 9e-4)])
+@pytest.mark.parametrize("kind", ["madam", "mrmsprop"])
+def test_joint_fixed_weights_equal_keras_on_weighted_sum(kind, lambdas, tiny_images):
+    if kind == "madam":
+        ours = _ours_steps(lambda m: MAdam(1e-3, DensePenalty.from_model(m), weights=lambdas,
+                                           scalarization="joint"), tiny_images, seed=3)
+        reference = _weighted_sum_reference(keras.optimizers.Adam(1e-3, epsilon=1e-7), tiny_images, lambdas, seed=3)
+    else:
+        ours = _ours_steps(lambda m: MRMSprop(1e-3, DensePenalty.from_model(m), weights=lambdas,
+                                              scalarization="joint"), tiny_images, seed=3)
+        reference = _weighted_sum_reference(RMSpropKeras2(1e-3), tiny_images, lambdas, seed=3)
+    for wa, wb in zip(ours.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["madam", "mrmsprop"])
+def test_separate_differs_from_weighted_sum(kind, tiny_images):
+    """The published (separate) scalarization is *not* Keras on the weighted sum: the test above
+    would be vacuous if both scalarizations computed the same thing."""
+    lambdas = (0.7, 0.3)
+    cls, reference_optimizer = (MAdam, keras.optimizers.Adam(1e-3, epsilon=1e-7)) if kind == "madam" else \
+        (MRMSprop, RMSpropKeras2(1e-3))
+    ours = _ours_steps(lambda m: cls(1e-3, DensePenalty.from_model(m), weights=lambdas), tiny_images, seed=3)
+    reference = _weighted_sum_reference(reference_optimizer, tiny_images, lambdas, seed=3)
+    largest = max(float(np.max(np.abs(a - b))) for a, b in zip(ours.get_weights(), reference.get_weights()))
+    assert largest > 1e-4
+
+
+@pytest.mark.parametrize("weights", ["min-norm", (0.6, 0.4)])
+def test_smgd_scalarizations_coincide(weights, tiny_images):
+    """SMGD is linear in the gradient: separate and joint are one update."""
+    runs = [_ours_steps(lambda m: SMGD(1e-2, DensePenalty.from_model(m), weights=weights, momentum=0.9,
+                                       scalarization=s), tiny_images, seed=4) for s in ("separate", "joint")]
+    for wa, wb in zip(runs[0].get_weights(), runs[1].get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def _joint_min_norm_reference(model, x, y, state, lr, t):
+    """One joint MAdam step with min-norm weights, in numpy from the formulas."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        probs = model(x, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs)) + tf.add_n(model.losses)
+    g1 = [g.numpy().astype(np.float64) for g in tape.gradient(loss, [v.value for v in variables])]
+    w = [v.numpy().astype(np.float64) for v in variables]
+    g2 = [np.sign(wv) if ("dense" in v.path and v.path.endswith("kernel")) else
+          (2 * 1e-4 * wv if v.path.startswith("conv") and v.path.endswith("kernel") else np.zeros_like(wv))
+          for v, wv in zip(variables, w)]
+    f1, f2 = np.concatenate([g.ravel() for g in g1]), np.concatenate([g.ravel() for g in g2])
+    c1 = np.clip((f2 - f1) @ f2 / ((f2 - f1) @ (f2 - f1)), 0, 1)
+    c2 = 1 - c1
+    new = []
+    for i, (wv, a, b) in enumerate(zip(w, g1, g2)):
+        s = state.setdefault(i, {"m": np.zeros_like(wv), "v": np.zeros_like(wv)})
+        d = c1 * a + c2 * b
+        s["m"] = 0.9 * s["m"] + 0.1 * d
+        s["v"] = 0.999 * s["v"] + 0.001 * d**2
+        lr_t = lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        new.append(wv - lr_t * s["m"] / (np.sqrt(s["v"]) + 1e-7))
+    return new, (c1, c2)
+
+
+def test_joint_min_norm_matches_numpy_reference(tiny_images):
+    x, y = tiny_images
+    ours, reference = models.lenet5("multi", seed=2), models.lenet5("multi", seed=2)
+    optimizer = MAdam(1e-3, DensePenalty.from_model(ours), scalarization="joint")
+    ours.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    state = {}
+    for t in range(1, 4):
+        xb, yb = x[(t - 1) * 16:t * 16], y[(t - 1) * 16:t * 16]
+        expected, (c1, c2) = _joint_min_norm_reference(reference, xb, yb, state, 1e-3, t)
+        ours.train_on_batch(xb, yb)
+        assert float(optimizer.c2.numpy()) == pytest.approx(c2, rel=1e-3, abs=1e-9)
+        for variable, value in zip(ours.trainable_variables, expected):
+            np.testing.assert_allclose(variable.numpy(), value, rtol=1e-4, atol=2e-7)
+        for variable, value in zip(reference.trainable_variables, expected):
+            variable.assign(value.astype("float32"))
+
+
+def test_scalarization_argument_and_config():
+    model = models.lenet5()
+    penalty = DensePenalty.from_model(model)
+    with pytest.raises(ValueError, match="scalarization"):
+        MAdam(1e-3, penalty, scalarization="mixed")
+    clone = MRMSprop.from_config(MRMSprop(1e-3, penalty, scalarization="joint").get_config())
+    assert clone.scalarization == "joint"

@@ -1,5 +1,6 @@
 """The cached experiment runner: validation before training, protocol defaults, cache, resume."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -131,3 +132,20 @@ def test_cached_only_sweep_skips_missing_runs(tmp_path, monkeypatch):
     results = runner.run_sweep([done, RunConfig(optimizer="sgd", **{**TINY, "epochs": 1})], cache_dir=tmp_path,
                                progress=False, cached_only=True)
     assert [r.config.optimizer for r in results] == ["madam"]
+
+
+def test_scalarization_in_config_and_key():
+    from helpers.runner import RunConfig
+
+    separate = RunConfig(optimizer="madam", weights=(0.9, 0.1), lr_schedule="constant", epochs=10)
+    joint = dataclasses.replace(separate, scalarization="joint")
+    # the field came after the cache: separate runs keep the key they had without it
+    assert separate.key() != joint.key()
+    assert "joint" in joint.slug() and "joint" not in separate.slug()
+    # SMGD is linear: both scalarizations are one run and share one cache entry
+    smgd = RunConfig(optimizer="smgd")
+    assert dataclasses.replace(smgd, scalarization="joint").key() == smgd.key()
+    with pytest.raises(ValueError, match="scalarization"):
+        RunConfig(optimizer="adam", scalarization="joint").resolved()
+    with pytest.raises(ValueError, match="scalarization"):
+        RunConfig(optimizer="madam", scalarization="both").resolved()
