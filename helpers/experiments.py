@@ -5,11 +5,14 @@ and by long background sweeps (``python -m helpers.experiments smgd --dataset mn
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
-from .runner import RunConfig, run_sweep
+from . import pareto
+from .runner import RunConfig, run_experiment, run_sweep
 
 # The optimizer comparison of spec 6.1: multi-objective methods and their Keras baselines.
 PAPER_OPTIMIZERS = {"mnist": ("smgd", "madam", "sgd", "adam"),
@@ -72,9 +75,228 @@ def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, **
     return [weighted_sum_run(v, **run_kwargs) for v in unique]
 
 
+def grid_table(results, select_on="test"):
+    """Notebook 04's ``grid.csv``: one row per weighted-sum run, sorted by scalarization (separate
+    first) and lambda2; ``nondominated`` marks, per scalarization, the points no other point of
+    the same grid beats in both cross-entropy (on ``select_on``) and l1."""
+    import pandas as pd
+
+    rows = [{"scalarization": r.config.scalarization, "lambda2": r.config.weights[1],
+             "test_ce": r.summary["test_ce"], "l1_dense": r.summary["l1_dense"], "nnz_dense": r.summary["nnz_dense"],
+             "test_acc": r.summary["test_acc"],
+             **({"val_ce": r.history["val_ce"][-1], "val_acc": r.history["val_accuracy"][-1]}
+                if select_on == "val" else {})} for r in results]
+    grid = pd.DataFrame(rows)
+    grid["order"] = grid.scalarization.map({"separate": 0, "joint": 1})
+    grid = grid.sort_values(["order", "lambda2"]).drop(columns="order").reset_index(drop=True)
+    grid["nondominated"] = False
+    for _, part in grid.groupby("scalarization"):
+        grid.loc[part.index, "nondominated"] = pareto.nondominated_mask(part[[f"{select_on}_ce", "l1_dense"]].to_numpy())
+    return grid
+
+
+def fig4_band_table(grid):
+    """Fig. 4's lambda bands (``helpers.paper.FIG4_BANDS``): the paper's ranges beside the median
+    (and range) of each scalarization's runs in the band."""
+    import pandas as pd
+
+    from .paper import FIG4_BANDS
+
+    def fmt(values, digits):
+        return f"{values.min():,.{digits}f}-{values.max():,.{digits}f}" if len(values) else "-"
+
+    columns = (("nnz_dense", 0), ("l1_dense", 0), ("test_ce", 3), ("test_acc", 3))
+    rows = []
+    for band in FIG4_BANDS:
+        for source in ("paper", *dict.fromkeys(grid.scalarization)):
+            row = {"lambda2 band": band["band"], "source": source}
+            if source == "paper":
+                row.update({"runs": "", **{k: f"{band[k][0]:,.{d}f}-{band[k][1]:,.{d}f}" for k, d in columns}})
+            else:
+                g = grid[(grid.scalarization == source) & (grid.lambda2 >= band["lo"]) & (grid.lambda2 < band["hi"])]
+                row["runs"] = str(len(g))
+                for column, digits in columns:
+                    row[column] = f"{g[column].median():,.{digits}f} ({fmt(g[column], digits)})" if len(g) else "-"
+            rows.append(row)
+    return pd.DataFrame(rows).rename(columns={"nnz_dense": "nonzeros", "l1_dense": "l1 (dense)",
+                                              "test_ce": "test CE", "test_acc": "test acc"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Knee search (notebook 05): the weighted-sum searches of spec 7 on real training runs
+# ---------------------------------------------------------------------------------------------
+
+SEARCH_METHODS = ("bisection", "dichotomic", "stochastic", "grid")
+
+
+@dataclass(frozen=True)
+class KneeSearch:
+    """The settings of notebook 05's searches; every candidate is one cached weighted-sum run.
+
+    ``protocol="faithful"``: the original filter, no filter after the last level (B21);
+    ``"clean"``: convex filter, always filtered. ``select_on="val"`` scores candidates on the
+    last 10,000 training images instead of the test set (B22).
+    """
+
+    epochs: int = 10
+    seed: int = 0
+    learning_rate: float = 1e-3
+    train_subset: int | None = None
+    select_on: str = "test"
+    protocol: str = "faithful"
+    max_history: int = 20
+    grid_lambda2: tuple | None = None
+    scalarization: str = "separate"
+
+    def __post_init__(self):
+        if self.protocol not in ("faithful", "clean"):
+            raise ValueError(f"protocol must be 'faithful' or 'clean', got {self.protocol!r}")
+        if self.select_on not in ("test", "val"):
+            raise ValueError(f"select_on must be 'test' or 'val', got {self.select_on!r}")
+        weights = self.grid_weights
+        if len(weights) < 2 or not all(0 <= w <= 1 for w in weights):
+            raise ValueError("grid_lambda2 needs at least two values in [0, 1]")
+        self.config((1.0, 0.0))  # validates the run settings before any training
+
+    @property
+    def grid_weights(self):
+        return list(ORIGINAL_GRID if self.grid_lambda2 is None else self.grid_lambda2)
+
+    @property
+    def score(self):
+        return self.select_on
+
+    @property
+    def filter(self):
+        return ("original", False) if self.protocol == "faithful" else ("convex", True)
+
+    def config(self, weights, epochs=None, seed=None):
+        return weighted_sum_run(weights[1], lambda1=weights[0], epochs=epochs or self.epochs,
+                                seed=self.seed if seed is None else seed, learning_rate=self.learning_rate,
+                                train_subset=self.train_subset,
+                                validation_size=10_000 if self.select_on == "val" else 0,
+                                scalarization=self.scalarization)
+
+    def run(self, weights, epochs=None, seed=None, recompute=False):
+        return run_experiment(self.config(weights, epochs, seed), recompute=recompute, progress=False)
+
+    def evaluate(self, weights, recompute=False):
+        result = self.run(weights, recompute=recompute)
+        return {"point": (result.history[f"{self.score}_ce"][-1], result.summary["l1_dense"]), "result": result}
+
+    def search(self, method, recompute=False):
+        """Run one search (``SEARCH_METHODS``) and return its ``pareto.SearchResult``."""
+        evaluate = functools.partial(self.evaluate, recompute=recompute)
+        filter_method, filter_last = self.filter
+        if method == "bisection":
+            return pareto.bisection_search(evaluate, max_history=self.max_history, filter_method=filter_method,
+                                           filter_last=filter_last)
+        if method in ("dichotomic", "stochastic"):
+            return pareto.dichotomic_search(evaluate, stochastic=method == "stochastic", seed=self.seed,
+                                            max_history=self.max_history, filter_method=filter_method,
+                                            filter_last=filter_last)
+        if method == "grid":  # paretofront.py: its 26 weightings, the first 26 of notebook 04's grid
+            return pareto.grid_search(evaluate, [(1.0 - w, w) for w in self.grid_weights], filter_method=filter_method)
+        raise ValueError(f"unknown search method {method!r}; choose from {', '.join(SEARCH_METHODS)}")
+
+    def knees(self, found, knee_epochs=30, recompute=False):
+        """Each search's knee by both rules, retrained for ``knee_epochs``: (table, runs by (method, rule))."""
+        import pandas as pd
+
+        rows, runs = [], {}
+        for method, result in found.items():
+            for rule, pick in pareto.pick_knees(result.candidates).items():
+                knee = self.run(pick.weights, epochs=knee_epochs, recompute=recompute)
+                runs[(method, rule)] = knee
+                rows.append({"method": method, "rule": rule, "scalarization": self.scalarization,
+                             "runs": len(result.history), "distinct_weightings": len({c.weights for c in result.history}),
+                             "lambda1": pick.weights[0], "lambda2": pick.weights[1],
+                             "test_ce": knee.summary["test_ce"], "l1_dense": knee.summary["l1_dense"],
+                             "nnz_dense": knee.summary["nnz_dense"], "test_acc": knee.summary["test_acc"]})
+        return pd.DataFrame(rows), runs
+
+    def knee_seeds(self, knee_runs, seeds=(0, 1, 2), knee_epochs=30, recompute=False):
+        """Every distinct clean-rule knee retrained from each seed: mean and sample std."""
+        import pandas as pd
+
+        clean = {}
+        for (method, rule), run in knee_runs.items():
+            if rule == "max-distance":
+                clean.setdefault(tuple(run.config.weights), []).append(method)
+        rows = []
+        for weights, found_by in clean.items():
+            runs = [self.run(weights, epochs=knee_epochs, seed=s, recompute=recompute) for s in seeds]
+            acc, nnz, ce = (np.array([r.summary[k] for r in runs]) for k in ("test_acc", "nnz_dense", "test_ce"))
+            std = (lambda v: v.std(ddof=1)) if len(runs) > 1 else (lambda v: float("nan"))
+            rows.append({"methods": "+".join(found_by), "scalarization": self.scalarization, "lambda2": weights[1],
+                         "seeds": len(runs), "test_acc_mean": acc.mean(), "test_acc_std": std(acc),
+                         "test_ce_mean": ce.mean(), "test_ce_std": std(ce),
+                         "nnz_dense_mean": nnz.mean(), "nnz_dense_std": std(nnz),
+                         "pruned_mean": 1 - nnz.mean() / runs[0].summary["dense_weights"]})
+        return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The learning-rate ablation of the min-norm methods (notebook 03): the paper's eta0 is unknown
+# ---------------------------------------------------------------------------------------------
+
+LR_ABLATION_RATES = {("smgd", "separate"): (3e-3, 1e-2, 3e-2, 1e-1),
+                     ("madam", "separate"): (1e-4, 3e-4, 1e-3, 3e-3),
+                     ("madam", "joint"): (1e-4, 3e-4, 1e-3, 3e-3)}
+
+
+def lr_ablation(rates=None, seeds=(0,), epochs=30, train_subset=None, eval_train=True):
+    """Configs of the eta0 ablation: min-norm + ITP on MNIST with the paper's schedule, every
+    (optimizer, scalarization) at each of its rates (``rates`` maps (optimizer, scalarization) to
+    rates; default ``LR_ABLATION_RATES``). The notebook-03 runs at the default rates are reused."""
+    rates = LR_ABLATION_RATES if rates is None else rates
+    configs = [RunConfig(dataset="mnist", optimizer=optimizer, scalarization=scalarization, itp=True,
+                         epochs=epochs, seed=seed, learning_rate=float(lr), train_subset=train_subset,
+                         eval_train=eval_train)
+               for seed in seeds for (optimizer, scalarization), values in rates.items() for lr in values]
+    return [c.resolved() for c in configs]
+
+
+def lr_ablation_table(results):
+    """One row per ablation run: ``optimizer, scalarization, learning_rate, seed, test_acc,
+    pruned_fraction_dense``, nonzeros per dense layer, and the epoch-mean c2 (mean over epochs
+    of each epoch's mean min-norm weight of the L1 objective) and its last-epoch value."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        c2 = np.array([v for v in r.history["c2"][1:] if v is not None], dtype=float)
+        rows.append({"optimizer": r.config.optimizer, "scalarization": r.config.scalarization,
+                     "learning_rate": r.config.learning_rate, "seed": r.config.seed,
+                     "test_acc": r.summary["test_acc"], "pruned_fraction_dense": r.summary["pruned_fraction_dense"],
+                     "nnz_dense": r.summary["nnz_dense"],
+                     **{k: v for k, v in r.summary.items() if k.startswith("nnz/")},
+                     "c2_mean": float(c2.mean()), "c2_last_epoch": float(c2[-1])})
+    return pd.DataFrame(rows).sort_values(["optimizer", "scalarization", "learning_rate", "seed"],
+                                          ascending=[False, False, True, True]).reset_index(drop=True)
+
+
+def closest_to_reference(table, accuracy=None, pruned=None):
+    """Per (optimizer, scalarization), the learning rate whose seed-0 run is closest to the paper's
+    MNIST reference lines (test accuracy 0.989, 95.6% of the dense weights pruned), by
+    ``|pruned - 0.956| + 10 |accuracy - 0.989|`` (0.1 accuracy points weigh as 1 point of sparsity).
+    Returns ``{(optimizer, scalarization): rate}``."""
+    from .paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_PRUNED_DENSE
+
+    accuracy = MNIST_REFERENCE_ACCURACY if accuracy is None else accuracy
+    pruned = MNIST_REFERENCE_PRUNED_DENSE if pruned is None else pruned
+    first = table[table.seed == table.seed.min()]
+    distance = (first.pruned_fraction_dense - pruned).abs() + 10 * (first.test_acc - accuracy).abs()
+    best = first.assign(distance=distance).sort_values("distance").groupby(["optimizer", "scalarization"]).head(1)
+    return {(row.optimizer, row.scalarization): row.learning_rate for row in best.itertuples()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run (or resume) a sweep of the paper's experiments into the cache.")
-    parser.add_argument("experiment", choices=["smgd", "grid"])
+    parser.add_argument("experiment", choices=["smgd", "grid", "ablation", "knees"])
+    parser.add_argument("--methods", nargs="*", default=list(SEARCH_METHODS), help="knees: the searches to run")
+    parser.add_argument("--select-on", default="test", choices=["test", "val"])
+    parser.add_argument("--knee-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--optimizers", nargs="*")
     parser.add_argument("--itp", default="both", choices=list(ITP_CHOICES))
@@ -88,6 +310,18 @@ def main(argv=None):
     if args.experiment == "smgd":
         configs = smgd_comparison(args.dataset, args.optimizers, args.itp, args.epochs, tuple(args.seeds),
                                   train_subset=args.train_subset, protocol=args.protocol)
+    elif args.experiment == "ablation":  # every rate on the first seed, then the closest rates on every seed
+        first = run_sweep(lr_ablation(seeds=tuple(args.seeds[:1]), epochs=args.epochs or 30,
+                                      train_subset=args.train_subset))
+        best = {key: (rate,) for key, rate in closest_to_reference(lr_ablation_table(first)).items()}
+        configs = lr_ablation(best, seeds=tuple(args.seeds), epochs=args.epochs or 30, train_subset=args.train_subset)
+    elif args.experiment == "knees":  # whole searches, then their knees: one process per search
+        search = KneeSearch(seed=args.seeds[0], train_subset=args.train_subset, select_on=args.select_on,
+                            protocol=args.protocol, scalarization=args.scalarization)
+        found = {method: search.search(method) for method in args.methods}
+        _, knee_runs = search.knees(found)
+        search.knee_seeds(knee_runs, seeds=tuple(args.knee_seeds))
+        return
     else:
         configs = weighted_sum_grid(seed=args.seeds[0], train_subset=args.train_subset, protocol=args.protocol,
                                     scalarization=args.scalarization)

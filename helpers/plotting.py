@@ -662,3 +662,204 @@ def plot_front(ax, x, y, lambdas, nondominated=None, vmax=None, xlabel="", ylabe
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return scatter
+
+
+SCALARIZATION_LABELS = {"separate": "MAdam separate streams (published code)",
+                        "joint": "MAdam joint stream (Adam on the weighted sum)"}
+
+
+def plot_front_on_axes(ax, x, y, lambdas, xlim, ylim, vmax, xlabel="", ylabel=""):
+    """Fig. 4-style scatter on fixed axes (the paper's): points outside the axes are drawn as
+    open triangles on the edge they cross and counted in a note, never silently dropped.
+    Returns the scatter (for a colorbar)."""
+    x, y, lambdas = (np.asarray(v, dtype=float) for v in (x, y, lambdas))
+    inside = (x >= xlim[0]) & (x <= xlim[1]) & (y >= ylim[0]) & (y <= ylim[1])
+    scatter = ax.scatter(x[inside], y[inside], c=lambdas[inside], cmap="gray", vmin=0.0, vmax=vmax, s=30,
+                         edgecolors="0.3", linewidths=0.5, zorder=3)
+    if (~inside).any():
+        cx, cy = np.clip(x[~inside], *xlim), np.clip(y[~inside], *ylim)
+        ax.scatter(cx, cy, marker="^", s=34, c=lambdas[~inside], cmap="gray", vmin=0.0, vmax=vmax,
+                   edgecolors="tab:red", linewidths=0.8, zorder=4, clip_on=False)
+        ax.text(0.98, 0.97, f"{int((~inside).sum())} of {len(x)} points off the axes\n"
+                f"(x {x[~inside].min():.3g}-{x[~inside].max():.3g}, y {y[~inside].min():,.0f}-{y[~inside].max():,.0f})",
+                transform=ax.transAxes, ha="right", va="top", fontsize=7, color="tab:red")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return scatter
+
+
+def fig4_at_paper_axes(grid, lambda_max, score="test", title=""):
+    """Fig. 4 (a) and (b) at the paper's axes, one row per scalarization in ``grid`` (notebook 04's
+    table), for the runs with lambda2 <= ``lambda_max``, grey scale 0 (black) to ``lambda_max``."""
+    from .paper import FIG4_AXES
+
+    scalarizations = list(dict.fromkeys(grid.scalarization))
+    fig, axes = plt.subplots(len(scalarizations), 2, figsize=(11.5, 4.7 * len(scalarizations)), squeeze=False)
+    accuracy = f"{score}_acc"
+    for row, scalarization in zip(axes, scalarizations):
+        g = grid[(grid.scalarization == scalarization) & (grid.lambda2 <= lambda_max * (1 + 1e-9))]
+        s = plot_front_on_axes(row[0], g[f"{score}_ce"], g.l1_dense, g.lambda2, FIG4_AXES["a"]["x"],
+                               FIG4_AXES["a"]["y"], lambda_max, f"cross-entropy ({score})",
+                               "$\\ell_1$ of the dense weights")
+        plot_front_on_axes(row[1], g[accuracy], g.nnz_dense, g.lambda2, FIG4_AXES["b"]["x"], FIG4_AXES["b"]["y"],
+                           lambda_max, f"accuracy ({score})", "nonzero dense weights ($\\ell_0$)")
+        label_ = SCALARIZATION_LABELS.get(scalarization, scalarization)
+        row[0].set_title(f"(a) {label_}, {len(g)} weightings", fontsize=9)
+        row[1].set_title(f"(b) {label_}", fontsize=9)
+        fig.colorbar(s, ax=row, label="$\\lambda_2$", fraction=0.025, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, title=""):
+    """The eta0 ablation (notebook 03): dense weights pruned, test accuracy and the epoch-mean
+    min-norm weight c2 against the learning rate, one line per (optimizer, scalarization); seeds
+    as points, their mean as the line; the paper's reference lines dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    styles = {"separate": "-", "joint": "--"}
+    for (optimizer, scalarization), g in table.groupby(["optimizer", "scalarization"], sort=False):
+        name = f"{label(optimizer)}" + ("" if optimizer == "smgd" else f" ({scalarization})")
+        mean = g.groupby("learning_rate").mean(numeric_only=True).reset_index()
+        for ax, column, scale in zip(axes, ("pruned_fraction_dense", "test_acc", "c2_mean"), (100, 1, 1)):
+            ax.plot(mean.learning_rate, scale * mean[column], styles.get(scalarization, "-"), marker="o",
+                    color=color(optimizer), label=name)
+            ax.scatter(g.learning_rate, scale * g[column], s=14, color=color(optimizer), alpha=0.5)
+    if reference_pruned is not None:
+        axes[0].axhline(100 * reference_pruned, color="0.3", ls=":", lw=1,
+                        label=f"paper: {100 * reference_pruned:.1f}% pruned")
+    if reference_accuracy is not None:
+        axes[1].axhline(reference_accuracy, color="0.3", ls=":", lw=1, label=f"paper: {reference_accuracy}")
+    for ax, ylabel in zip(axes, ("dense weights pruned (%)", "test accuracy", "epoch-mean $c_2$ (weight of $\\ell_1$)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate $\\eta_0$")
+        ax.set_ylabel(ylabel)
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_c2_trajectories(results, title=""):
+    """Per-epoch min-norm weight c2 and nonzero dense weights of each run (log scales): how the
+    L1 objective's weight feeds back on pruning."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for r in results:
+        name = f"{label(r.config.optimizer)} {r.config.scalarization}, η0={r.config.learning_rate:g}"
+        epochs = r.history["epoch"][1:]
+        axes[0].plot(epochs, r.history["c2"][1:], marker=".", label=name)
+        nnz = np.sum([v for v in r.history["nnz"].values()], axis=0)
+        axes[1].plot(r.history["epoch"], np.maximum(nnz, 1), marker=".", label=name)
+    axes[0].set_ylabel("epoch-mean $c_2$")
+    axes[1].set_ylabel("nonzero dense weights")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_search_levels(result, score="test", title=""):
+    """One panel per level of a weighted-sum search (``pareto.SearchResult``): the history so far
+    (black x), the candidates the level starts from (green x) and the new points (red circles),
+    in objective space; rows of five levels."""
+    n = len(result.levels)
+    ncols = min(n, 5)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    seen = [c.point for c in result.history[:2]]
+    for level, (ax, (before, new)) in enumerate(zip(axes.flat, result.levels), start=1):
+        h, b = np.array(seen), np.array([c.point for c in before])
+        ax.scatter(h[:, 0], h[:, 1], marker="x", color="black", s=25, label="history")
+        ax.scatter(b[:, 0], b[:, 1], marker="x", color="tab:green", s=40, label="candidates")
+        if new:
+            p = np.array([c.point for c in new])
+            ax.scatter(p[:, 0], p[:, 1], marker="o", facecolors="none", edgecolors="tab:red", s=50, label="new")
+        seen += [c.point for c in new]
+        ax.set_title(f"level {level}", fontsize=9)
+        if level > n - ncols:
+            ax.set_xlabel(f"CE ({score})")
+        ax.set_yscale("log")
+    for row in axes:
+        row[0].set_ylabel("$\\ell_1$ (dense)")
+    axes[0, ncols - 1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_knee_retraining(knee_runs, title=""):
+    """Test accuracy and nonzero dense weights per epoch of the retrained knees, one line per
+    distinct run (several searches and rules can pick the same weighting): solid if the clean
+    rule picked it, dashed if only the original rule did."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    pickers = {}
+    for (method, rule), run in knee_runs.items():
+        pickers.setdefault(run.key, (run, []))[1].append((method, rule))
+    for run, picked_by in pickers.values():
+        frame = run.history_frame()
+        style = "-" if any(rule == "max-distance" for _, rule in picked_by) else "--"
+        who = "; ".join(f"{method}, {rule}" for method, rule in picked_by)
+        axes[0].plot(frame.epoch, frame.test_accuracy, style, label=f"{who} (λ2={run.config.weights[1]:.2g})")
+        axes[1].plot(frame.epoch, frame[[c for c in frame.columns if c.startswith("nnz/")]].sum(axis=1), style)
+    axes[0].set_ylabel("test accuracy")
+    axes[0].set_ylim(0.9, 1.0)
+    axes[1].set_ylabel("nonzero dense weights")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+SEARCH_MARKERS = {"bisection": "o", "dichotomic": "s", "stochastic": "^", "grid": "x"}
+SEARCH_COLORS = {"bisection": "tab:blue", "dichotomic": "tab:orange", "stochastic": "tab:green", "grid": "tab:gray"}
+
+
+def plot_knees_objective_space(found, knee_runs, score="test", knee_region=None, title=""):
+    """Every search's evaluated points (10-epoch candidates) and its knees in objective space.
+    A knee is drawn twice, kept apart: a star on its 10-epoch candidate point (filled: clean
+    rule, open: original rule) and a diamond where its 30-epoch retraining ends, joined by a line.
+    ``knee_region``: the paper's knee as ``{"test_ce": (lo, hi), "l1_dense": (lo, hi)}``."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method, result in found.items():
+        h = result.points()
+        ax.scatter(h[:, 0], h[:, 1], marker=SEARCH_MARKERS[method], s=22, color=SEARCH_COLORS[method], alpha=0.6,
+                   label=f"{method}: {len({c.weights for c in result.history})} distinct weightings")
+    for (method, rule), run in knee_runs.items():
+        candidate = next(c for c in reversed(found[method].history) if c.weights == tuple(run.config.weights))
+        retrained = (run.history[f"{score}_ce"][-1], run.summary["l1_dense"])
+        filled = rule == "max-distance"
+        ax.plot(*zip(candidate.point, retrained), color=SEARCH_COLORS[method], lw=0.8, alpha=0.7, zorder=2)
+        ax.scatter(*candidate.point, marker="*", s=240, edgecolors=SEARCH_COLORS[method], linewidths=1.5,
+                   facecolors=SEARCH_COLORS[method] if filled else "none", zorder=3)
+        ax.scatter(*retrained, marker="D", s=60, edgecolors=SEARCH_COLORS[method], linewidths=1.2,
+                   facecolors=SEARCH_COLORS[method] if filled else "none", zorder=3)
+    if knee_region is not None:
+        (x0, x1), (y0, y1) = knee_region["test_ce"], knee_region["l1_dense"]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.85", zorder=0, label="paper's knee region (Fig. 4)"))
+    ax.scatter([], [], marker="*", s=160, color="black", label="knee, 10-epoch candidate (filled: clean rule)")
+    ax.scatter([], [], marker="D", s=50, color="black", label="the same knee retrained (30 epochs)")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"cross-entropy ({score})")
+    ax.set_ylabel("$\\ell_1$ of the dense weights")
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig

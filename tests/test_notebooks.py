@@ -17,7 +17,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TINY_PARAMETERS = {
     "01_biobjective_problem.ipynb": {"seed": 1},
     "02_data_and_models.ipynb": {"datasets": ["mnist", "cifar10"], "per_class": 2, "cnn_width": 0.25},
-    "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"]},
+    "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"],
+                      "ablation_seeds": [0, 1], "ablation_rates": {"smgd/separate": [0.01], "madam/joint": [1e-3, 3e-3]}},
     "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256},
     "05_knee_search.ipynb": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
                              "methods": ["bisection", "stochastic"], "knee_seeds": [0, 1]},
@@ -35,6 +36,8 @@ TINY_PARAMETERS = {
 EXTRA_TINY_RUNS = {
     "03_smgd.ipynb#cifar10": {"dataset": "cifar10", "epochs": 1, "seeds": [0], "train_subset": 128,
                               "optimizers": ["smgd", "rmsprop"], "itp": "on"},
+    "04_pareto_front.ipynb#joint": {"scalarizations": ["joint"], "dense_points": 3, "include_original": False,
+                                    "epochs": 1, "train_subset": 256},
     "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
                                   "select_on": "val"},
     "08_budget_constrained_pruning.ipynb#vgg": {"models": ["vgg"], "vgg_epochs": 1, "vgg_train_subset": 256,
