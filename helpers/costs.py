@@ -11,13 +11,13 @@ import time
 import numpy as np
 from keras import layers as klayers
 
-from .models import _all_layers
+from .layers import all_layers
 
 
 def parameters(model, nonzero_only=True):
     """Number of parameters (only the nonzero ones by default) of the Dense and Conv2D layers."""
     total = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, (klayers.Dense, klayers.Conv2D)):
             for weight in layer.weights:
                 value = np.asarray(weight.numpy())
@@ -32,7 +32,7 @@ def flops(model, nonzero_only=False):
     otherwise every weight counts (what a dense kernel does).
     """
     total = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, klayers.Dense):
             kernel = np.asarray(layer.kernel.numpy())
             total += int(np.count_nonzero(kernel)) if nonzero_only else kernel.size

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .models import _all_layers
+from .layers import all_layers
 
 Masks = dict  # variable path -> boolean numpy array (True = kept)
 
@@ -28,7 +28,7 @@ PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
 
 def prunable_layers(model, layers=None, include_output=False):
     """Dense and Conv2D layers to prune: ``layers`` by name, else all but the last (output) one."""
-    candidates = [layer for layer in _all_layers(model) if isinstance(layer, PRUNABLE)]
+    candidates = [layer for layer in all_layers(model) if isinstance(layer, PRUNABLE)]
     if layers is not None:
         names = {layer.name for layer in candidates}
         unknown = set(layers) - names
@@ -259,7 +259,7 @@ def effective_sparsity(model):
     than weight pruning (seed 002). Only sequential chains of Dense layers are analysed exactly;
     other layers count their exact zeros.
     """
-    layers = [layer for layer in _all_layers(model) if isinstance(layer, PRUNABLE)]
+    layers = [layer for layer in all_layers(model) if isinstance(layer, PRUNABLE)]
     alive = [layer.kernel.numpy() != 0 for layer in layers]
     dense_chain = all(isinstance(layer, keras.layers.Dense) for layer in layers)
     if dense_chain:

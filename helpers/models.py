@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops, regularizers
 
+from .layers import all_layers, conv_layers, dense_layers  # noqa: F401  (re-exported: models.dense_layers is public)
+
 MODELS = ("lenet5", "vgg", "mlp", "cifar_cnn")
 VARIANTS = ("multi", "baseline")
 
@@ -153,27 +155,10 @@ def build_model(name, variant="multi", seed=0, **kwargs):
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
-def dense_layers(model):
-    """The model's Dense layers, in order: the layers ITP prunes (spec section 3)."""
-    return [layer for layer in _all_layers(model) if isinstance(layer, layers.Dense)]
-
-
-def conv_layers(model):
-    return [layer for layer in _all_layers(model) if isinstance(layer, layers.Conv2D)]
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def parameter_table(model):
     """One row per layer with parameters: ``[{"model", "layer", "kind", "params"}]``."""
     rows = []
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         n = int(sum(int(keras.ops.size(w)) for w in layer.weights))
         if n:
             rows.append({"model": model.name, "layer": layer.name,

@@ -193,3 +193,22 @@ def test_costs():
     magnitude.apply_masks(model, magnitude.weight_masks(model, 0.5, layers=["denselayer1"]))
     assert costs.flops(model, nonzero_only=True) < costs.flops(model)
     assert costs.latency(model, batch_size=4, repeats=3, warmup=1) > 0
+
+
+def test_compaction_names_the_layer_it_cannot_handle():
+    import keras
+
+    from helpers.compaction import compact
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
+    x = keras.layers.Add(name="residual_add")([x, y])
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x))
+    with pytest.raises(NotImplementedError, match="residual_add"):
+        compact(keras.Model(inputs, outputs))
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, name="d1")(inputs)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    with pytest.raises(NotImplementedError, match="LayerNormalization.*norm"):
+        compact(keras.Model(inputs, keras.layers.Dense(2)(x)))
