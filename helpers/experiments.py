@@ -44,6 +44,40 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     return [c.resolved() for c in configs]  # validates everything before any training
 
 
+SUMMARY_COLUMNS = ["optimizer", "itp", "seed", "epochs", "train_acc", "test_acc", "test_ce", "l1_dense", "nnz_dense",
+                   "dense_weights", "pruned_fraction_dense"]
+SUMMARY_TAIL = ["learning_rate", "batch_size", "train_subset", "protocol", "train_seconds"]
+
+
+def comparison_summary(results):
+    """Notebook 03's ``<dataset>_summary.csv``: one row per run, nonzeros and pruned fractions per
+    dense layer included."""
+    from .runner import summary_frame
+
+    summary = summary_frame(results)
+    per_layer = [c for c in summary.columns if c.startswith("nnz/")] + \
+        [c for c in summary.columns if c.startswith("pruned_fraction/")]
+    return summary[SUMMARY_COLUMNS + per_layer + SUMMARY_TAIL]
+
+
+def comparison_table(summary):
+    """Mean ± sample std over seeds per (optimizer, itp) of notebook 03's summary."""
+    import pandas as pd
+
+    def mean_std(frame, column, digits):
+        g = frame.groupby(["optimizer", "itp"], sort=False)[column].agg(["mean", "std"])
+        return g.apply(lambda r: f"{r['mean']:.{digits}f} ± {0 if np.isnan(r['std']) else r['std']:.{digits}f}", axis=1)
+
+    return pd.DataFrame({
+        "test acc": mean_std(summary, "test_acc", 4),
+        "test CE": mean_std(summary, "test_ce", 4),
+        "dense pruned %": mean_std(summary.assign(p=100 * summary.pruned_fraction_dense), "p", 1),
+        **{f"{c.split('/')[1]} pruned %": mean_std(summary.assign(p=100 * summary[c]), "p", 1)
+           for c in summary.columns if c.startswith("pruned_fraction/")},
+        "runs": summary.groupby(["optimizer", "itp"], sort=False).size(),
+    })
+
+
 # The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
 ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 1e-3, 3e-3, 5e-3, 7e-3, 9e-3,
                  1e-2, 2e-2, 1.5e-2, 2.5e-2, 3e-2, 3.5e-2, 5e-2, 7e-2, 9e-2, 0.1)
