@@ -108,8 +108,8 @@ def test_interrupted_run_resumes_identically(tmp_path, monkeypatch):
 
     real_save = runner._save_checkpoint
 
-    def crash_after_first_epoch(path, model, optimizer, history, epochs_done):
-        real_save(path, model, optimizer, history, epochs_done)
+    def crash_after_first_epoch(path, model, optimizer, history, epochs_done, key=None):
+        real_save(path, model, optimizer, history, epochs_done, key)
         raise KeyboardInterrupt("simulated interruption")
 
     monkeypatch.setattr(runner, "_save_checkpoint", crash_after_first_epoch)
