@@ -324,12 +324,20 @@ def check_notebook_parameters(namespace: dict, outputs: str | None = None, **spe
     """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
 
     ``namespace`` is the notebook's ``globals()``; each keyword names a parameter and its spec
-    (``Int(1)``, ``List(Fraction())``, ``Optional(Int(1))``, ...). Checked values are written back
-    normalised (numpy ints become ints). With ``outputs`` (the notebook's folder name) the
-    results cache, and when ``save_outputs`` is true ``results/<outputs>`` and
-    ``figures/<outputs>``, must be writable. Raises TypeError / ValueError naming the parameter.
+    (``Int(1)``, ``List(Fraction())``, ``Optional(Int(1))``, ...). The values are only checked,
+    never rewritten (so the notebooks' cache keys stay what they were). With ``outputs`` (the
+    notebook's folder name) the results cache, and when ``save_outputs`` (or ``save_figures``)
+    is true ``results/<outputs>`` and ``figures/<outputs>``, must be writable. Raises TypeError /
+    ValueError naming the parameter.
+
+    In a notebook, one cell right after the parameters cell::
+
+        from helpers.validation import Bool, Choice, Int, List, Optional, check_notebook_parameters
+
+        check_notebook_parameters(globals(), outputs="03_smgd", epochs=Optional(Int(1)),
+                                  seeds=Optional(List(Int(0))), save_outputs=Bool())
     """
-    namespace.update(check_parameters(namespace, specs))
+    check_parameters(namespace, specs)
     if outputs is not None:
         from .cache import default_cache_dir
         from .paths import project_root
@@ -337,4 +345,5 @@ def check_notebook_parameters(namespace: dict, outputs: str | None = None, **spe
         check_writable(default_cache_dir(), "results cache folder")
         if namespace.get("save_outputs", False):
             check_writable(project_root() / "results" / outputs, "results folder")
+        if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
             check_writable(project_root() / "figures" / outputs, "figures folder")
