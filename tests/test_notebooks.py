@@ -79,3 +79,35 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch, require_da
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert list((tmp_path / "figures").rglob("*.png")), "the notebook saved no figure"
+
+
+def _cells(name):
+    return json.loads((NOTEBOOKS / name).read_text())["cells"]
+
+
+def _tagged(cells, tag):
+    return next((c for c in cells if tag in c.get("metadata", {}).get("tags", [])), None)
+
+
+CHECKED = [name for name in sorted(TINY_PARAMETERS) if _tagged(_cells(name), "check-parameters")]
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_parameters_are_checked_before_any_work(name, tmp_path, monkeypatch):
+    """The check-parameters cell (right after the parameters cell) accepts the defaults and the
+    tiny parameters, and rejects a papermill string where a list or number is expected."""
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    cells = _cells(name)
+    params, check = _tagged(cells, "parameters"), _tagged(cells, "check-parameters")
+    assert cells.index(check) == cells.index(params) + 1
+    defaults = {}
+    exec("".join(params["source"]), defaults)
+    for extra in ({}, TINY_PARAMETERS[name]):
+        exec("".join(check["source"]), {**defaults, **extra})
+    for parameter, value in defaults.items():
+        if parameter.startswith("__") or isinstance(value, (str, bool)) or value is None:
+            continue
+        bad = dict(defaults, **{parameter: str(value)})  # what `papermill -p name value` gives for a list
+        with pytest.raises((TypeError, ValueError), match=parameter):
+            exec("".join(check["source"]), bad)
+        break
