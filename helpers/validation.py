@@ -187,8 +187,8 @@ class List(Spec):
 
     def __init__(self, item, min_length=1, unique=False):
         self.item, self.min_length, self.unique = item, min_length, unique
-        self.description = f"a list of {self.item.description}" + (
-            f" (at least {min_length})" if min_length > 1 else " (not empty)" if min_length == 1 else "")
+        size = f" (at least {min_length} items)" if min_length > 1 else " (not empty)" if min_length == 1 else ""
+        self.description = f"a list{size}, each item {self.item.description}"
 
     def __call__(self, name, value):
         if isinstance(value, np.ndarray):
