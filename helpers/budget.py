@@ -31,7 +31,6 @@ Everything here is numpy plus the model's own ``predict``: backend-agnostic.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ import numpy as np
 
 from . import costs
 from .magnitude import smallest_k_mask, prunable_layers
+from .validation import (Bool, Budget, Callable, Choice, Float, Int, List, Optional, check_bool, check_float, check_int,
+                         check_parameters)
 
 # --------------------------------------------------------------------------- cost functions
 
@@ -118,12 +119,15 @@ class LayerwisePruningEnv:
 
     def __init__(self, model, x_eval, y_eval, cost, layers=None, max_fraction=0.98, batch_size=1000,
                  finetune_data=None, finetune_steps=0, finetune_batch=64, finetune_lr=0.01):
-        if not 0.0 < max_fraction <= 1.0:
-            raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
+        max_fraction = Float(0.0, 1.0, min_open=True)("max_fraction", max_fraction)
         if len(x_eval) != len(y_eval) or len(x_eval) == 0:
             raise ValueError("x_eval and y_eval must be non-empty and of equal length")
         if not callable(cost):
             raise TypeError("cost must be a callable model -> float")
+        check_int("batch_size", batch_size, minimum=1)
+        finetune_steps = check_int("finetune_steps", finetune_steps, minimum=0)
+        check_int("finetune_batch", finetune_batch, minimum=1)
+        check_float("finetune_lr", finetune_lr, minimum=0.0, min_open=True)
         self.model, self.cost, self.max_fraction, self.batch_size = model, cost, max_fraction, batch_size
         self.x_eval, self.y_eval = x_eval, np.asarray(y_eval).reshape(-1)
         self.layers = prunable_layers(model, layers, include_output=True)
@@ -311,8 +315,12 @@ class LagrangianPolicyGradient:
     integral: float = field(init=False)
 
     def __post_init__(self):
-        if self.budget <= 0:
-            raise ValueError(f"budget must be positive, got {self.budget}")
+        check_int("n_features", self.n_features, minimum=1)
+        self.budget = check_float("budget", self.budget, minimum=0.0, min_open=True)
+        for name in ("max_fraction", "init_fraction", "init_std", "learning_rate", "multiplier_kp", "multiplier_ki",
+                     "min_std"):
+            setattr(self, name, check_float(name, getattr(self, name)))
+        check_int("seed", self.seed, minimum=0)
         if not 0.0 < self.init_fraction < self.max_fraction:
             raise ValueError(f"init_fraction must be in (0, max_fraction={self.max_fraction}), got {self.init_fraction}")
         if self.init_std <= 0 or self.multiplier_kp < 0 or self.multiplier_ki < 0:
@@ -411,12 +419,15 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
 
     from .cache import write_json
 
-    if updates < 1 or episodes_per_update < 2:
-        raise ValueError("need updates >= 1 and episodes_per_update >= 2 (the baseline is the batch mean)")
+    from .cache import read_json
+
+    updates = check_int("updates", updates, minimum=1)
+    episodes_per_update = check_int("episodes_per_update (the baseline is the batch mean)", episodes_per_update,
+                                    minimum=2)
+    max_extra_updates = check_int("max_extra_updates", max_extra_updates, minimum=0)
     history, best, start = [], None, 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        with open(checkpoint) as f:
-            saved = json.load(f)
+    saved = read_json(checkpoint, required=("agent", "history", "best")) if checkpoint is not None else None
+    if saved is not None:
         agent.load_state(saved["agent"])
         history, best, start = saved["history"], saved["best"], len(saved["history"])
     bar = trange(start, updates, desc="RL search", disable=not progress, leave=False)
@@ -453,6 +464,10 @@ def least_pruning_meeting_budget(masks_for, env, budget, tolerance=1e-4, max_fra
     """Smallest fraction f in [0, max_fraction] with ``cost(masks_for(f)) <= budget``, by
     bisection (the cost is non-increasing in f). Returns ``(f, masks)``; raises if even
     ``max_fraction`` misses the budget."""
+    budget = check_float("budget", budget, minimum=0.0, min_open=True)
+    tolerance = check_float("tolerance", tolerance, minimum=0.0, min_open=True)
+    max_fraction = check_float("max_fraction", max_fraction, minimum=0.0, maximum=1.0)
+
     def cost_at(f):
         env.apply(masks_for(f))
         return float(env.cost(env.model))
@@ -493,7 +508,10 @@ def finetune_masked(model, masks, x, y, epochs, batch_size, learning_rate, seed=
 
     from . import magnitude
 
-    if epochs <= 0:
+    epochs = check_int("epochs", epochs, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
+    if epochs == 0:
         return model
     magnitude.attach_masks(model, masks)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
@@ -517,9 +535,22 @@ def prune_to_budget(model, data, cost, budget, methods=METHODS, eval_size=1000, 
     Returns a JSON-serialisable dict: ``rows`` (one per method: cost, budget_met, kept fraction per
     layer, test accuracy before and after the fine-tune), ``history`` of the RL search, ``layers``.
     """
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    cost = Callable()("cost", cost)
+    # Named fraction costs (parameters, FLOPs) are at most 1: a budget must be in (0, 1]. Any
+    # other cost (seconds of latency, a user's callable) only needs a finite positive budget.
+    fraction_cost = getattr(cost, "kind", None) in COST_KINDS
+    checked = check_parameters(dict(
+        budget=budget, methods=methods, eval_size=eval_size, updates=updates, episodes_per_update=episodes_per_update,
+        seed=seed, finetune_epochs=finetune_epochs, finetune_batch=finetune_batch, finetune_lr=finetune_lr,
+        max_fraction=max_fraction, episode_finetune_steps=episode_finetune_steps,
+        episode_finetune_lr=episode_finetune_lr, progress=progress), dict(
+        budget=Budget() if fraction_cost else Float(0.0, min_open=True), methods=List(Choice(*METHODS), unique=True),
+        eval_size=Int(1), updates=Int(1), episodes_per_update=Int(2), seed=Int(0), finetune_epochs=Int(0),
+        finetune_batch=Int(1), finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
+        episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool()))
+    budget, methods = checked["budget"], checked["methods"]
+    if agent_kwargs is not None and not isinstance(agent_kwargs, dict):
+        raise TypeError(f"agent_kwargs must be None or a dict, got {agent_kwargs!r} ({type(agent_kwargs).__name__})")
     if data.x_val is None or len(data.x_val) < eval_size:
         raise ValueError(f"prune_to_budget needs a validation split of at least eval_size={eval_size} images "
                          "(load the data with validation_size=...)")

@@ -29,6 +29,11 @@ DATA_DIR_ENV = "PRUNING_DATA_DIR"
 CACHE_DIR_ENV = "PRUNING_CACHE_DIR"  # where decoded CIFAR-10 JPEGs are kept (default ~/.cache/mo-pruning)
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# Training images of the official datasets (the runner checks subsets and batches against them).
+TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+IMAGE_SHAPES = {"mnist": ((28, 28), (28, 28, 1)), "fashion_mnist": ((28, 28), (28, 28, 1)),
+                "cifar10": ((32, 32, 3),)}
+NUM_CLASSES = 10
 
 _FILES = {
     "mnist": ("mnist.npz",),
@@ -92,11 +97,56 @@ def data_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def check_dataset_name(name: str) -> str:
+def check_dataset_name(name: str, parameter="dataset") -> str:
+    """The canonical name (``fashion-mnist`` -> ``fashion_mnist``); TypeError/ValueError otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"{parameter} must be a str, one of {', '.join(DATASETS)}; got {name!r} "
+                        f"({type(name).__name__})")
     canonical = name.lower().replace("-", "_")
     if canonical not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown {parameter} {name!r}; choose one of {', '.join(DATASETS)}")
     return canonical
+
+
+class DataError(ValueError):
+    """A dataset file whose arrays are not what ``load_dataset`` expects (the file is named)."""
+
+
+def check_raw(name: str, raw: dict, source: str) -> None:
+    """Check the raw arrays of ``name`` read from ``source`` before any preprocessing.
+
+    x/y lengths agree and are non-empty, images have the dataset's shape and hold raw 0..255
+    pixel values (an array already scaled to [0, 1] would be divided by 255 again), labels are
+    integer class ids in [0, 10). Every error names ``source``.
+    """
+    for split in ("train", "test"):
+        x, y = np.asarray(raw[f"x_{split}"]), np.asarray(raw[f"y_{split}"])
+        where = f"{source}: x_{split}"
+        if len(x) == 0:
+            raise DataError(f"{where} is empty")
+        if len(x) != len(y):
+            raise DataError(f"{where} has {len(x)} images but y_{split} has {len(y)} labels")
+        if tuple(x.shape[1:]) not in IMAGE_SHAPES[name]:
+            raise DataError(f"{where} has images of shape {tuple(x.shape[1:])}; {name} needs "
+                            f"{' or '.join(map(str, IMAGE_SHAPES[name]))}")
+        if x.dtype.kind not in "uif":
+            raise DataError(f"{where} has dtype {x.dtype}; expected raw uint8 pixels")
+        low, high = float(x.min()), float(x.max())
+        if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+            raise DataError(f"{where} has values in [{low:g}, {high:g}]; expected raw pixels in 0..255")
+        if x.dtype.kind == "f" and high <= 1.0:
+            raise DataError(f"{where} holds floats in [{low:g}, {high:g}]: already scaled to [0, 1]? The loader "
+                            "divides by 255 itself; store the raw 0..255 (uint8) pixels")
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+            raise DataError(f"{source}: y_{split} has shape {y.shape}; expected integer class ids of shape (N,)")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+                raise DataError(f"{source}: y_{split} holds non-integer labels; expected class ids 0..9")
+        elif y.dtype.kind not in "ui":
+            raise DataError(f"{source}: y_{split} has dtype {y.dtype}; expected integer class ids")
+        if y.min() < 0 or y.max() >= NUM_CLASSES:
+            raise DataError(f"{source}: y_{split} has labels in [{y.min()}, {y.max()}]; expected class ids in "
+                            f"[0, {NUM_CLASSES})")
 
 
 def _decode_jpeg_archive(path: Path) -> dict:
@@ -105,30 +155,39 @@ def _decode_jpeg_archive(path: Path) -> dict:
     Decoding 60,000 JPEGs takes about 15 s, so the result is kept in a cache folder keyed
     by the archive's size and modification time, and later loads take a second.
     """
+    from .cache import atomic_write, quarantine
+
     stat = path.stat()
     cache_root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "mo-pruning")
     cached = cache_root / f"cifar10-jpeg-decoded-{stat.st_size}-{int(stat.st_mtime)}.npz"
     if cached.exists():
-        with np.load(cached) as f:
-            return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        try:
+            with np.load(cached) as f:
+                return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        except Exception as exc:  # a truncated cache file: decode again
+            quarantine(cached, f"{type(exc).__name__}: {exc}")
 
     from PIL import Image
 
-    src = np.load(path)
-    out = {}
-    for split in ("train", "test"):
-        blob, offsets = src[f"{split}_jpeg"], src[f"{split}_offsets"]
-        n = len(offsets) - 1
-        images = np.empty((n, 32, 32, 3), np.uint8)
-        for i in range(n):
-            raw = blob[offsets[i]:offsets[i + 1]].tobytes()
-            images[i] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-        out[f"x_{split}"], out[f"y_{split}"] = images, src[f"y_{split}"]
+    try:
+        with np.load(path) as src:
+            out = {}
+            for split in ("train", "test"):
+                blob, offsets = src[f"{split}_jpeg"], src[f"{split}_offsets"]
+                n = len(offsets) - 1
+                images = np.empty((n, 32, 32, 3), np.uint8)
+                for i in range(n):
+                    raw = blob[offsets[i]:offsets[i + 1]].tobytes()
+                    images[i] = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+                out[f"x_{split}"], out[f"y_{split}"] = images, src[f"y_{split}"]
+    except Exception as exc:
+        raise DataError(f"cannot read the CIFAR-10 JPEG archive {path}: {type(exc).__name__}: {exc}") from exc
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **out)
     try:  # the cache is an optimisation only: a read-only home must not break loading
-        cache_root.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **out)
-        os.replace(tmp, cached)
+        atomic_write(cached, write, suffix=".npz")
     except OSError:
         pass
     return out
@@ -144,9 +203,17 @@ def _read_raw(name: str):
                 continue
             if filename.endswith("-jpeg.npz"):
                 return _decode_jpeg_archive(path), "jpeg-q75 stand-in", str(path)
-            with np.load(path) as f:
-                raw = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-                variant = str(f["variant"]) if "variant" in f.files else "official"
+            try:
+                with np.load(path) as f:
+                    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+                    if missing:
+                        raise DataError(f"{path} lacks the arrays {missing} (has {f.files})")
+                    raw = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+                    variant = str(f["variant"]) if "variant" in f.files else "official"
+            except DataError:
+                raise
+            except Exception as exc:  # BadZipFile, EOFError, pickled objects, ...
+                raise DataError(f"cannot read the dataset file {path}: {type(exc).__name__}: {exc}") from exc
             return raw, variant, str(path)
     import keras
 
@@ -164,6 +231,21 @@ def _read_raw(name: str):
             f"set {DATA_DIR_ENV}=/that/folder."
         ) from exc
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), "official", "keras.datasets"
+
+
+def unavailable_reason(name: str):
+    """None if ``name`` can be loaded (its file is in ``$PRUNING_DATA_DIR``, or keras.datasets has
+    it or can download it); otherwise one short line saying why not (for skipping tests)."""
+    name = check_dataset_name(name)
+    directory = data_dir()
+    if directory is not None and any((directory / f).exists() for f in _FILES[name]):
+        return None
+    try:
+        _read_raw(name)
+        return None
+    except Exception:
+        return (f"no {name} data: set {DATA_DIR_ENV} to a folder with {_FILES[name][0]} or put the data in "
+                "../shared/data (keras.datasets could not download it)")
 
 
 CIFAR_NORMALIZATIONS = ("zscore", "half")
@@ -184,19 +266,24 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
             (seed 003: ``(x / 255 - 0.5) / 0.5`` per channel).
     """
+    from .validation import check_choice, check_int
+
     name = check_dataset_name(name)
-    if train_subset is not None and train_subset <= 0:
-        raise ValueError(f"train_subset must be a positive number of images or None, got {train_subset}")
-    if validation_size < 0:
-        raise ValueError(f"validation_size must be >= 0, got {validation_size}")
-    if cifar_normalization not in CIFAR_NORMALIZATIONS:
-        raise ValueError(f"cifar_normalization must be one of {CIFAR_NORMALIZATIONS}, got {cifar_normalization!r}")
+    train_subset = check_int("train_subset", train_subset, minimum=1, allow_none=True)
+    validation_size = check_int("validation_size", validation_size, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
+    check_choice("cifar_normalization", cifar_normalization, CIFAR_NORMALIZATIONS)
 
     raw, variant, source = _read_raw(name)
+    check_raw(name, raw, source)
     x_train, y_train = raw["x_train"], np.asarray(raw["y_train"]).reshape(-1).astype("int32")
     x_test, y_test = raw["x_test"], np.asarray(raw["y_test"]).reshape(-1).astype("int32")
     if validation_size >= len(x_train):
-        raise ValueError(f"validation_size={validation_size} leaves no training images (have {len(x_train)})")
+        raise ValueError(f"validation_size={validation_size} leaves no training images (have {len(x_train)} "
+                         f"in {source})")
+    if train_subset is not None and train_subset > len(x_train) - validation_size:
+        raise ValueError(f"train_subset must be <= the {len(x_train) - validation_size} training images of "
+                         f"{source} (after a validation split of {validation_size}), got {train_subset}")
 
     if name == "cifar10" and cifar_normalization == "half":
         x_train = (x_train.astype("float32") / 255.0 - 0.5) / 0.5

@@ -13,6 +13,8 @@ import numpy as np
 
 from . import pareto
 from .runner import RunConfig, run_experiment, run_sweep
+from .validation import (Bool, Choice, Dict, Float, Fraction, Int, List, Optional, check_bool, check_choice,
+                         check_float, check_int, check_parameters, check_writable)
 
 # The optimizer comparison of spec 6.1: multi-objective methods and their Keras baselines.
 PAPER_OPTIMIZERS = {"mnist": ("smgd", "madam", "sgd", "adam"),
@@ -30,14 +32,27 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, spec B6); missing ones
     take the protocol default.
     """
-    if itp not in ITP_CHOICES:
-        raise ValueError(f"itp must be one of {', '.join(ITP_CHOICES)}, got {itp!r}")
+    from .data import check_dataset_name
+    from .runner import OPTIMIZERS
+
+    dataset = check_dataset_name(dataset)
+    if dataset not in PAPER_OPTIMIZERS and optimizers is None:
+        raise ValueError(f"dataset {dataset!r} has no paper optimizers; choose one of {', '.join(PAPER_OPTIMIZERS)} "
+                         "or pass optimizers")
+    itp = check_choice("itp", itp, ITP_CHOICES)
+    checked = check_parameters(
+        dict(optimizers=optimizers, epochs=epochs, seeds=seeds, learning_rates=learning_rates),
+        dict(optimizers=Optional(List(Choice(*OPTIMIZERS), unique=True)), epochs=Optional(Int(1)),
+             seeds=List(Int(0), unique=True), learning_rates=Optional(Dict(Choice(*OPTIMIZERS),
+                                                                           Float(0.0, min_open=True)))))
+    optimizers, epochs, seeds = checked["optimizers"], checked["epochs"], checked["seeds"]
     optimizers = tuple(optimizers or PAPER_OPTIMIZERS[dataset])
-    learning_rates = dict(learning_rates or {})
+    learning_rates = dict(checked["learning_rates"] or {})
     unknown = set(learning_rates) - set(optimizers)
     if unknown:
         raise ValueError(f"learning rates given for optimizers not in the run: {sorted(unknown)}")
-    configs = [RunConfig(dataset=dataset, optimizer=opt, itp=flag, epochs=epochs or PAPER_EPOCHS[dataset],
+    configs = [RunConfig(dataset=dataset, optimizer=opt, itp=flag,
+                         epochs=epochs if epochs is not None else PAPER_EPOCHS[dataset],
                          seed=seed, learning_rate=learning_rates.get(opt), batch_size=batch_size,
                          train_subset=train_subset, protocol=protocol, eval_train=eval_train)
                for seed, opt, flag in itertools.product(seeds, optimizers, ITP_CHOICES[itp])]
@@ -89,9 +104,8 @@ def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subse
     (lambda1, lambda2), lambda1 = 1 - lambda2 unless given, ITP on, no schedule and no decay,
     batch 32, on MNIST. ``scalarization="separate"`` is the published MAdam (one moment stream
     per objective); ``"joint"`` is Adam on the weighted sum itself."""
-    if not 0 <= lambda2 <= 1:
-        raise ValueError(f"lambda2 must be in [0, 1], got {lambda2}")
-    lambda1 = 1.0 - lambda2 if lambda1 is None else float(lambda1)
+    lambda2 = check_float("lambda2", lambda2, minimum=0.0, maximum=1.0)
+    lambda1 = 1.0 - lambda2 if lambda1 is None else check_float("lambda1", lambda1, minimum=0.0)
     return RunConfig(dataset="mnist", optimizer=optimizer, weights=(lambda1, lambda2), itp=True,
                      epochs=epochs, seed=seed, learning_rate=learning_rate, lr_schedule="constant",
                      train_subset=train_subset, validation_size=validation_size, protocol=protocol,
@@ -101,8 +115,9 @@ def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subse
 def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, **run_kwargs):
     """Configs of notebook 04: the original 26 weightings plus ``dense_points`` values of lambda2
     evenly spaced in [0, dense_max] (Fig. 4's range), without duplicates."""
-    if dense_points < 0:
-        raise ValueError("dense_points must be >= 0")
+    dense_points = check_int("dense_points", dense_points, minimum=0)
+    dense_max = check_float("dense_max", dense_max, minimum=0.0, maximum=1.0)
+    include_original = check_bool("include_original", include_original)
     values = list(ORIGINAL_GRID) if include_original else []
     values += [float(v) for v in np.linspace(0.0, dense_max, dense_points)] if dense_points else []
     unique = list(dict.fromkeys(round(v, 12) for v in values))
@@ -385,11 +400,27 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     import keras
 
     from . import data as data_lib
-    from .cache import config_hash, default_cache_dir
-    from .models import build_model
+    from .cache import atomic_write, config_hash, default_cache_dir, quarantine
+    from .models import MODELS, build_model
+    from .runner import RunFailedError, _non_finite
 
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    checked = check_parameters(
+        dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+             train_subset=train_subset, recompute=recompute, progress=progress, optimizer=optimizer),
+        dict(model_name=Choice(*MODELS), epochs=Int(1), batch_size=Int(1), learning_rate=Float(0.0, min_open=True),
+             seed=Int(0), train_subset=Optional(Int(1)), recompute=Bool(), progress=Bool(),
+             optimizer=Choice("adam", "sgd")))
+    dataset = data_lib.check_dataset_name(dataset)
+    for name, value in (("model_kwargs", model_kwargs), ("data_kwargs", data_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be None or a dict, got {value!r} ({type(value).__name__})")
+    validation_size = (data_kwargs or {}).get("validation_size", 0)
+    available = data_lib.TRAIN_SIZES[dataset] - check_int("data_kwargs['validation_size']", validation_size, 0)
+    if train_subset is not None and train_subset > available:
+        raise ValueError(f"train_subset must be <= the {available} training images of {dataset}, got {train_subset}")
+    if batch_size > (train_subset or available):
+        raise ValueError(f"batch_size must be <= the {train_subset or available} training images, got {batch_size}")
+    del checked  # the cache key hashes the arguments as given, as it always has
     config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
     if optimizer != "adam" or data_kwargs:  # keeps the keys of existing Adam caches unchanged
@@ -401,14 +432,22 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
            else keras.optimizers.SGD(learning_rate, momentum=0.9))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if path.exists() and not recompute:
-        model.load_weights(path)
-        return model, data
+        try:
+            model.load_weights(path)
+            return model, data
+        except Exception as exc:  # a truncated or foreign weights file: moved aside, trained again
+            quarantine(path, f"{type(exc).__name__}: {exc}")
+            model = build_model(model_name, seed=seed, **(model_kwargs or {}))
+            model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    check_writable(path.parent, "model cache folder")  # before training, not after
     keras.utils.set_random_seed(seed)
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
-    model.save_weights(tmp)
-    tmp.replace(path)
+    fit = model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
+    reason = _non_finite(model, {"loss": fit.history["loss"][-1]})
+    if reason:  # a diverged network is never cached (nor returned)
+        raise RunFailedError(f"{model_name}-{dataset}", reason, epochs)
+    # A unique temporary name per call: concurrent identical calls each write their own file
+    # and the last rename wins (they hold the same weights).
+    atomic_write(path, model.save_weights, suffix=".weights.h5")
     return model, data
 
 
@@ -429,6 +468,11 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
 
     from . import magnitude
 
+    checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
+                                    prune_bias=prune_bias, progress=progress),
+                               dict(ks=List(Fraction()), finetune_epochs=Int(0), batch_size=Int(1), prune_bias=Bool(),
+                                    progress=Bool()))
+    ks = checked["ks"]
     trained = model.get_weights()
     optimizer_config = model.optimizer.get_config() if model.optimizer else None
     rows = []
@@ -520,6 +564,14 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     from . import costs, magnitude
     from .compaction import compact
 
+    checked = check_parameters(
+        dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+             batch_size=batch_size, learning_rate=learning_rate, latency_batch=latency_batch,
+             latency_repeats=latency_repeats, progress=progress),
+        dict(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True), retrain_epochs=Int(0),
+             gmp_epochs=Int(1), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), latency_batch=Int(1),
+             latency_repeats=Int(1), progress=Bool()))
+    targets, methods = checked["targets"], checked["methods"]
     trained = model.get_weights()
     dense_flops = costs.flops(model)
 

@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from .layers import all_layers
+from .validation import Choice, Float, Fraction, List, check_bool, check_fraction, check_int
 
 Masks = dict  # variable path -> boolean numpy array (True = kept)
 
@@ -38,9 +39,8 @@ def prunable_layers(model, layers=None, include_output=False):
     return candidates if include_output else candidates[:-1]
 
 
-def _check_fraction(fraction):
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"pruning fraction must be in [0, 1], got {fraction}")
+def _check_fraction(fraction, name="pruning fraction"):
+    return check_fraction(name, fraction)
 
 
 def smallest_k_mask(values, k):
@@ -54,7 +54,7 @@ def smallest_k_mask(values, k):
 
 def weight_masks(model, fraction, layers=None, include_output=False, prune_bias=False):
     """Per-layer magnitude pruning: in each layer zero the ``int(size * fraction)`` smallest |w|."""
-    _check_fraction(fraction)
+    _check_fraction(fraction, "fraction")
     masks = {}
     for layer in prunable_layers(model, layers, include_output):
         kernel = layer.kernel.numpy()
@@ -67,7 +67,7 @@ def weight_masks(model, fraction, layers=None, include_output=False, prune_bias=
 
 def global_masks(model, fraction, layers=None, include_output=False):
     """Global magnitude pruning: one threshold over all selected kernels together."""
-    _check_fraction(fraction)
+    _check_fraction(fraction, "fraction")
     selected = prunable_layers(model, layers, include_output)
     values = [layer.kernel.numpy() for layer in selected]
     flat = np.concatenate([np.abs(v).ravel() for v in values])
@@ -82,7 +82,7 @@ def global_masks(model, fraction, layers=None, include_output=False):
 def unit_masks(model, fraction, layers=None, include_output=False):
     """Structured pruning: in each layer zero the ``int(n * fraction)`` output units (Dense columns)
     or filters (Conv2D output channels) of smallest L2 norm, with their biases."""
-    _check_fraction(fraction)
+    _check_fraction(fraction, "fraction")
     masks = {}
     for layer in prunable_layers(model, layers, include_output):
         kernel = layer.kernel.numpy()
@@ -156,8 +156,9 @@ def attach_masks(model, masks):
 
 def _retrace(model):
     """Constraints are read when Keras traces the train step: drop an already traced one."""
-    if getattr(model, "train_function", None) is not None:
-        model.train_function = None
+    from .pruning import retrace
+
+    retrace(model)
 
 
 def detach_masks(model):
@@ -191,12 +192,14 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
     def __init__(self, model, final_sparsity, end_step, initial_sparsity=0.0, begin_step=0, frequency=100,
                  power=3, layers=None, include_output=False, scope="layer"):
         super().__init__()
-        _check_fraction(final_sparsity)
-        _check_fraction(initial_sparsity)
-        if frequency < 1:
-            raise ValueError(f"frequency must be >= 1, got {frequency}")
-        if scope not in ("layer", "global"):
-            raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        final_sparsity = _check_fraction(final_sparsity, "final_sparsity")
+        initial_sparsity = _check_fraction(initial_sparsity, "initial_sparsity")
+        begin_step = check_int("begin_step", begin_step, minimum=0)
+        end_step = check_int("end_step", end_step, minimum=begin_step + 1)
+        frequency = check_int("frequency", frequency, minimum=1)
+        power = Float(0.0, min_open=True)("power", power)
+        scope = Choice("layer", "global")("scope", scope)
+        include_output = check_bool("include_output", include_output)
         self.final_sparsity, self.initial_sparsity = final_sparsity, initial_sparsity
         self.begin_step, self.end_step, self.frequency, self.power = begin_step, end_step, frequency, power
         self.layers, self.include_output, self.scope = layers, include_output, scope
@@ -229,6 +232,7 @@ def iterative_pruning(model, make_masks, targets, retrain):
     Masks are recomputed from the retrained weights each cycle; earlier zeros stay zero
     because they have the smallest magnitude. Returns ``[(target, masks)]``.
     """
+    targets = List(Fraction())("targets", targets)
     if any(b < a for a, b in zip(targets, targets[1:])):
         raise ValueError(f"targets must be non-decreasing, got {targets}")
     record = []

@@ -18,23 +18,25 @@ import numpy as np
 from keras import ops
 
 from .models import dense_layers
+from .validation import check_bool, check_float
 
 DEFAULT_THRESHOLD = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="helpers")
 class ThresholdPrune(keras.constraints.Constraint):
-    """Constraint ``w -> w * (|w| > threshold)`` (strict ``>``, exact zeros)."""
+    """Constraint ``w -> 0 where |w| <= threshold`` (exact zeros; strict ``>`` keeps a weight).
+
+    A non-finite weight is kept as it is (``NaN <= t`` is false), never turned into a pruned
+    zero: a diverged run must stay visibly diverged so the runner records it as failed.
+    """
 
     def __init__(self, threshold=DEFAULT_THRESHOLD):
-        threshold = float(threshold)
-        if not threshold >= 0:
-            raise ValueError(f"pruning threshold must be >= 0, got {threshold}")
-        self.threshold = threshold
+        self.threshold = check_float("threshold", threshold, minimum=0.0)
 
     def __call__(self, w):
         w = ops.convert_to_tensor(w)  # a Variable on some backends (JAX)
-        return ops.where(ops.greater(ops.abs(w), self.threshold), w, ops.zeros_like(w))
+        return ops.where(ops.less_equal(ops.abs(w), self.threshold), ops.zeros_like(w), w)
 
     def get_config(self):
         return {"threshold": self.threshold}
@@ -48,6 +50,7 @@ def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
     traces it again with the constraint.
     """
     constraint = ThresholdPrune(threshold)
+    prune_now = check_bool("prune_now", prune_now)
     for layer in dense_layers(model):
         layer.kernel_constraint = constraint
         layer.kernel.constraint = constraint
@@ -56,16 +59,24 @@ def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
             layer.bias.constraint = constraint
     if prune_now:
         apply_threshold(model, threshold)
-    if getattr(model, "train_function", None) is not None:
-        model.train_function = None
+    retrace(model)
     return constraint
 
 
 def disable_itp(model):
+    """Switch ITP off; the traced train step (which applies the constraints) is dropped too."""
     for layer in dense_layers(model):
         layer.kernel_constraint = layer.kernel.constraint = None
         if layer.use_bias:
             layer.bias_constraint = layer.bias.constraint = None
+    retrace(model)
+
+
+def retrace(model):
+    """Keras reads variable constraints when it traces the train step: after any change of a
+    constraint, drop the traced step so the next ``fit`` / ``train_on_batch`` traces it again."""
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
 
 
 def apply_threshold(model, threshold=DEFAULT_THRESHOLD):

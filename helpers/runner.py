@@ -9,7 +9,15 @@ cache folder, whose files are written atomically).
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
-  git); an interrupted run resumes from its last finished epoch with identical numbers.
+  git); an interrupted run resumes from its last finished epoch with identical numbers. A
+  checkpoint records its configuration key and is ignored (moved aside) when the key differs.
+* Failed runs: a run whose loss or weights become non-finite (diverged), or whose training
+  raises, is a *record*, never a result: ``results/cache/failed/<slug>-<key>.json`` with
+  ``"status": "failed"``, the reason and the epoch. ``find_cached`` never returns it, a later
+  ``run_experiment`` raises ``RunFailedError`` instead of retraining unless asked
+  (``retry_failed=True`` or ``recompute=True``), and ``run_sweep`` leaves it out of its results
+  and lists it (``results.failed`` and a warning). Finished runs carry ``"status": "finished"``;
+  older files without the field load as finished, unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +42,8 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import atomic_write, default_cache_dir, write_json
+from .cache import CorruptCacheWarning, atomic_write, default_cache_dir, quarantine, read_json, write_json
+from .validation import (check_bool, check_choice, check_float, check_int, check_writable)
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
 from .schedules import PaperSchedule
@@ -48,6 +58,35 @@ PROTOCOLS = ("faithful", "clean")
 LR_SCHEDULES = ("paper", "constant")
 PAPER_MODELS = ("lenet5", "vgg")
 EVAL_BATCH = 1000
+
+# (fan_in, fan_out) of every Dense layer of the paper's models (checked against the built models
+# in the tests). Glorot-uniform draws a layer's kernel in [-limit, limit], limit =
+# sqrt(6 / (fan_in + fan_out)): an ITP threshold >= a layer's limit zeroes all of it at
+# initialization, and the network's output no longer depends on its input.
+DENSE_FANS = {"lenet5": {"denselayer1": (400, 120), "denselayer2": (120, 84), "denselayer3": (84, 10)},
+              "vgg": {"denselayer": (2048, 10)}}
+
+
+def glorot_limits(model):
+    return {name: math.sqrt(6.0 / (fan_in + fan_out)) for name, (fan_in, fan_out) in DENSE_FANS[model].items()}
+
+
+class RunFailedError(RuntimeError):
+    """A run that failed (diverged, or its training raised): recorded in ``failed/``, not retried
+    unless asked. ``path`` is the record (None if there is none), ``reason`` and ``epoch`` say what
+    happened when."""
+
+    def __init__(self, slug, reason, epoch, path=None):
+        self.slug, self.reason, self.epoch, self.path = slug, reason, epoch, path
+        where = f"; record: {path}" if path else ""
+        super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. A failed run is never a result; "
+                         "retry it with retry_failed=True (or recompute=True) once the cause is fixed")
+
+
+class _Diverged(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -107,86 +146,96 @@ class RunConfig:
         return self.optimizer in MULTI_OPTIMIZERS
 
     def resolved(self) -> "RunConfig":
-        """Validate every field and fill the protocol defaults; raises ValueError early."""
+        """Validate every field and fill the protocol defaults; raises before any work.
+
+        Types are exact (``TypeError``: a bool field takes only bools, an int field ints but not
+        bools, floats or strings); values must be finite and in range (``ValueError``), including
+        the ones that would make a run meaningless: a train subset larger than the data, a batch
+        larger than the training set, an ITP threshold that zeroes a whole dense layer at init.
+        """
         dataset = data_lib.check_dataset_name(self.dataset)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not self.threshold >= 0:
-            raise ValueError(f"ITP threshold must be >= 0, got {self.threshold}")
+        optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        protocol = check_choice("protocol", self.protocol, PROTOCOLS)
+        lr_schedule = check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        itp = check_bool("itp", self.itp)
+        eval_train = check_bool("eval_train", self.eval_train)
+        epochs = check_int("epochs", self.epochs, minimum=1)
+        seed = check_int("seed", self.seed, minimum=0)
+        threshold = check_float("threshold (ITP)", self.threshold, minimum=0.0)
         cifar = dataset == "cifar10"
-        model = self.model or PAPER_MODEL.get(dataset, "lenet5")
-        if model not in PAPER_MODELS:
-            raise ValueError(f"the runner trains the paper's models {PAPER_MODELS}, got {model!r}")
+        model = check_choice("model", self.model, PAPER_MODELS, allow_none=True) or PAPER_MODEL.get(dataset, "lenet5")
         if (model == "vgg") != cifar:
             raise ValueError(f"model {model!r} does not fit dataset {dataset!r} (lenet5: 28x28 grey, vgg: CIFAR-10)")
+        if itp:
+            layer, limit = min(glorot_limits(model).items(), key=lambda item: item[1])
+            if threshold >= limit:
+                raise ValueError(f"threshold (ITP) must be < {limit:.4g} for {model}, got {threshold!r}: it would "
+                                 f"prune every weight of {layer} at initialization (Glorot limit {limit:.4g})")
+        available = data_lib.TRAIN_SIZES[dataset]
+        validation_size = check_int("validation_size", self.validation_size, minimum=0, maximum=available - 1)
+        train_subset = check_int("train_subset", self.train_subset, minimum=1, maximum=available - validation_size,
+                                 allow_none=True)
+        n_train = train_subset or available - validation_size
 
         weights = self.weights
         if isinstance(weights, str):
             if weights != "min-norm":
                 raise ValueError(f"weights must be 'min-norm' or (lambda1, lambda2), got {weights!r}")
         else:
-            weights = tuple(float(w) for w in weights)
-            if len(weights) != 2 or min(weights) < 0 or sum(weights) == 0:
+            if not isinstance(weights, (tuple, list)) or len(weights) != 2:
                 raise ValueError(f"fixed weights must be two non-negative numbers, not both 0; got {self.weights!r}")
-            if not self.is_multi:
-                raise ValueError(f"fixed weights are for the multi-objective optimizers, not {self.optimizer!r}")
+            weights = tuple(check_float(f"weights[{i}]", w, minimum=0.0) for i, w in enumerate(weights))
+            if sum(weights) == 0:
+                raise ValueError(f"fixed weights must be two non-negative numbers, not both 0; got {self.weights!r}")
+            if optimizer not in MULTI_OPTIMIZERS:
+                raise ValueError(f"fixed weights are for the multi-objective optimizers, not {optimizer!r}")
 
-        if self.scalarization not in SCALARIZATIONS:
-            raise ValueError(f"unknown scalarization {self.scalarization!r}; choose one of {', '.join(SCALARIZATIONS)}")
-        if self.scalarization != SEPARATE and not self.is_multi:
-            raise ValueError(f"scalarization is for the multi-objective optimizers, not {self.optimizer!r}")
+        check_choice("scalarization", self.scalarization, SCALARIZATIONS)
+        if self.scalarization != SEPARATE and optimizer not in MULTI_OPTIMIZERS:
+            raise ValueError(f"scalarization is for the multi-objective optimizers, not {optimizer!r}")
         # SMGD is linear in the gradient: "joint" and "separate" are the same update.
-        scalarization = SEPARATE if self.optimizer == "smgd" else self.scalarization
+        scalarization = SEPARATE if optimizer == "smgd" else self.scalarization
 
-        sgd_like = self.optimizer in ("smgd", "sgd")
-        learning_rate = self.learning_rate
+        sgd_like = optimizer in ("smgd", "sgd")
+        learning_rate = check_float("learning_rate", self.learning_rate, minimum=0.0, min_open=True, allow_none=True)
         if learning_rate is None:
             learning_rate = 1e-2 if sgd_like else 1e-3
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
 
-        batch_size = self.batch_size
+        batch_size = check_int("batch_size", self.batch_size, minimum=1, allow_none=True)
         if batch_size is None:
             batch_size = 64 if cifar else 32
             # B3: the original's unpruned CIFAR sgd/rms runs forgot batch_size and got 32.
-            if cifar and self.protocol == "faithful" and not self.itp and self.optimizer in ("sgd", "rmsprop"):
+            if cifar and protocol == "faithful" and not itp and optimizer in ("sgd", "rmsprop"):
                 batch_size = 32
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size > n_train:
+            raise ValueError(f"batch_size must be <= the {n_train} training images, got {batch_size}")
 
-        logistic, decay = self.logistic, self.decay
-        if self.lr_schedule == "constant":
+        logistic = check_bool("logistic", self.logistic, allow_none=True)
+        decay = check_float("decay", self.decay, minimum=0.0, allow_none=True)
+        momentum = check_float("momentum", self.momentum, minimum=0.0, maximum=1.0, max_open=True, allow_none=True)
+        conv_l2 = check_bool("conv_l2_in_penalty", self.conv_l2_in_penalty, allow_none=True)
+        lambda_dense = check_float("lambda_dense", self.lambda_dense, minimum=0.0, allow_none=True)
+        if lr_schedule == "constant":
             logistic = False if logistic is None else logistic
             decay = 0.0 if decay is None else decay
         else:
             if logistic is None:
                 # B5: the original gives CIFAR SMGD no logistic schedule, only decay.
-                logistic = not (cifar and self.optimizer == "smgd" and self.protocol == "faithful")
+                logistic = not (cifar and optimizer == "smgd" and protocol == "faithful")
             if decay is None:
-                decay = learning_rate / self.epochs if sgd_like else 0.0
-        momentum = self.momentum if self.momentum is not None else (0.9 if sgd_like else 0.0)
-        conv_l2 = self.conv_l2_in_penalty
+                decay = learning_rate / epochs if sgd_like else 0.0
+        momentum = momentum if momentum is not None else (0.9 if sgd_like else 0.0)
         if conv_l2 is None:
-            conv_l2 = self.protocol == "faithful"  # B11
-        lambda_dense = self.lambda_dense
+            conv_l2 = protocol == "faithful"  # B11
         if lambda_dense is None:
-            lambda_dense = 0.0 if self.is_multi else LAMBDA_DENSE[model]
-        if self.train_subset is not None and self.train_subset < 1:
-            raise ValueError(f"train_subset must be >= 1 or None, got {self.train_subset}")
-        if self.validation_size < 0:
-            raise ValueError(f"validation_size must be >= 0, got {self.validation_size}")
+            lambda_dense = 0.0 if optimizer in MULTI_OPTIMIZERS else LAMBDA_DENSE[model]
         return dataclasses.replace(
-            self, dataset=dataset, model=model, weights=weights, scalarization=scalarization, learning_rate=float(learning_rate),
-            batch_size=batch_size, logistic=bool(logistic), decay=float(decay), momentum=float(momentum),
-            conv_l2_in_penalty=bool(conv_l2), lambda_dense=float(lambda_dense), threshold=float(self.threshold))
+            self, dataset=dataset, optimizer=optimizer, protocol=protocol, lr_schedule=lr_schedule, itp=itp,
+            eval_train=eval_train, epochs=epochs, seed=seed, train_subset=train_subset,
+            validation_size=validation_size, model=model, weights=weights, scalarization=scalarization,
+            learning_rate=float(learning_rate), batch_size=batch_size, logistic=bool(logistic), decay=float(decay),
+            momentum=float(momentum), conv_l2_in_penalty=bool(conv_l2), lambda_dense=float(lambda_dense),
+            threshold=float(threshold))
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -259,20 +308,62 @@ def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
     return RMSpropKeras2(learning_rate)
 
 
+RUN_KEYS = ("key", "config", "summary", "history")
+
+
 def find_cached(config: RunConfig, cache_dir=None):
-    """Path of the finished run of ``config`` in the cache, or None."""
+    """Path of the *finished* run of ``config`` in the cache, or None.
+
+    A failed run is never found here (see ``find_failed``); an unreadable file is moved aside
+    with a ``CorruptCacheWarning`` and counts as missing."""
+    result = load_cached(config, cache_dir)
+    return result.path if result is not None else None
+
+
+def load_cached(config: RunConfig, cache_dir=None):
+    """The finished ``RunResult`` of ``config`` from the cache, or None."""
     runs = Path(cache_dir or default_cache_dir()) / "runs"
-    matches = sorted(runs.glob(f"*-{config.key()}.json")) if runs.exists() else []
-    return matches[0] if matches else None
+    for path in sorted(runs.glob(f"*-{config.key()}.json")) if runs.exists() else []:
+        stored = read_json(path, required=RUN_KEYS)
+        if stored is None:
+            continue
+        if stored.get("status", "finished") != "finished":
+            warnings.warn(f"{path} has status {stored.get('status')!r}, not 'finished': ignored", CorruptCacheWarning)
+            continue
+        return _result_from_stored(stored, path)
+    return None
+
+
+def find_failed(config: RunConfig, cache_dir=None):
+    """Path of the failure record of ``config`` (``failed/<slug>-<key>.json``), or None."""
+    folder = Path(cache_dir or default_cache_dir()) / "failed"
+    for path in sorted(folder.glob(f"*-{config.key()}.json")) if folder.exists() else []:
+        if read_json(path, required=("status", "reason")) is not None:
+            return path
+    return None
+
+
+def load_failed(path):
+    """The failure record at ``path`` (a dict with status, reason, epoch, config, ...)."""
+    return read_json(path, required=("status", "reason"))
+
+
+def _failed_error(config, path):
+    record = load_failed(path) or {}
+    return RunFailedError(config.slug(), record.get("reason", "unknown"), record.get("epoch"), path)
 
 
 def _result_from_file(path: Path, from_cache=True):
     with open(path) as f:
         stored = json.load(f)
-    config = stored["config"]
+    return _result_from_stored(stored, path, from_cache)
+
+
+def _result_from_stored(stored, path, from_cache=True):
+    config = dict(stored["config"])
     if isinstance(config["weights"], list):
         config["weights"] = tuple(config["weights"])
-    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], path, from_cache)
+    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], Path(path), from_cache)
 
 
 def _measure(model, data, config, penalty):
@@ -338,24 +429,63 @@ def _summary(history, sizes):
     return summary
 
 
+def _environment():
+    return {"keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count()}
+
+
+def _check_cache_writable(cache_root, checkpoint=True):
+    for sub in ("runs", "failed") + (("partial",) if checkpoint else ()):
+        check_writable(cache_root / sub, f"cache folder ({sub})")
+
+
+def _non_finite(model, logs=None):
+    """Why the model's state is unusable (a non-finite loss or variable), or None."""
+    for name, value in (logs or {}).items():
+        if name in ("loss", "ce") and value is not None and not math.isfinite(float(value)):
+            return f"training {name} is {float(value)} (diverged)"
+    for variable in model.variables:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            bad = int(np.count_nonzero(~np.isfinite(value)))
+            return f"{bad} non-finite values in {variable.path} (diverged)"
+    return None
+
+
 def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=True, checkpoint=True,
-                   batch_weights=False) -> RunResult:
+                   batch_weights=False, retry_failed=False) -> RunResult:
     """Train ``config`` (or return its cached result) and return the per-epoch history.
 
     Args:
         config: the run; validated before any work starts.
         cache_dir: cache root (default ``results/cache`` of the project).
-        recompute: ignore and overwrite a cached result.
+        recompute: ignore and overwrite a cached result (or a failure record).
         progress: show a progress bar over epochs.
         checkpoint: save a resumable checkpoint after every epoch.
         batch_weights: also keep every batch's (c1, c2) in ``history["batch_c1"/"batch_c2"]``.
+        retry_failed: train again a run recorded as failed (otherwise ``RunFailedError``).
+
+    Raises:
+        RunFailedError: the run diverged (non-finite loss or weights: checked after every epoch,
+            before a checkpoint is written; ITP never hides a NaN) or its training raised, now
+            or in an earlier call. The failure is recorded in ``failed/``, not in ``runs/``.
     """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    for name, value in dict(recompute=recompute, progress=progress, checkpoint=checkpoint,
+                            batch_weights=batch_weights, retry_failed=retry_failed).items():
+        check_bool(name, value)
     config = config.resolved()
     key = config.key()
     cache_root = Path(cache_dir or default_cache_dir())
-    cached = find_cached(config, cache_root)
-    if cached is not None and not recompute:
-        return _result_from_file(cached)
+    if not recompute:
+        cached = load_cached(config, cache_root)
+        if cached is not None:
+            return cached
+        failed = find_failed(config, cache_root)
+        if failed is not None and not retry_failed:
+            raise _failed_error(config, failed)
+    _check_cache_writable(cache_root, checkpoint)  # before any training: a result must not be lost
 
     enable_determinism()
     data = _load_data(config.dataset, config.train_subset, config.validation_size, config.seed)
@@ -368,6 +498,9 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     if config.itp:
         enable_itp(model, config.threshold, prune_now=True)
     n_train = len(data.x_train)
+    if config.batch_size > n_train:
+        raise ValueError(f"batch_size must be <= the {n_train} training images of {data.source}, got "
+                         f"{config.batch_size}")
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     optimizer = make_optimizer(config, model, steps_per_epoch)
     penalty = DensePenalty.from_model(model, conv_l2=config.conv_l2_in_penalty) if config.is_multi else \
@@ -380,7 +513,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     partial = cache_root / "partial" / f"{config.slug()}-{key}.npz"
     history, start_epoch = None, 0
     if checkpoint and partial.exists() and not recompute:
-        history, start_epoch = _restore(partial, model, optimizer)
+        history, start_epoch = _restore(partial, model, optimizer, key)
     if history is None:
         history = {"epoch": [0], "lr": [_lr_value(optimizer, 0)], "epoch_seconds": [float("nan")]}
         if config.is_multi:
@@ -394,67 +527,136 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     if weights_logger:
         callbacks.append(weights_logger)
     bar = _progress_bar(config, start_epoch) if progress else None
-    for epoch in range(start_epoch, config.epochs):
-        # Epoch e's data order depends on (seed, e) alone, so a resumed run is identical.
-        order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-        lr_start = _lr_value(optimizer, int(optimizer.iterations.numpy()))
-        fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
-                        epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
-        logs = {k: v[-1] for k, v in fit.history.items()}
-        row = {"epoch": epoch + 1, "lr": lr_start, "epoch_seconds": float(logs["epoch_seconds"])}
-        if config.is_multi:
-            row["c1"], row["c2"] = logs["c1"], logs["c2"]
-        row.update(_measure(model, data, config, penalty))
-        _append(history, row)
-        if batch_weights and weights_logger:
-            history["batch_c1"].extend(weights_logger.batch_c1)
-            history["batch_c2"].extend(weights_logger.batch_c2)
-            weights_logger.batch_c1, weights_logger.batch_c2 = [], []
-        if checkpoint and epoch + 1 < config.epochs:
-            _save_checkpoint(partial, model, optimizer, history, epoch + 1)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            # Epoch e's data order depends on (seed, e) alone, so a resumed run is identical.
+            order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+            lr_start = _lr_value(optimizer, int(optimizer.iterations.numpy()))
+            fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
+                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
+            logs = {k: v[-1] for k, v in fit.history.items()}
+            reason = _non_finite(model, logs)  # before anything is measured, checkpointed or stored
+            if reason:
+                raise _Diverged(reason)
+            row = {"epoch": epoch + 1, "lr": lr_start, "epoch_seconds": float(logs["epoch_seconds"])}
+            if config.is_multi:
+                row["c1"], row["c2"] = logs["c1"], logs["c2"]
+            row.update(_measure(model, data, config, penalty))
+            for name in ("test_ce", "train_ce", "val_ce"):
+                if name in row and not math.isfinite(row[name]):
+                    raise _Diverged(f"{name} is {row[name]} (diverged)")
+            _append(history, row)
+            if batch_weights and weights_logger:
+                history["batch_c1"].extend(weights_logger.batch_c1)
+                history["batch_c2"].extend(weights_logger.batch_c2)
+                weights_logger.batch_c1, weights_logger.batch_c2 = [], []
+            if checkpoint and epoch + 1 < config.epochs:
+                _save_checkpoint(partial, model, optimizer, history, epoch + 1, key)
+            if bar is not None:
+                bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}", dense_nnz=sum(row["nnz"].values()),
+                                refresh=False)
+                bar.update(1)
+    except _Diverged as exc:
+        path = _record_failure(cache_root, config, key, exc.reason, epoch + 1, history, data)
+        raise RunFailedError(config.slug(), exc.reason, epoch + 1, path) from None
+    except Exception as exc:  # training raised: a record too (KeyboardInterrupt is not: the run resumes)
+        reason = f"training raised {type(exc).__name__}: {exc}"
+        path = _record_failure(cache_root, config, key, reason, epoch + 1, history, data)
+        raise RunFailedError(config.slug(), reason, epoch + 1, path) from exc
+    finally:
         if bar is not None:
-            bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}", dense_nnz=sum(row["nnz"].values()),
-                            refresh=False)
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
 
     history["nnz_before_itp"] = before_itp
     summary = _summary({k: v for k, v in history.items() if k != "nnz_before_itp"}, sizes)
     stored = {
-        "key": key, "config": config.to_dict(), "summary": summary, "history": history,
-        "dataset_variant": data.variant, "dense_sizes": sizes,
-        "environment": {"keras": keras.__version__, "backend": keras.backend.backend(),
-                        "python": platform.python_version(), "machine": platform.machine(),
-                        "cpu_count": os.cpu_count()},
+        "key": key, "status": "finished", "config": config.to_dict(), "summary": summary, "history": history,
+        "dataset_variant": data.variant, "dense_sizes": sizes, "environment": _environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     path = cache_root / "runs" / f"{config.slug()}-{key}.json"
     write_json(path, stored)
-    if partial.exists():
-        partial.unlink()
+    partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
+    (cache_root / "failed" / path.name).unlink(missing_ok=True)  # a retried failure succeeded
     return RunResult(config, history, summary, key, path, from_cache=False)
 
 
-def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False):
+def _record_failure(cache_root, config, key, reason, epoch, history, data):
+    path = cache_root / "failed" / f"{config.slug()}-{key}.json"
+    write_json(path, {"key": key, "status": "failed", "reason": reason, "epoch": epoch, "config": config.to_dict(),
+                      "history": history, "dataset_variant": data.variant, "environment": _environment(),
+                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return path
+
+
+class SweepResults(list):
+    """The finished runs of a sweep (a list of ``RunResult``, in config order), plus ``failed``
+    (``RunFailedError`` of every failed run, left out of the list) and ``missing`` (configs
+    skipped by ``cached_only``)."""
+
+    def __init__(self, results=(), failed=(), missing=()):
+        super().__init__(results)
+        self.failed, self.missing = list(failed), list(missing)
+
+
+def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, retry_failed=False):
     """Run (or fetch from the cache) every config in order; an interrupted sweep resumes.
 
     With ``cached_only`` nothing is trained: configs without a cached result are skipped (so
     figures can be drawn from a sweep that is still being computed elsewhere).
 
+    A failed run (now or recorded earlier) is not a result: it is left out of the returned list,
+    listed in its ``failed`` attribute and in a warning, and the sweep goes on; it is retried
+    only with ``retry_failed`` or ``recompute``. Raises if no run at all can be returned.
+
     For more than one machine, map ``run_experiment`` over the configs with Ray or Dask
     instead: runs are independent and keyed by their configuration.
     """
+    for name, value in dict(recompute=recompute, progress=progress, cached_only=cached_only,
+                            retry_failed=retry_failed).items():
+        check_bool(name, value)
+    configs = list(configs)
+    if not configs:
+        raise ValueError("run_sweep got no configs (an empty list of seeds, optimizers or weightings?)")
+    for i, config in enumerate(configs):
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"configs[{i}] must be a RunConfig, got {type(config).__name__}")
     configs = [c.resolved() for c in configs]  # every config is validated before any training
+    cache_root = Path(cache_dir or default_cache_dir())
+    if not cached_only:
+        _check_cache_writable(cache_root)
     from tqdm.auto import tqdm
 
-    results = []
+    results = SweepResults()
     bar = tqdm(configs, desc="runs", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.slug(), refresh=True)
-        if cached_only and find_cached(config, cache_dir) is None:
+        if cached_only and not recompute:
+            cached = load_cached(config, cache_root)
+            if cached is not None:
+                results.append(cached)
+            else:
+                failed = find_failed(config, cache_root)
+                if failed is not None:
+                    results.failed.append(_failed_error(config, failed))
+                else:
+                    results.missing.append(config)
             continue
-        results.append(run_experiment(config, cache_dir=cache_dir, recompute=recompute, progress=progress))
+        try:
+            results.append(run_experiment(config, cache_dir=cache_root, recompute=recompute, progress=progress,
+                                          retry_failed=retry_failed))
+        except RunFailedError as exc:
+            results.failed.append(exc)
+    if results.failed:
+        warnings.warn(f"{len(results.failed)} of {len(configs)} runs FAILED and are left out of the results "
+                      "(retry with retry_failed=True): " + "; ".join(str(e) for e in results.failed),
+                      RuntimeWarning, stacklevel=2)
+    if not results:
+        if cached_only and results.missing:
+            raise LookupError(f"cached_only=True, but none of the {len(configs)} runs is in the cache {cache_root} "
+                              "(train them first: cached_only=False)")
+        raise RuntimeError(f"every run of the sweep failed: {'; '.join(str(e) for e in results.failed)}")
     return results
 
 
@@ -485,10 +687,10 @@ def _progress_bar(config, start):
     return tqdm(total=config.epochs, initial=start, desc=config.slug(), unit="epoch", leave=False)
 
 
-def _save_checkpoint(path, model, optimizer, history, epochs_done):
+def _save_checkpoint(path, model, optimizer, history, epochs_done, key=None):
     arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays.update({f"opt_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
-    arrays["meta"] = np.array(json.dumps({"history": history, "epochs_done": epochs_done}))
+    arrays["meta"] = np.array(json.dumps({"history": history, "epochs_done": epochs_done, "key": key}))
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -496,14 +698,31 @@ def _save_checkpoint(path, model, optimizer, history, epochs_done):
     atomic_write(path, write)
 
 
-def _restore(path, model, optimizer):
-    with np.load(path) as f:
-        for i, v in enumerate(model.variables):
-            v.assign(f[f"model_{i}"])
-        for i, v in enumerate(optimizer.variables):
-            v.assign(f[f"opt_{i}"])
-        meta = json.loads(str(f["meta"]))
-    return meta["history"], int(meta["epochs_done"])
+def _restore(path, model, optimizer, key=None):
+    """``(history, epochs_done)`` restored from the checkpoint ``path``, or ``(None, 0)`` if it is
+    unreadable or belongs to another configuration (then it is moved aside, with a warning)."""
+    try:
+        with np.load(path) as f:
+            meta = json.loads(str(f["meta"]))
+            model_arrays = [f[f"model_{i}"] for i in range(len(model.variables))]
+            opt_arrays = [f[f"opt_{i}"] for i in range(len(optimizer.variables))]
+            extra = len([k for k in f.files if k != "meta"]) - len(model_arrays) - len(opt_arrays)
+        history, epochs_done = meta["history"], int(meta["epochs_done"])
+        for variable, value in zip([*model.variables, *optimizer.variables], [*model_arrays, *opt_arrays]):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"{variable.path} has shape {tuple(variable.shape)}, the checkpoint {value.shape}")
+        if extra:
+            raise ValueError(f"{extra} more arrays than the model and optimizer have")
+    except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+        quarantine(path, f"{type(exc).__name__}: {exc}")
+        return None, 0
+    stored_key = meta.get("key")
+    if key is not None and stored_key is not None and stored_key != key:  # older checkpoints have no key
+        quarantine(path, f"checkpoint of another configuration (key {stored_key}, this run's is {key})")
+        return None, 0
+    for variable, value in zip([*model.variables, *optimizer.variables], [*model_arrays, *opt_arrays]):
+        variable.assign(value)
+    return history, epochs_done
 
 
 def history_frame(results):

@@ -1,7 +1,43 @@
-"""Fixtures of the unit tests (environment set-up is in the root conftest.py)."""
+"""Fixtures of the unit tests (environment set-up is in the root conftest.py).
+
+Tests that need a real dataset are marked ``@pytest.mark.needs_data("mnist", ...)`` (or call the
+``require_data`` fixture); without the data they are skipped with one short reason instead of
+failing with a long download traceback.
+"""
+
+import functools
 
 import numpy as np
 import pytest
+
+NO_DATA = "no dataset: set PRUNING_DATA_DIR or put the data in ../shared/data (see helpers/data.py)"
+
+
+@functools.lru_cache(maxsize=None)
+def _unavailable(name):
+    from helpers import data
+
+    return data.unavailable_reason(name)
+
+
+def skip_without_data(*names):
+    if any(_unavailable(name) for name in names or ("mnist",)):
+        pytest.skip(NO_DATA)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_data(*datasets): skip unless these datasets can be loaded offline")
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("needs_data"):
+        skip_without_data(*marker.args)
+
+
+@pytest.fixture
+def require_data():
+    """``require_data("mnist", "cifar10")`` skips the test unless those datasets can be loaded."""
+    return skip_without_data
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ def test_search_resumes_with_identical_numbers(tmp_path):
 
 
 def test_bad_parameters_are_rejected_before_any_work():
-    with pytest.raises(ValueError, match="budget must be positive"):
+    with pytest.raises(ValueError, match="budget must be a finite number > 0"):
         budget.LagrangianPolicyGradient(4, 0.0)
     with pytest.raises(ValueError, match="init_fraction"):
         budget.LagrangianPolicyGradient(4, 0.2, init_fraction=0.99)

@@ -6,6 +6,7 @@ import pytest
 from helpers import data
 
 
+@pytest.mark.needs_data("mnist")
 def test_mnist_preprocessing():
     ds = data.load_dataset("mnist")
     assert ds.x_train.shape == (60_000, 28, 28, 1) and ds.x_test.shape == (10_000, 28, 28, 1)
@@ -15,12 +16,14 @@ def test_mnist_preprocessing():
     assert ds.variant == "official" and ds.label == "MNIST"
 
 
+@pytest.mark.needs_data("fashion_mnist")
 def test_fashion_mnist_loads():
     ds = data.load_dataset("fashion-mnist")
     assert ds.name == "fashion_mnist" and ds.x_train.shape == (60_000, 28, 28, 1)
     assert ds.x_train.mean() * 255 == pytest.approx(72.94, abs=0.01)
 
 
+@pytest.mark.needs_data("cifar10")
 def test_cifar10_global_zscore():
     ds = data.load_dataset("cifar10")
     assert ds.x_train.shape == (50_000, 32, 32, 3) and ds.y_train.shape == (50_000,)
@@ -31,6 +34,7 @@ def test_cifar10_global_zscore():
         assert ds.variant == "jpeg-q75 stand-in" and "stand-in" in ds.label
 
 
+@pytest.mark.needs_data("mnist")
 def test_subset_and_validation_split():
     full = data.load_dataset("mnist")
     ds = data.load_dataset("mnist", train_subset=1000, validation_size=10_000, seed=3)

@@ -49,6 +49,15 @@ EXTRA_TINY_RUNS = {
 }
 
 
+# Datasets each tiny run loads (skipped with one reason when they cannot be loaded offline).
+NEEDS_DATA = {"02_data_and_models.ipynb": ("mnist", "cifar10"), "03_smgd.ipynb": ("mnist",),
+              "03_smgd.ipynb#cifar10": ("cifar10",), "04_pareto_front.ipynb": ("mnist",),
+              "04_pareto_front.ipynb#val": ("mnist",), "05_knee_search.ipynb": ("mnist",),
+              "05_knee_search.ipynb#clean": ("mnist",), "06_post_training_pruning.ipynb": ("fashion_mnist",),
+              "07_structured_global_iterative.ipynb": ("cifar10",), "08_budget_constrained_pruning.ipynb": ("mnist",),
+              "08_budget_constrained_pruning.ipynb#vgg": ("cifar10",)}
+
+
 def test_every_notebook_has_tiny_parameters_and_a_parameters_cell():
     found = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     assert found == sorted(TINY_PARAMETERS), "add the new notebook to TINY_PARAMETERS"
@@ -59,8 +68,10 @@ def test_every_notebook_has_tiny_parameters_and_a_parameters_cell():
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("run", sorted(TINY_PARAMETERS) + sorted(EXTRA_TINY_RUNS))
-def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch):
+def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch, require_data):
     papermill = pytest.importorskip("papermill")
+    if run in NEEDS_DATA:
+        require_data(*NEEDS_DATA[run])
     monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
     name = run.split("#")[0]
     parameters = {**TINY_PARAMETERS, **EXTRA_TINY_RUNS}[run]
@@ -71,3 +82,35 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch):
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert list((tmp_path / "figures").rglob("*.png")), "the notebook saved no figure"
+
+
+def _cells(name):
+    return json.loads((NOTEBOOKS / name).read_text())["cells"]
+
+
+def _tagged(cells, tag):
+    return next((c for c in cells if tag in c.get("metadata", {}).get("tags", [])), None)
+
+
+CHECKED = [name for name in sorted(TINY_PARAMETERS) if _tagged(_cells(name), "check-parameters")]
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_parameters_are_checked_before_any_work(name, tmp_path, monkeypatch):
+    """The check-parameters cell (right after the parameters cell) accepts the defaults and the
+    tiny parameters, and rejects a papermill string where a list or number is expected."""
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    cells = _cells(name)
+    params, check = _tagged(cells, "parameters"), _tagged(cells, "check-parameters")
+    assert cells.index(check) == cells.index(params) + 1
+    defaults = {}
+    exec("".join(params["source"]), defaults)
+    for extra in ({}, TINY_PARAMETERS[name]):
+        exec("".join(check["source"]), {**defaults, **extra})
+    for parameter, value in defaults.items():
+        if parameter.startswith("__") or isinstance(value, (str, bool)) or value is None:
+            continue
+        bad = dict(defaults, **{parameter: str(value)})  # what `papermill -p name value` gives for a list
+        with pytest.raises((TypeError, ValueError), match=parameter):
+            exec("".join(check["source"]), bad)
+        break

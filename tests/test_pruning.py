@@ -122,3 +122,27 @@ def test_nonzero_tracker_records_epoch_zero_and_each_epoch(tiny_images):
     assert tracker.kernel["denselayer1"][0] == nonzero_counts(fresh)["denselayer1"][0]  # after the initial prune
     assert history.history["nnz/denselayer1"] == tracker.kernel["denselayer1"][1:]
     assert tracker.kernel["denselayer1"][-1] == nonzero_counts(model)["denselayer1"][0]
+
+
+def test_disable_itp_retraces_so_the_next_fit_no_longer_prunes(tiny_images):
+    """Constraints are read when Keras traces the train step: after ``disable_itp`` a model
+    that was already trained with ITP must not keep pruning (lr 0: only a constraint can
+    change a weight)."""
+    x, y = tiny_images
+    model = models.lenet5(seed=0)
+    enable_itp(model, TAU)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    model.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0)  # traces the step with ITP
+    disable_itp(model)
+    kernel = models.dense_layers(model)[0].kernel
+    kernel.assign(np.full(kernel.shape, 5e-4, "float32"))  # all below tau
+    model.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0)
+    assert np.all(kernel.numpy() == 5e-4), "the traced train step still applied ITP after disable_itp"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_threshold_constraint_never_hides_non_finite_weights(bad):
+    """A NaN weight must stay NaN (the runner then records a failed run), not become a pruned 0."""
+    w = np.array([bad, 5e-4, 0.5], "float32")
+    out = keras.ops.convert_to_numpy(ThresholdPrune(TAU)(w))
+    np.testing.assert_array_equal(out, np.array([bad, 0.0, 0.5], "float32"))

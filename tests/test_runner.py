@@ -68,6 +68,7 @@ def test_keys_depend_on_resolved_configuration():
     assert RunConfig(weights=(0.5, 0.5)).key() != RunConfig(weights=(0.6, 0.4)).key()
 
 
+@pytest.mark.needs_data("mnist")
 def test_run_cache_and_history(tmp_path, monkeypatch):
     config = RunConfig(optimizer="madam", **TINY)
     first = run_experiment(config, cache_dir=tmp_path, progress=False)
@@ -93,6 +94,7 @@ def test_run_cache_and_history(tmp_path, monkeypatch):
     assert list(frame["epoch"]) == [0, 1, 2] and "nnz/denselayer2" in frame
 
 
+@pytest.mark.needs_data("mnist")
 def test_same_seed_same_initial_weights_for_every_optimizer(tmp_path):
     initial = {}
     for optimizer in ("madam", "smgd", "adam", "sgd"):
@@ -102,14 +104,15 @@ def test_same_seed_same_initial_weights_for_every_optimizer(tmp_path):
     assert len(set(initial.values())) == 1, initial
 
 
+@pytest.mark.needs_data("mnist")
 def test_interrupted_run_resumes_identically(tmp_path, monkeypatch):
     config = RunConfig(optimizer="smgd", **{**TINY, "epochs": 3})
     reference = run_experiment(config, cache_dir=tmp_path / "a", progress=False)
 
     real_save = runner._save_checkpoint
 
-    def crash_after_first_epoch(path, model, optimizer, history, epochs_done):
-        real_save(path, model, optimizer, history, epochs_done)
+    def crash_after_first_epoch(path, model, optimizer, history, epochs_done, key=None):
+        real_save(path, model, optimizer, history, epochs_done, key)
         raise KeyboardInterrupt("simulated interruption")
 
     monkeypatch.setattr(runner, "_save_checkpoint", crash_after_first_epoch)
@@ -125,6 +128,7 @@ def test_interrupted_run_resumes_identically(tmp_path, monkeypatch):
     assert resumed.history["nnz"] == reference.history["nnz"]
 
 
+@pytest.mark.needs_data("mnist")
 def test_cached_only_sweep_skips_missing_runs(tmp_path, monkeypatch):
     done = RunConfig(optimizer="madam", **{**TINY, "epochs": 1})
     run_experiment(done, cache_dir=tmp_path, progress=False)

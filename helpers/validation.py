@@ -1,0 +1,349 @@
+"""One validation layer for every entry point: exact types, finite numbers in range, known names.
+
+Every public function that trains or prunes, ``RunConfig.resolved()`` and every notebook's
+parameters cell check their inputs here *before any work*, so a bad value fails in a second
+with a message that names the parameter, the value and what is allowed, instead of after an
+hour of training (or, worse, silently: ``itp="False"`` is truthy).
+
+Rules: wrong type -> ``TypeError``; right type, bad value -> ``ValueError``. A bool field
+accepts only bools (``True``/``False``, numpy bools); an int field accepts ints and numpy ints
+but not bools, floats or strings; a float field accepts ints and floats (numpy too) that are
+finite, never bools or strings. Strings are never parsed: papermill's ``-p seeds [0]`` passes
+the *string* ``"[0]"``, which is rejected with a hint to pass lists with ``-y``.
+
+Two ways to use it:
+
+* functions: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
+  minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
+  ``check_budget``, ``check_int_list``, ``check_writable``;
+* specs, for notebooks: ``check_notebook_parameters(globals(), epochs=Int(1), seeds=List(Int(0)),
+  dataset=Choice("mnist", "cifar10"), ks=List(Fraction()), train_subset=Optional(Int(1)))``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PAPERMILL_LIST_HINT = "pass lists to papermill with -y, e.g. -y 'seeds: [0, 1]'"
+
+
+def _show(value):
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value):
+    return isinstance(value, (numbers.Integral, np.integer)) and not _is_bool(value)
+
+
+def _is_real(value):
+    return isinstance(value, (numbers.Real, np.integer, np.floating)) and not _is_bool(value)
+
+
+def _fmt(x):
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+class Spec:
+    """A check: ``spec(name, value)`` returns the (normalised) value or raises."""
+
+    description = "a value"
+
+    def __call__(self, name, value):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fail_type(self, name, value):
+        hint = ""
+        if isinstance(value, str) and isinstance(self, (List, Dict, Tuple)):
+            hint = f"; {PAPERMILL_LIST_HINT}"
+        elif isinstance(value, str) and not isinstance(self, (Str, Choice)):
+            hint = "; strings are not parsed (with papermill, -p parses numbers and True/False, -y parses YAML)"
+        raise TypeError(f"{name} must be {self.description}, got {_show(value)}{hint}")
+
+    def fail_value(self, name, value, extra=""):
+        raise ValueError(f"{name} must be {self.description}, got {_show(value)}{extra}")
+
+
+class Bool(Spec):
+    description = "a bool (True or False)"
+
+    def __call__(self, name, value):
+        if not _is_bool(value):
+            self.fail_type(name, value)
+        return bool(value)
+
+
+class Int(Spec):
+    """An int (python or numpy, not bool) in ``[minimum, maximum]``."""
+
+    def __init__(self, minimum=None, maximum=None):
+        self.minimum, self.maximum = minimum, maximum
+        bounds = []
+        if minimum is not None:
+            bounds.append(f">= {minimum}")
+        if maximum is not None:
+            bounds.append(f"<= {maximum}")
+        self.description = "an int" + (" " + " and ".join(bounds) if bounds else "")
+
+    def __call__(self, name, value):
+        if not _is_int(value):
+            self.fail_type(name, value)
+        value = int(value)
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            self.fail_value(name, value)
+        return value
+
+
+class Float(Spec):
+    """A finite real number (int or float, python or numpy, not bool) in a range whose ends
+    are closed unless ``min_open`` / ``max_open``."""
+
+    def __init__(self, minimum=None, maximum=None, min_open=False, max_open=False):
+        self.minimum, self.maximum, self.min_open, self.max_open = minimum, maximum, min_open, max_open
+        if minimum is not None and maximum is not None:
+            rng = f"in {'(' if min_open else '['}{_fmt(minimum)}, {_fmt(maximum)}{')' if max_open else ']'}"
+        elif minimum is not None:
+            rng = f"{'>' if min_open else '>='} {_fmt(minimum)}"
+        elif maximum is not None:
+            rng = f"{'<' if max_open else '<='} {_fmt(maximum)}"
+        else:
+            rng = ""
+        self.description = "a finite number" + (f" {rng}" if rng else "")
+
+    def __call__(self, name, value):
+        if not _is_real(value):
+            self.fail_type(name, value)
+        value = float(value)
+        if not math.isfinite(value):
+            self.fail_value(name, value)
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and (value < lo or (self.min_open and value == lo)):
+            self.fail_value(name, value)
+        if hi is not None and (value > hi or (self.max_open and value == hi)):
+            self.fail_value(name, value)
+        return value
+
+
+def Fraction():
+    """A pruning fraction in [0, 1]."""
+    return Float(0.0, 1.0)
+
+
+def Budget():
+    """A cost budget as a fraction of the dense network's cost, in (0, 1]."""
+    return Float(0.0, 1.0, min_open=True)
+
+
+class Str(Spec):
+    description = "a str"
+
+    def __call__(self, name, value):
+        if not isinstance(value, str):
+            self.fail_type(name, value)
+        return value
+
+
+class Choice(Spec):
+    """One of ``choices`` (strings compared after ``normalize``, e.g. dataset aliases)."""
+
+    def __init__(self, *choices, normalize=None):
+        self.choices, self.normalize = tuple(choices), normalize
+        self.description = "one of " + ", ".join(repr(c) for c in self.choices)
+
+    def __call__(self, name, value):
+        if not isinstance(value, str) and all(isinstance(c, str) for c in self.choices):
+            self.fail_type(name, value)
+        canonical = self.normalize(value) if self.normalize else value
+        if canonical not in self.choices:
+            raise ValueError(f"unknown {name} {value!r}: {name} must be {self.description}")
+        return canonical
+
+
+class Optional(Spec):
+    """``None`` or a value that passes ``spec``."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.description = f"None or {spec.description}"
+
+    def __call__(self, name, value):
+        return None if value is None else self.spec(name, value)
+
+
+class List(Spec):
+    """A list (or tuple) of at least ``min_length`` items, each passing ``item``."""
+
+    def __init__(self, item, min_length=1, unique=False):
+        self.item, self.min_length, self.unique = item, min_length, unique
+        size = f" (at least {min_length} items)" if min_length > 1 else " (not empty)" if min_length == 1 else ""
+        self.description = f"a list{size}, each item {self.item.description}"
+
+    def __call__(self, name, value):
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            self.fail_type(name, value)
+        if len(value) < self.min_length:
+            self.fail_value(name, value, f"; {PAPERMILL_LIST_HINT}" if len(value) == 0 else "")
+        items = [self.item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        if self.unique and len(set(map(repr, items))) != len(items):
+            raise ValueError(f"{name} must not repeat an item, got {_show(value)}")
+        return items
+
+
+class Tuple(Spec):
+    """A fixed-length list/tuple whose items pass ``items`` in order (returned as a list)."""
+
+    def __init__(self, *items):
+        self.items = items
+        self.description = "a list [" + ", ".join(s.description for s in items) + "]"
+
+    def __call__(self, name, value):
+        if not isinstance(value, (list, tuple)):
+            self.fail_type(name, value)
+        if len(value) != len(self.items):
+            self.fail_value(name, value)
+        return [spec(f"{name}[{i}]", v) for i, (spec, v) in enumerate(zip(self.items, value))]
+
+
+class Dict(Spec):
+    """A dict whose keys pass ``key`` and values pass ``value``."""
+
+    def __init__(self, key, value):
+        self.key, self.value = key, value
+        self.description = f"a dict {{{key.description}: {value.description}}}"
+
+    def __call__(self, name, value):
+        if not isinstance(value, dict):
+            self.fail_type(name, value)
+        return {self.key(f"{name} key", k): self.value(f"{name}[{k!r}]", v) for k, v in value.items()}
+
+
+class Callable(Spec):
+    description = "a callable"
+
+    def __call__(self, name, value):
+        if not callable(value):
+            self.fail_type(name, value)
+        return value
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def check_bool(name, value, allow_none=False):
+    return (Optional(Bool()) if allow_none else Bool())(name, value)
+
+
+def check_int(name, value, minimum=None, maximum=None, allow_none=False):
+    spec = Int(minimum, maximum)
+    return (Optional(spec) if allow_none else spec)(name, value)
+
+
+def check_float(name, value, minimum=None, maximum=None, min_open=False, max_open=False, allow_none=False):
+    spec = Float(minimum, maximum, min_open, max_open)
+    return (Optional(spec) if allow_none else spec)(name, value)
+
+
+def check_choice(name, value, choices, normalize=None, allow_none=False):
+    spec = Choice(*choices, normalize=normalize)
+    return (Optional(spec) if allow_none else spec)(name, value)
+
+
+def check_fraction(name, value):
+    """A pruning fraction in [0, 1]."""
+    return Fraction()(name, value)
+
+
+def check_budget(name, value):
+    """A budget fraction in (0, 1]."""
+    return Budget()(name, value)
+
+
+def check_int_list(name, value, minimum=None, maximum=None, min_length=1):
+    return List(Int(minimum, maximum), min_length=min_length)(name, value)
+
+
+def check_fraction_list(name, value, min_length=1):
+    return List(Fraction(), min_length=min_length)(name, value)
+
+
+def check_choice_list(name, value, choices, min_length=1):
+    return List(Choice(*choices), min_length=min_length)(name, value)
+
+
+def check_callable(name, value):
+    return Callable()(name, value)
+
+
+def check_writable(folder, what="folder"):
+    """Raise ``PermissionError`` now, not after training, if files cannot be written in ``folder``.
+
+    A missing folder is not created: its nearest existing parent must be a writable folder
+    (a unique temporary file is created there and removed)."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise NotADirectoryError(f"the {what} {folder} cannot be created: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".write-check-", suffix=".tmp")
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as exc:
+        raise PermissionError(f"the {what} {folder} is not writable ({type(exc).__name__}: {exc}); "
+                              "results would be lost after the work: fix the permissions or point the "
+                              "project elsewhere (MOPRUNE_ROOT)") from exc
+    return folder
+
+
+def check_parameters(values: dict, specs: dict) -> dict:
+    """Check ``values[name]`` against ``specs[name]`` for every spec; returns the normalised values."""
+    missing = [name for name in specs if name not in values]
+    if missing:
+        raise NameError(f"parameters {missing} are not defined (is the parameters cell above?)")
+    return {name: spec(name, values[name]) for name, spec in specs.items()}
+
+
+def check_notebook_parameters(namespace: dict, outputs: str | None = None, **specs) -> None:
+    """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
+
+    ``namespace`` is the notebook's ``globals()``; each keyword names a parameter and its spec
+    (``Int(1)``, ``List(Fraction())``, ``Optional(Int(1))``, ...). The values are only checked,
+    never rewritten (so the notebooks' cache keys stay what they were). With ``outputs`` (the
+    notebook's folder name) the results cache, and when ``save_outputs`` (or ``save_figures``)
+    is true ``results/<outputs>`` and ``figures/<outputs>``, must be writable. Raises TypeError /
+    ValueError naming the parameter.
+
+    In a notebook, one cell right after the parameters cell::
+
+        from helpers.validation import Bool, Choice, Int, List, Optional, check_notebook_parameters
+
+        check_notebook_parameters(globals(), outputs="03_smgd", epochs=Optional(Int(1)),
+                                  seeds=Optional(List(Int(0))), save_outputs=Bool())
+    """
+    check_parameters(namespace, specs)
+    if outputs is not None:
+        from .cache import default_cache_dir
+        from .paths import project_root
+
+        check_writable(default_cache_dir(), "results cache folder")
+        if namespace.get("save_outputs", False):
+            check_writable(project_root() / "results" / outputs, "results folder")
+        if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
+            check_writable(project_root() / "figures" / outputs, "figures folder")
