@@ -133,7 +133,11 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
            else keras.optimizers.SGD(learning_rate, momentum=0.9))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if path.exists() and not recompute:
-        model.load_weights(path)
+        import warnings
+
+        with warnings.catch_warnings():  # the compiled optimizer's slots are not needed: no warning
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
         return model, data
     keras.utils.set_random_seed(seed)
     model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
@@ -157,7 +161,7 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     test_acc, test_loss``.
     """
     import keras
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import magnitude
 
@@ -247,7 +251,7 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
     """
     import keras
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import costs, magnitude
     from .compaction import compact

@@ -4,8 +4,9 @@ A run is a pure function of its resolved ``RunConfig``: the model's initial weig
 from the seed alone (the same for every optimizer), the data order of epoch e from
 ``(seed, e)``, and dropout's random state is part of the checkpointed model variables. So
 results are keyed by the configuration, and a sweep can be spread over processes or
-machines (map ``run_experiment`` over configs with Ray or Dask; they share nothing but the
-cache folder, whose files are written atomically).
+machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_executor``) or any
+``concurrent.futures`` executor; the runs share nothing but the cache folder, whose files are
+written atomically.
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
@@ -219,6 +220,7 @@ class RunResult:
     key: str
     path: Path
     from_cache: bool
+    environment: dict | None = None  # versions the run was made under (keras, backend, ...)
 
     def history_frame(self):
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
@@ -272,7 +274,8 @@ def _result_from_file(path: Path, from_cache=True):
     config = stored["config"]
     if isinstance(config["weights"], list):
         config["weights"] = tuple(config["weights"])
-    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], path, from_cache)
+    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], path, from_cache,
+                     stored.get("environment"))
 
 
 def _measure(model, data, config, penalty):
@@ -424,37 +427,147 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     stored = {
         "key": key, "config": config.to_dict(), "summary": summary, "history": history,
         "dataset_variant": data.variant, "dense_sizes": sizes,
-        "environment": {"keras": keras.__version__, "backend": keras.backend.backend(),
-                        "python": platform.python_version(), "machine": platform.machine(),
-                        "cpu_count": os.cpu_count()},
+        "environment": environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     path = cache_root / "runs" / f"{config.slug()}-{key}.json"
     write_json(path, stored)
     if partial.exists():
         partial.unlink()
-    return RunResult(config, history, summary, key, path, from_cache=False)
+    return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"])
 
 
-def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False):
-    """Run (or fetch from the cache) every config in order; an interrupted sweep resumes.
+def environment() -> dict:
+    """The versions a run is made under, recorded in every cached run."""
+    env = {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__,
+           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    if env["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        env["tensorflow"] = tf.__version__
+    return env
+
+
+# Versions whose change can move the numbers (cpu_count and the patch level of Python cannot).
+COMPARED_VERSIONS = ("keras", "backend", "tensorflow", "numpy", "machine")
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """Cached runs were made under other versions than the running ones."""
+
+
+def check_environments(results, warn=True) -> list:
+    """Warn once if any of ``results`` was made under other versions than the running ones.
+
+    Returns ``[(slug, {name: (recorded, running)})]`` for the runs that differ; only versions
+    recorded by both are compared (older cache files lack ``tensorflow`` and ``numpy``).
+    """
+    running = environment()
+    running["python"] = ".".join(platform.python_version_tuple()[:2])
+    differing = []
+    for r in results:
+        recorded = dict(r.environment or {})
+        if "python" in recorded:
+            recorded["python"] = ".".join(str(recorded["python"]).split(".")[:2])
+        diff = {k: (recorded[k], running[k]) for k in (*COMPARED_VERSIONS, "python")
+                if k in recorded and k in running and str(recorded[k]) != str(running[k])}
+        if diff:
+            differing.append((r.config.slug(), diff))
+    if differing and warn:
+        import warnings
+
+        kinds = sorted({f"{k} {a} (running {b})" for _, d in differing for k, (a, b) in d.items()})
+        warnings.warn(f"{len(differing)} of {len(results)} cached runs were made under other versions: "
+                      f"{', '.join(kinds)}; e.g. {differing[0][0]}. Their numbers may differ slightly from a rerun "
+                      f"here (recompute=True retrains).", EnvironmentMismatchWarning, stacklevel=2)
+    return differing
+
+
+def dask_executor(workers: int = 2, address: str | None = None):
+    """A Dask ``distributed.Client``: on a running scheduler at ``address`` (a cluster), else on a
+    new ``LocalCluster`` of ``workers`` processes with one thread each (runs hold the GIL and
+    TensorFlow's own thread pools; one process per core is the fast layout). Close it when done
+    (``client.close()``; with a LocalCluster that also stops the cluster)."""
+    from distributed import Client, LocalCluster
+
+    if address:
+        return Client(address)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    client._mo_pruning_cluster = cluster  # closed with the client by run_sweep
+    return client
+
+
+def _as_executor(executor):
+    """``(executor, owned)`` for what run_sweep accepts; ``owned`` ones are closed after the sweep."""
+    if executor is None or executor is False or (isinstance(executor, int) and executor <= 0) or executor == "":
+        return None, False
+    if isinstance(executor, int):
+        return dask_executor(workers=executor), True
+    if isinstance(executor, str):
+        return dask_executor(address=executor), True
+    return executor, False
+
+
+def _close(executor):
+    cluster = getattr(executor, "_mo_pruning_cluster", None)
+    executor.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, executor=None,
+              check_versions=True):
+    """Run (or fetch from the cache) every config; an interrupted sweep resumes. Returns the
+    results in config order.
 
     With ``cached_only`` nothing is trained: configs without a cached result are skipped (so
     figures can be drawn from a sweep that is still being computed elsewhere).
 
-    For more than one machine, map ``run_experiment`` over the configs with Ray or Dask
-    instead: runs are independent and keyed by their configuration.
+    ``executor`` spreads the runs that are not cached yet over processes or machines:
+
+    * ``None`` or ``0`` (default): sequential, in this process;
+    * an int n > 0: a Dask ``LocalCluster`` of n worker processes, closed afterwards;
+    * a string: the address of a running Dask scheduler (``tcp://host:8786``), i.e. a cluster;
+    * a ``distributed.Client`` or a ``concurrent.futures.Executor``: used as given (``submit``).
+
+    Every worker writes to the same cache folder (resolved here, so it must be shared, e.g. a
+    network file system on a cluster); files are written atomically. A run is a pure function
+    of its configuration, so the results equal the sequential ones.
     """
     configs = [c.resolved() for c in configs]  # every config is validated before any training
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
-    results = []
-    bar = tqdm(configs, desc="runs", disable=not progress)
-    for config in bar:
-        bar.set_postfix_str(config.slug(), refresh=True)
-        if cached_only and find_cached(config, cache_dir) is None:
-            continue
-        results.append(run_experiment(config, cache_dir=cache_dir, recompute=recompute, progress=progress))
+    cache_root = Path(cache_dir or default_cache_dir()).resolve()
+    todo = [c for c in configs if not (cached_only and find_cached(c, cache_root) is None)]
+    pool, owned = _as_executor(executor)
+    if pool is None:
+        results = []
+        bar = tqdm(todo, desc="runs", disable=not progress)
+        for config in bar:
+            bar.set_postfix_str(config.slug(), refresh=True)
+            results.append(run_experiment(config, cache_dir=cache_root, recompute=recompute, progress=progress))
+    else:
+        try:
+            results = [None] * len(todo)
+            pending = {}
+            for i, config in enumerate(todo):
+                found = None if recompute else find_cached(config, cache_root)
+                if found is not None:
+                    results[i] = _result_from_file(found)
+                else:
+                    pending[pool.submit(run_experiment, config, cache_dir=cache_root, recompute=recompute,
+                                        progress=False)] = i
+            bar = tqdm(total=len(pending), desc=f"runs on {type(pool).__name__}", disable=not progress or not pending)
+            for future, i in pending.items():  # in submission order; all run concurrently
+                results[i] = future.result()
+                bar.update(1)
+            bar.close()
+        finally:
+            if owned:
+                _close(pool)
+    if check_versions:
+        check_environments([r for r in results if r.from_cache])
     return results
 
 
@@ -480,7 +593,7 @@ def _lr_value(optimizer, step):
 
 
 def _progress_bar(config, start):
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     return tqdm(total=config.epochs, initial=start, desc=config.slug(), unit="epoch", leave=False)
 
