@@ -492,7 +492,11 @@ def dask_executor(workers: int = 2, address: str | None = None):
 
     if address:
         return Client(address)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    # One TensorFlow thread per worker process: concurrent workers with thread pools of their own
+    # oversubscribe the cores and, with oneDNN, do not reproduce the sequential numbers.
+    single = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           env=single)
     client = Client(cluster)
     client._mo_pruning_cluster = cluster  # closed with the client by run_sweep
     return client
@@ -507,6 +511,30 @@ def _as_executor(executor):
     if isinstance(executor, str):
         return dask_executor(address=executor), True
     return executor, False
+
+
+def run_isolated(config: RunConfig, cache_dir, recompute=False) -> RunResult:
+    """``run_experiment`` in a fresh Python process, then its result read from the cache.
+
+    What executors run: a worker process has threads of its own (Dask's event loop and
+    scheduler client) that draw from Python's global ``random``, from which Keras derives its
+    initializer seeds, so a run inside it would not reproduce the sequential numbers. A child
+    process started for the run has no such threads.
+    """
+    import subprocess
+    import sys
+
+    config = config.resolved()
+    command = [sys.executable, "-m", "helpers.runner", json.dumps(config.to_dict()), str(cache_dir)]
+    if recompute:
+        command.append("--recompute")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"run {config.slug()} failed:\n{done.stderr[-4000:]}")
+    found = find_cached(config, cache_dir)
+    if found is None:
+        raise RuntimeError(f"run {config.slug()} finished without a cache file in {cache_dir}")
+    return dataclasses.replace(_result_from_file(found), from_cache=False)
 
 
 def _close(executor):
@@ -556,8 +584,7 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
                 if found is not None:
                     results[i] = _result_from_file(found)
                 else:
-                    pending[pool.submit(run_experiment, config, cache_dir=cache_root, recompute=recompute,
-                                        progress=False)] = i
+                    pending[pool.submit(run_isolated, config, str(cache_root), recompute)] = i
             bar = tqdm(total=len(pending), desc=f"runs on {type(pool).__name__}", disable=not progress or not pending)
             for future, i in pending.items():  # in submission order; all run concurrently
                 results[i] = future.result()
@@ -633,3 +660,17 @@ def history_frame(results):
         frame["dense_nnz"] = frame[[c for c in frame.columns if c.startswith("nnz/")]].sum(axis=1)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _main(argv):
+    """``python -m helpers.runner CONFIG_JSON CACHE_DIR [--recompute]``: one run into the cache."""
+    config = json.loads(argv[0])
+    if isinstance(config.get("weights"), list):
+        config["weights"] = tuple(config["weights"])
+    run_experiment(RunConfig(**config), cache_dir=argv[1], recompute="--recompute" in argv[2:], progress=False)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1:])

@@ -1,7 +1,7 @@
 """Every notebook executes end to end with papermill on tiny parameters.
 
-Outputs go to a temporary project root (MOPRUNE_ROOT), so the committed figures/ and
-results/ are never overwritten by tiny runs. nbval (``pytest --nbval``) separately checks
+Outputs go to a temporary project root (MOPRUNE_ROOT, with MOPRUNE_OUTPUT_DIR beside it), so
+the committed figures/ and results/ are never overwritten by tiny runs. nbval (``pytest --nbval``) separately checks
 the stored outputs of the deterministic cells on the default parameters.
 """
 
@@ -59,6 +59,7 @@ def test_every_notebook_has_tiny_parameters_and_a_parameters_cell():
 def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
     monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    monkeypatch.setenv("MOPRUNE_OUTPUT_DIR", str(tmp_path))
     name = run.split("#")[0]
     parameters = {**TINY_PARAMETERS, **EXTRA_TINY_RUNS}[run]
     out = tmp_path / name
@@ -68,3 +69,7 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch):
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert list((tmp_path / "figures").rglob("*.png")), "the notebook saved no figure"
+    # tiny parameters are not the defaults: nothing lands in the canonical folders
+    name_dir = name.removesuffix(".ipynb")
+    canonical = [p for p in (tmp_path / "figures" / name_dir).glob("*") if p.is_file()]
+    assert not canonical, f"a non-default run wrote canonical figures: {canonical[:3]}"
