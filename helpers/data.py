@@ -1,4 +1,4 @@
-"""Datasets with the paper's preprocessing (spec section 5), offline-first.
+"""Datasets with the paper's preprocessing (REPRODUCTION_NOTES.md §5), offline-first.
 
 Each dataset is read from ``<data folder>/<file>`` when that file exists, and otherwise
 downloaded through ``keras.datasets`` (users with internet access, Colab). The data folder is
@@ -185,7 +185,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         train_subset: keep only this many training images (a seeded, class-stratified
             random subset), for reduced protocols; None keeps all.
         validation_size: hold out the *last* this-many training images as a validation
-            split (the clean alternative to selecting on the test set, spec B22). The
+            split (the clean alternative to selecting on the test set, REPRODUCTION_NOTES.md, B22). The
             hold-out is taken before ``train_subset`` so it is the same for every subset.
         seed: seed of the subset draw.
         cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
@@ -211,7 +211,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         notes = {"normalization": "half"}
     elif name == "cifar10":
         # One global z-score over all training pixels and channels (scalars), test set
-        # normalised with the training statistics: spec section 5.
+        # normalised with the training statistics: REPRODUCTION_NOTES.md §5.
         x_train = x_train.astype("float32")
         x_test = x_test.astype("float32")
         mean, std = x_train.mean(), x_train.std()

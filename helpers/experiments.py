@@ -11,7 +11,7 @@ import numpy as np
 
 from .runner import RunConfig, run_sweep
 
-# The optimizer comparison of spec 6.1: multi-objective methods and their Keras baselines.
+# The optimizer comparison of REPRODUCTION_NOTES.md §6.1: multi-objective methods and their Keras baselines.
 PAPER_OPTIMIZERS = {"mnist": ("smgd", "madam", "sgd", "adam"),
                     "cifar10": ("smgd", "mrmsprop", "sgd", "rmsprop")}
 PAPER_EPOCHS = {"mnist": 30, "cifar10": 125}
@@ -24,7 +24,7 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     """Configs of notebook 03: every (optimizer, itp, seed), in seed-major order so that an
     interrupted sweep has finished whole seeds first.
 
-    ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, spec B6); missing ones
+    ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, REPRODUCTION_NOTES.md, B6); missing ones
     take the protocol default.
     """
     if itp not in ITP_CHOICES:
@@ -48,7 +48,7 @@ ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 
 
 def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subset=None, validation_size=0,
                      protocol="faithful", optimizer="madam", lambda1=None, scalarization="separate"):
-    """One weighted-sum run of the search scripts (spec 6.2): MAdam with fixed weights
+    """One weighted-sum run of the search scripts (REPRODUCTION_NOTES.md §6.2): MAdam with fixed weights
     (lambda1, lambda2), lambda1 = 1 - lambda2 unless given, ITP on, no schedule and no decay,
     batch 32, on MNIST. ``scalarization="separate"`` is the published MAdam (one moment stream
     per objective); ``"joint"`` is Adam on the weighted sum itself."""

@@ -54,7 +54,7 @@ EVAL_BATCH = 1000
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a training run. ``None`` fields are resolved from the
-    paper's protocol (spec section 6.1) by ``resolved()``; the cache key uses resolved values.
+    paper's protocol (REPRODUCTION_NOTES.md §6.1) by ``resolved()``; the cache key uses resolved values.
 
     Attributes:
         dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
