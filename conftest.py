@@ -1,10 +1,31 @@
-"""pytest set-up shared by tests/ and the nbval run over notebooks/."""
+"""pytest set-up shared by tests/ and the nbval run over notebooks/.
+
+The data folder needs no set-up here: ``helpers.paths.data_dir`` resolves ``$PRUNING_DATA_DIR``,
+else ``../shared/data`` beside the checkout, else ``keras.datasets``.
+
+Tests never write over tracked files: figures and result tables go to a temporary folder
+(``$MOPRUNE_OUTPUT_DIR``) for the whole session, nbval's kernels included; the committed
+``results/cache`` is still read (a complete cache means nothing is trained).
+"""
 
 import os
-from pathlib import Path
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# On the project's machines the offline datasets sit in shared/data beside the checkout.
-_shared = Path(__file__).resolve().parent.parent / "shared" / "data"
-if "PRUNING_DATA_DIR" not in os.environ and _shared.exists():
-    os.environ["PRUNING_DATA_DIR"] = str(_shared)
+
+_OUTPUT_ENV = "MOPRUNE_OUTPUT_DIR"
+_created = []
+
+
+def pytest_configure(config):
+    if _OUTPUT_ENV not in os.environ:
+        path = tempfile.mkdtemp(prefix="mo-pruning-test-outputs-")
+        os.environ[_OUTPUT_ENV] = path
+        _created.append(path)
+
+
+def pytest_unconfigure(config):
+    for path in _created:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(_OUTPUT_ENV, None)

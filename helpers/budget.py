@@ -415,7 +415,7 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
     one. With ``checkpoint`` (a path) the state is written atomically after every update and an
     interrupted search resumes where it stopped, with the same numbers.
     """
-    from tqdm.auto import trange
+    from .progress import trange
 
     from .cache import write_json
 

@@ -60,7 +60,7 @@ class NonzeroTracker(keras.callbacks.Callback):
 
     ``self.kernel[layer]`` and ``self.bias[layer]`` are lists whose entry 0 is the state at
     the start of training (after ITP's initial prune, if any) and entry e the state after
-    epoch e; kernels and biases are kept apart (spec B9). Kernel counts also go to
+    epoch e; kernels and biases are kept apart (REPRODUCTION_NOTES.md, B9). Kernel counts also go to
     ``logs["nnz/<layer>"]``.
     """
 
@@ -89,7 +89,7 @@ class DatasetEvaluator(keras.callbacks.Callback):
     """Evaluate on a fixed set in inference mode at every epoch end (the original TestCallback).
 
     The paper's "train" curves come from such an evaluation over the full training set
-    (no dropout, BN moving statistics), not from the running training metrics (spec B24).
+    (no dropout, BN moving statistics), not from the running training metrics (REPRODUCTION_NOTES.md, B24).
     Metrics are logged with ``prefix`` (e.g. ``train_accuracy``).
     """
 

@@ -1,7 +1,8 @@
-"""Datasets with the paper's preprocessing (spec section 5), offline-first.
+"""Datasets with the paper's preprocessing (REPRODUCTION_NOTES.md §5), offline-first.
 
-Each dataset is read from ``$PRUNING_DATA_DIR/<file>`` when that file exists, and
-otherwise downloaded through ``keras.datasets`` (users with internet access).
+Each dataset is read from ``<data folder>/<file>`` when that file exists, and otherwise
+downloaded through ``keras.datasets`` (users with internet access, Colab). The data folder is
+``$PRUNING_DATA_DIR``, else ``../shared/data`` beside the checkout (``helpers.paths.data_dir``).
 
 =================  ===========================================  ==========================
 dataset            files looked for in ``$PRUNING_DATA_DIR``     preprocessing
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_DIR_ENV = "PRUNING_DATA_DIR"
+from . import paths
+
+DATA_DIR_ENV = paths.DATA_DIR_ENV
 CACHE_DIR_ENV = "PRUNING_CACHE_DIR"  # where decoded CIFAR-10 JPEGs are kept (default ~/.cache/mo-pruning)
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -92,9 +95,13 @@ class Dataset:
 
 
 def data_dir() -> Path | None:
-    """The offline data directory named by ``$PRUNING_DATA_DIR``, or None if unset."""
-    value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    """The offline data folder (``helpers.paths.data_dir``): ``$PRUNING_DATA_DIR``, else
+    ``../shared/data`` beside the checkout, else None (download through ``keras.datasets``)."""
+    return paths.data_dir()
+
+
+class DataUnavailableError(RuntimeError):
+    """No offline file and no download: the one error a run without data stops with."""
 
 
 def check_dataset_name(name: str, parameter="dataset") -> str:
@@ -223,8 +230,8 @@ def _read_raw(name: str):
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as exc:  # no network, or a broken download
         looked = (f"looked in {directory} for {' or '.join(_FILES[name])}" if directory
-                  else f"${DATA_DIR_ENV} is not set")
-        raise RuntimeError(
+                  else f"${DATA_DIR_ENV} is not set and there is no ../shared/data beside the checkout")
+        raise DataUnavailableError(
             f"cannot load {name!r}: {looked}, and keras.datasets could not download it "
             f"({type(exc).__name__}: {exc}). Offline, put the file {_FILES[name][0]} (arrays "
             f"x_train, y_train, x_test, y_test as keras.datasets returns them) in a folder and "
@@ -260,7 +267,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         train_subset: keep only this many training images (a seeded, class-stratified
             random subset), for reduced protocols; None keeps all.
         validation_size: hold out the *last* this-many training images as a validation
-            split (the clean alternative to selecting on the test set, spec B22). The
+            split (the clean alternative to selecting on the test set, REPRODUCTION_NOTES.md, B22). The
             hold-out is taken before ``train_subset`` so it is the same for every subset.
         seed: seed of the subset draw.
         cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
@@ -291,7 +298,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         notes = {"normalization": "half"}
     elif name == "cifar10":
         # One global z-score over all training pixels and channels (scalars), test set
-        # normalised with the training statistics: spec section 5.
+        # normalised with the training statistics: REPRODUCTION_NOTES.md §5.
         x_train = x_train.astype("float32")
         x_test = x_test.astype("float32")
         mean, std = x_train.mean(), x_train.std()

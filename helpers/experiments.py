@@ -16,7 +16,7 @@ from .runner import RunConfig, run_experiment, run_sweep
 from .validation import (Bool, Choice, Dict, Float, Fraction, Int, List, Optional, check_bool, check_choice,
                          check_float, check_int, check_parameters, check_writable)
 
-# The optimizer comparison of spec 6.1: multi-objective methods and their Keras baselines.
+# The optimizer comparison of REPRODUCTION_NOTES.md §6.1: multi-objective methods and their Keras baselines.
 PAPER_OPTIMIZERS = {"mnist": ("smgd", "madam", "sgd", "adam"),
                     "cifar10": ("smgd", "mrmsprop", "sgd", "rmsprop")}
 PAPER_EPOCHS = {"mnist": 30, "cifar10": 125}
@@ -29,7 +29,7 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     """Configs of notebook 03: every (optimizer, itp, seed), in seed-major order so that an
     interrupted sweep has finished whole seeds first.
 
-    ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, spec B6); missing ones
+    ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, REPRODUCTION_NOTES.md, B6); missing ones
     take the protocol default.
     """
     from .data import check_dataset_name
@@ -100,7 +100,7 @@ ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 
 
 def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subset=None, validation_size=0,
                      protocol="faithful", optimizer="madam", lambda1=None, scalarization="separate"):
-    """One weighted-sum run of the search scripts (spec 6.2): MAdam with fixed weights
+    """One weighted-sum run of the search scripts (REPRODUCTION_NOTES.md §6.2): MAdam with fixed weights
     (lambda1, lambda2), lambda1 = 1 - lambda2 unless given, ITP on, no schedule and no decay,
     batch 32, on MNIST. ``scalarization="separate"`` is the published MAdam (one moment stream
     per objective); ``"joint"`` is Adam on the weighted sum itself."""
@@ -432,8 +432,12 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
            else keras.optimizers.SGD(learning_rate, momentum=0.9))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if path.exists() and not recompute:
+        import warnings
+
         try:
-            model.load_weights(path)
+            with warnings.catch_warnings():  # the compiled optimizer's slots are not needed: no warning
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(path)
             return model, data
         except Exception as exc:  # a truncated or foreign weights file: moved aside, trained again
             quarantine(path, f"{type(exc).__name__}: {exc}")
@@ -464,7 +468,7 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     test_acc, test_loss``.
     """
     import keras
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import magnitude
 
@@ -559,7 +563,7 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
     """
     import keras
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from . import costs, magnitude
     from .compaction import compact

@@ -19,7 +19,7 @@ def all_layers(model):
 
 
 def dense_layers(model):
-    """The model's Dense layers, in order: the layers ITP prunes (spec section 3)."""
+    """The model's Dense layers, in order: the layers ITP prunes (REPRODUCTION_NOTES.md §3)."""
     return [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Dense)]
 
 

@@ -1,8 +1,8 @@
-"""The networks of the paper and of the neighbouring seeds (spec section 4).
+"""The networks of the paper and of the neighbouring seeds (REPRODUCTION_NOTES.md §4).
 
 Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
 only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
-gives the same initial weights for every optimizer (the authors' intent, spec B7).
+gives the same initial weights for every optimizer (the authors' intent, REPRODUCTION_NOTES.md, B7).
 
 Variants of the paper's networks:
   * ``"multi"``: no regularizer on the dense layers; the L1 term is the second objective
@@ -22,7 +22,7 @@ from .layers import all_layers, conv_layers, dense_layers  # noqa: F401  (re-exp
 MODELS = ("lenet5", "vgg", "mlp", "cifar_cnn")
 VARIANTS = ("multi", "baseline")
 
-# Hand-tuned L1 weights of the baselines and conv weight decay (spec sections 1.1, 4, 6.1).
+# Hand-tuned L1 weights of the baselines and conv weight decay (REPRODUCTION_NOTES.md §§1.1, 4, 6.1).
 LAMBDA_DENSE = {"lenet5": 3e-4, "vgg": 0.03}
 LAMBDA_CONV = {"lenet5": 1e-4, "vgg": 1e-6}
 

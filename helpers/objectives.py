@@ -1,9 +1,9 @@
-"""The second objective of the biobjective problem and its analytic gradient (spec 1.1).
+"""The second objective of the biobjective problem and its analytic gradient (REPRODUCTION_NOTES.md §1.1).
 
     loss1(theta; B) = mean CE(B) + sum_conv lambda_c ||K||_F^2      (the model's compiled loss)
     loss2(theta)    = sum_dense ||W||_1  [+ sum_conv lambda_c ||K||_F^2]
 
-The bracketed conv-L2 term is in *both* objectives in the original code (spec B11): that
+The bracketed conv-L2 term is in *both* objectives in the original code (REPRODUCTION_NOTES.md, B11): that
 is the faithful default (``conv_l2=True``); ``conv_l2=False`` keeps it in loss1 only.
 
 The gradient of loss2 is known in closed form, so the optimizers never differentiate it:
@@ -104,7 +104,7 @@ class DensePenalty:
 def dense_l1(model, include_bias=False):
     """sum over Dense layers of ||kernel||_1 (and ||bias||_1 when asked), a float.
 
-    This is the y-axis of Fig. 4(a); biases are reported separately (spec B8).
+    This is the y-axis of Fig. 4(a); biases are reported separately (REPRODUCTION_NOTES.md, B8).
     """
     total = 0.0
     for layer in dense_layers(model):

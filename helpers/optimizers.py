@@ -6,7 +6,7 @@ hands to the optimizer. The second objective (``DensePenalty``: L1 of the dense 
 plus conv L2 in the faithful variant) has a closed-form gradient g2 that the optimizer
 computes itself from the variables, so no second backward pass is needed.
 
-Every batch (spec section 2):
+Every batch (REPRODUCTION_NOTES.md §2):
   1. g2 = sign(W) on dense kernels, 2 lambda_c K on conv kernels, 0 elsewhere;
   2. (c1, c2) = closed-form min-norm weights of {g1, g2} over *all* trainable variables
      (``weights="min-norm"``), or the fixed weighted-sum weights (``weights=(l1, l2)``);
@@ -15,7 +15,7 @@ Every batch (spec section 2):
 The adaptive methods (MAdam, MRMSprop) combine the two objectives in one of two ways
 (``scalarization``):
 
-* ``"separate"`` (the published code, spec 2.3/2.4): one moment stream per objective, each
+* ``"separate"`` (the published code, REPRODUCTION_NOTES.md §2.3/2.4): one moment stream per objective, each
   direction normalised on its own, then ``c1 d1 + c2 d2``. Its fixed point per coordinate is
   ``c1 m1/sqrt(v1) + c2 m2/sqrt(v2) ~ 0``, *not* the stationarity condition of the weighted sum
   ``c1 loss1 + c2 loss2``: under fixed weights it does not minimise that scalarization.
@@ -47,7 +47,7 @@ SCALARIZATIONS = (SEPARATE, JOINT)
 
 
 def min_norm_coefficients(g1, g2):
-    """Closed-form min-norm convex combination of two gradients (spec 2.1).
+    """Closed-form min-norm convex combination of two gradients (REPRODUCTION_NOTES.md §2.1).
 
     ``g1`` and ``g2`` are lists of tensors (one per variable); an entry of ``g2`` may be None,
     meaning zeros. Returns ``(c1, c2)`` scalar tensors with c1 + c2 = 1 minimising
@@ -79,7 +79,7 @@ def min_norm_coefficients(g1, g2):
     safe = ops.where(positive, diff_sq, ops.ones_like(diff_sq))
     c1, c2 = diff_dot_g2 / safe, diff_dot_g1 / safe
     one, zero = ops.ones_like(c1), ops.zeros_like(c1)
-    # spec 2.1: g1 == g2 -> (1, 0); c1 < 0 -> (0, 1); c2 < 0 -> (1, 0)
+    # REPRODUCTION_NOTES.md §2.1: g1 == g2 -> (1, 0); c1 < 0 -> (0, 1); c2 < 0 -> (1, 0)
     c1, c2 = ops.where(c1 < 0, zero, c1), ops.where(c1 < 0, one, c2)
     c1, c2 = ops.where(c2 < 0, one, c1), ops.where(c2 < 0, zero, c2)
     return ops.where(positive, c1, one), ops.where(positive, c2, zero)
@@ -180,7 +180,7 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class SMGD(MultiGradientOptimizer):
-    """Stochastic multi-gradient descent with momentum (spec 2.2).
+    """Stochastic multi-gradient descent with momentum (REPRODUCTION_NOTES.md §2.2).
 
         v <- mu v - lr (c1 g1 + c2 g2);   theta <- theta + v
 
@@ -226,7 +226,7 @@ class SMGD(MultiGradientOptimizer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class MAdam(MultiGradientOptimizer):
-    """Multi-objective Adam (spec 2.3).
+    """Multi-objective Adam (REPRODUCTION_NOTES.md §2.3).
 
     ``scalarization="separate"`` (the published code): one Adam moment stream per objective,
 
@@ -302,7 +302,7 @@ class MAdam(MultiGradientOptimizer):
 
 @keras.saving.register_keras_serializable(package="helpers")
 class MRMSprop(MultiGradientOptimizer):
-    """Multi-objective RMSprop, Keras-2 style (epsilon outside the root), spec 2.4.
+    """Multi-objective RMSprop, Keras-2 style (epsilon outside the root), REPRODUCTION_NOTES.md §2.4.
 
     ``scalarization="separate"`` (the published code):
 

@@ -1,11 +1,11 @@
-"""Two-objective Pareto tools and the paper's weighted-sum searches (spec section 7).
+"""Two-objective Pareto tools and the paper's weighted-sum searches (REPRODUCTION_NOTES.md §7).
 
 Everything here is pure Python/numpy and works on points ``(z1, z2)`` to be minimised (in the
 paper: test cross-entropy and L1 norm of the dense weights). The searches take a callable
 ``evaluate(weights) -> point`` (or ``-> {"point": (z1, z2), ...}``), so they are tested on
 synthetic fronts and run on real training by passing a function that trains a network.
 
-Faithful and clean variants, as the spec asks (B14-B21):
+Faithful and clean variants, as REPRODUCTION_NOTES.md recommends (B14-B21):
 
 * filters: ``"original"`` (non-dominated, then drop interior points on or above the chord
   between the two extremes: the original's Delaunay test, done analytically), ``"nondominated"``,
@@ -87,7 +87,7 @@ def convex_mask(points):
 
 def original_mask(points):
     """The original ``is_pareto_efficient``: non-dominated, then every interior point on or
-    above the chord joining the two extremes is removed (spec 7, B20), done analytically.
+    above the chord joining the two extremes is removed (REPRODUCTION_NOTES.md §7, B20), done analytically.
 
     The extremes are the non-dominated points with the smallest z1 and the smallest z2 (the
     original took the list's first and last entries, assuming they were the extremes).
@@ -124,7 +124,7 @@ def filter_mask(points, method="original"):
 
 
 def knee_original(weights):
-    """Index picked by the original knee rule, faithfully (spec 7 and B18).
+    """Index picked by the original knee rule, faithfully (REPRODUCTION_NOTES.md §7 and B18).
 
     ``weights`` are the candidates' (lambda1, lambda2) in the current list order. The ratios
     lambda1/lambda2 skip lambda2 = 0 (so they are misaligned with the list when such a
@@ -229,7 +229,7 @@ def _check_search_args(levels, max_history, filter_method):
 
 
 def _run_levels(evaluate, new_weight, start, levels, max_history, filter_method, filter_last):
-    """The loop shared by the searches (spec 7.2/7.3): per level, one new weight per adjacent
+    """The loop shared by the searches (REPRODUCTION_NOTES.md §7.2/7.3): per level, one new weight per adjacent
     pair of the candidates sorted by z2; stop when the history reaches ``max_history``
     (checked before filtering, B21); filter the candidates between levels."""
     notes = []
@@ -276,7 +276,7 @@ START_WEIGHTS = ((1.0, 0.0), (0.9, 0.1))
 
 
 def grid_search(evaluate, weights, filter_method="original"):
-    """The fixed weighted-sum grid of ``paretofront.py`` (spec 7.1) as a search result: every
+    """The fixed weighted-sum grid of ``paretofront.py`` (REPRODUCTION_NOTES.md §7.1) as a search result: every
     weighting is evaluated in the given order and the filter keeps the survivors **in that
     order** (not sorted), which is the list the original knee rule saw (B18)."""
     _check_filter(filter_method)
@@ -291,7 +291,7 @@ def grid_search(evaluate, weights, filter_method="original"):
 
 def bisection_search(evaluate, start=START_WEIGHTS, levels=5, max_history=20, filter_method="original",
                      filter_last=False):
-    """Bisection in weight space (spec 7.2): the new weight of each adjacent pair is the midpoint
+    """Bisection in weight space (REPRODUCTION_NOTES.md §7.2): the new weight of each adjacent pair is the midpoint
     of their weights."""
     _check_search_args(levels, max_history, filter_method)
 
@@ -315,7 +315,7 @@ def dichotomic_weights(left_point, right_point):
 
 def dichotomic_search(evaluate, start=START_WEIGHTS, levels=15, max_history=20, filter_method="original",
                       filter_last=False, stochastic=True, seed=0, faithful_stale_weight=False):
-    """(Stochastic) dichotomic search (spec 7.3).
+    """(Stochastic) dichotomic search (REPRODUCTION_NOTES.md §7.3).
 
     For each adjacent pair (sorted by z2) the new weight is the segment normal. With
     ``stochastic=True`` a random weight lambda1 ~ U(0.9 lambda1_right, lambda1_right) is drawn

@@ -27,7 +27,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
-from .paths import project_root
+from . import outputs
+from .paths import display_path, project_root
 
 __all__ = [
     "OPTIMIZER_COLORS",
@@ -36,6 +37,7 @@ __all__ = [
     "color",
     "label",
     "project_root",
+    "display_path",
     "savefig",
     "draw_dense_vs_sparse",
     "draw_objective_space",
@@ -144,33 +146,39 @@ def set_style() -> None:
     )
 
 
+# Fixed file metadata: no creation date, no software version, so a figure drawn twice from the
+# same numbers is byte-identical (a rerun leaves git clean).
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
+
+
 def savefig(
     fig: Figure,
     name: str,
     folder: str,
     root: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """Save ``fig`` as ``figures/<folder>/<name>.png`` (150 dpi) and ``.pdf``.
+    """Save ``fig`` as ``figures/<folder>/<name>.png`` (150 dpi) and ``.pdf``, with fixed metadata.
 
     Args:
         fig: the figure to save.
         name: file name without extension.
-        folder: sub-folder of ``figures/``, by convention the notebook's name.
-        root: project root; see :func:`project_root` for the default.
+        folder: sub-folder of ``figures/``, by convention the notebook's name. A notebook run on
+            non-default parameters writes under ``figures/<folder>/variants/<slug>/`` instead
+            (``helpers.outputs``).
+        root: write under this root instead (``figures/<folder>/`` there, no variant logic).
 
     Returns:
         The written paths, PNG first.
     """
-    out_dir = project_root(root) / "figures" / folder
+    out_dir = Path(root).expanduser().resolve() / "figures" / folder if root is not None else outputs.figures_dir(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
+    written = []
+    for ext, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
         path = out_dir / f"{name}.{ext}"
-        # metadata without a date keeps re-generated PDFs byte-stable in git
-        metadata = {"CreationDate": None} if ext == "pdf" else None
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata)
-        paths.append(path)
-    return paths
+        written.append(path)
+    return written
 
 
 # ---------------------------------------------------------------------------

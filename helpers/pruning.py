@@ -1,9 +1,9 @@
-"""Intra-training pruning (ITP, spec section 3) and pruning measurements.
+"""Intra-training pruning (ITP, REPRODUCTION_NOTES.md §3) and pruning measurements.
 
 ITP sets every entry of every Dense kernel *and* bias with ``|w| <= threshold`` to exactly
 zero, once before training and after every optimizer update; conv and BN weights are never
 touched. The original did this in a Python callback with get/set_weights every batch (host
-round-trips, spec B23). Here it is a Keras variable constraint: Keras 3 applies constraints
+round-trips, REPRODUCTION_NOTES.md, B23). Here it is a Keras variable constraint: Keras 3 applies constraints
 inside the compiled train step right after the optimizer update, so ITP costs one
 elementwise ``where`` per dense variable and works with any optimizer and plain ``model.fit``.
 

@@ -4,8 +4,9 @@ A run is a pure function of its resolved ``RunConfig``: the model's initial weig
 from the seed alone (the same for every optimizer), the data order of epoch e from
 ``(seed, e)``, and dropout's random state is part of the checkpointed model variables. So
 results are keyed by the configuration, and a sweep can be spread over processes or
-machines (map ``run_experiment`` over configs with Ray or Dask; they share nothing but the
-cache folder, whose files are written atomically).
+machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_executor``) or any
+``concurrent.futures`` executor; the runs share nothing but the cache folder, whose files are
+written atomically.
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
@@ -92,7 +93,7 @@ class _Diverged(Exception):
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a training run. ``None`` fields are resolved from the
-    paper's protocol (spec section 6.1) by ``resolved()``; the cache key uses resolved values.
+    paper's protocol (REPRODUCTION_NOTES.md §6.1) by ``resolved()``; the cache key uses resolved values.
 
     Attributes:
         dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
@@ -268,6 +269,7 @@ class RunResult:
     key: str
     path: Path
     from_cache: bool
+    environment: dict | None = None  # versions the run was made under (keras, backend, ...)
 
     def history_frame(self):
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
@@ -363,7 +365,8 @@ def _result_from_stored(stored, path, from_cache=True):
     config = dict(stored["config"])
     if isinstance(config["weights"], list):
         config["weights"] = tuple(config["weights"])
-    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], Path(path), from_cache)
+    return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], Path(path), from_cache,
+                     stored.get("environment"))
 
 
 def _measure(model, data, config, penalty):
@@ -427,11 +430,6 @@ def _summary(history, sizes):
         summary[f"nnz/{name}"] = int(value)
         summary[f"pruned_fraction/{name}"] = 1.0 - value / sizes[name]
     return summary
-
-
-def _environment():
-    return {"keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count()}
 
 
 def _check_cache_writable(cache_root, checkpoint=True):
@@ -572,20 +570,20 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     summary = _summary({k: v for k, v in history.items() if k != "nnz_before_itp"}, sizes)
     stored = {
         "key": key, "status": "finished", "config": config.to_dict(), "summary": summary, "history": history,
-        "dataset_variant": data.variant, "dense_sizes": sizes, "environment": _environment(),
+        "dataset_variant": data.variant, "dense_sizes": sizes, "environment": environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     path = cache_root / "runs" / f"{config.slug()}-{key}.json"
     write_json(path, stored)
     partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
     (cache_root / "failed" / path.name).unlink(missing_ok=True)  # a retried failure succeeded
-    return RunResult(config, history, summary, key, path, from_cache=False)
+    return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"])
 
 
 def _record_failure(cache_root, config, key, reason, epoch, history, data):
     path = cache_root / "failed" / f"{config.slug()}-{key}.json"
     write_json(path, {"key": key, "status": "failed", "reason": reason, "epoch": epoch, "config": config.to_dict(),
-                      "history": history, "dataset_variant": data.variant, "environment": _environment(),
+                      "history": history, "dataset_variant": data.variant, "environment": environment(),
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return path
 
@@ -600,8 +598,117 @@ class SweepResults(list):
         self.failed, self.missing = list(failed), list(missing)
 
 
-def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, retry_failed=False):
-    """Run (or fetch from the cache) every config in order; an interrupted sweep resumes.
+def environment() -> dict:
+    """The versions a run is made under, recorded in every cached run."""
+    env = {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__,
+           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    if env["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        env["tensorflow"] = tf.__version__
+    return env
+
+
+# Versions whose change can move the numbers (cpu_count and the patch level of Python cannot).
+COMPARED_VERSIONS = ("keras", "backend", "tensorflow", "numpy", "machine")
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """Cached runs were made under other versions than the running ones."""
+
+
+def check_environments(results, warn=True) -> list:
+    """Warn once if any of ``results`` was made under other versions than the running ones.
+
+    Returns ``[(slug, {name: (recorded, running)})]`` for the runs that differ; only versions
+    recorded by both are compared (older cache files lack ``tensorflow`` and ``numpy``).
+    """
+    running = environment()
+    running["python"] = ".".join(platform.python_version_tuple()[:2])
+    differing = []
+    for r in results:
+        recorded = dict(r.environment or {})
+        if "python" in recorded:
+            recorded["python"] = ".".join(str(recorded["python"]).split(".")[:2])
+        diff = {k: (recorded[k], running[k]) for k in (*COMPARED_VERSIONS, "python")
+                if k in recorded and k in running and str(recorded[k]) != str(running[k])}
+        if diff:
+            differing.append((r.config.slug(), diff))
+    if differing and warn:
+        import warnings
+
+        kinds = sorted({f"{k} {a} (running {b})" for _, d in differing for k, (a, b) in d.items()})
+        warnings.warn(f"{len(differing)} of {len(results)} cached runs were made under other versions: "
+                      f"{', '.join(kinds)}; e.g. {differing[0][0]}. Their numbers may differ slightly from a rerun "
+                      f"here (recompute=True retrains).", EnvironmentMismatchWarning, stacklevel=2)
+    return differing
+
+
+def dask_executor(workers: int = 2, address: str | None = None):
+    """A Dask ``distributed.Client``: on a running scheduler at ``address`` (a cluster), else on a
+    new ``LocalCluster`` of ``workers`` processes with one thread each (runs hold the GIL and
+    TensorFlow's own thread pools; one process per core is the fast layout). Close it when done
+    (``client.close()``; with a LocalCluster that also stops the cluster)."""
+    from distributed import Client, LocalCluster
+
+    if address:
+        return Client(address)
+    # One TensorFlow thread per worker process: concurrent workers with thread pools of their own
+    # oversubscribe the cores and, with oneDNN, do not reproduce the sequential numbers.
+    single = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           env=single)
+    client = Client(cluster)
+    client._mo_pruning_cluster = cluster  # closed with the client by run_sweep
+    return client
+
+
+def _as_executor(executor):
+    """``(executor, owned)`` for what run_sweep accepts; ``owned`` ones are closed after the sweep."""
+    if executor is None or executor is False or (isinstance(executor, int) and executor <= 0) or executor == "":
+        return None, False
+    if isinstance(executor, int):
+        return dask_executor(workers=executor), True
+    if isinstance(executor, str):
+        return dask_executor(address=executor), True
+    return executor, False
+
+
+def run_isolated(config: RunConfig, cache_dir, recompute=False) -> RunResult:
+    """``run_experiment`` in a fresh Python process, then its result read from the cache.
+
+    What executors run: a worker process has threads of its own (Dask's event loop and
+    scheduler client) that draw from Python's global ``random``, from which Keras derives its
+    initializer seeds, so a run inside it would not reproduce the sequential numbers. A child
+    process started for the run has no such threads.
+    """
+    import subprocess
+    import sys
+
+    config = config.resolved()
+    command = [sys.executable, "-m", "helpers.runner", json.dumps(config.to_dict()), str(cache_dir)]
+    if recompute:
+        command.append("--recompute")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"run {config.slug()} failed:\n{done.stderr[-4000:]}")
+    found = find_cached(config, cache_dir)
+    if found is None:
+        raise RuntimeError(f"run {config.slug()} finished without a cache file in {cache_dir}")
+    return dataclasses.replace(_result_from_file(found), from_cache=False)
+
+
+def _close(executor):
+    cluster = getattr(executor, "_mo_pruning_cluster", None)
+    executor.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, retry_failed=False,
+              executor=None, check_versions=True):
+    """Run (or fetch from the cache) every config; an interrupted sweep resumes. Returns the
+    finished runs in config order.
 
     With ``cached_only`` nothing is trained: configs without a cached result are skipped (so
     figures can be drawn from a sweep that is still being computed elsewhere).
@@ -610,8 +717,16 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
     listed in its ``failed`` attribute and in a warning, and the sweep goes on; it is retried
     only with ``retry_failed`` or ``recompute``. Raises if no run at all can be returned.
 
-    For more than one machine, map ``run_experiment`` over the configs with Ray or Dask
-    instead: runs are independent and keyed by their configuration.
+    ``executor`` spreads the runs that are not cached yet over processes or machines:
+
+    * ``None`` or ``0`` (default): sequential, in this process;
+    * an int n > 0: a Dask ``LocalCluster`` of n worker processes, closed afterwards;
+    * a string: the address of a running Dask scheduler (``tcp://host:8786``), i.e. a cluster;
+    * a ``distributed.Client`` or a ``concurrent.futures.Executor``: used as given (``submit``).
+
+    Every worker writes to the same cache folder (resolved here, so it must be shared, e.g. a
+    network file system on a cluster); files are written atomically. A run is a pure function
+    of its configuration, so the results equal the sequential ones.
     """
     for name, value in dict(recompute=recompute, progress=progress, cached_only=cached_only,
                             retry_failed=retry_failed).items():
@@ -623,31 +738,61 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
         if not isinstance(config, RunConfig):
             raise TypeError(f"configs[{i}] must be a RunConfig, got {type(config).__name__}")
     configs = [c.resolved() for c in configs]  # every config is validated before any training
-    cache_root = Path(cache_dir or default_cache_dir())
+    from .progress import tqdm
+
+    cache_root = Path(cache_dir or default_cache_dir()).resolve()
     if not cached_only:
         _check_cache_writable(cache_root)
-    from tqdm.auto import tqdm
-
     results = SweepResults()
-    bar = tqdm(configs, desc="runs", disable=not progress)
-    for config in bar:
-        bar.set_postfix_str(config.slug(), refresh=True)
+    todo = []  # configs to run (or fetch) in this process or on the executor
+    for config in configs:
         if cached_only and not recompute:
             cached = load_cached(config, cache_root)
             if cached is not None:
                 results.append(cached)
+            elif find_failed(config, cache_root) is not None:
+                results.failed.append(_failed_error(config, find_failed(config, cache_root)))
             else:
-                failed = find_failed(config, cache_root)
-                if failed is not None:
+                results.missing.append(config)
+        else:
+            todo.append(config)
+    pool, owned = _as_executor(executor) if todo else (None, False)
+    if pool is None:
+        bar = tqdm(todo, desc="runs", disable=not progress or not todo)
+        for config in bar:
+            bar.set_postfix_str(config.slug(), refresh=True)
+            try:
+                results.append(run_experiment(config, cache_dir=cache_root, recompute=recompute, progress=progress,
+                                              retry_failed=retry_failed))
+            except RunFailedError as exc:
+                results.failed.append(exc)
+    else:
+        try:
+            done, pending = {}, {}
+            for i, config in enumerate(todo):
+                found = None if recompute else find_cached(config, cache_root)
+                failed = None if recompute or retry_failed else find_failed(config, cache_root)
+                if found is not None:
+                    done[i] = _result_from_file(found)
+                elif failed is not None:
                     results.failed.append(_failed_error(config, failed))
                 else:
-                    results.missing.append(config)
-            continue
-        try:
-            results.append(run_experiment(config, cache_dir=cache_root, recompute=recompute, progress=progress,
-                                          retry_failed=retry_failed))
-        except RunFailedError as exc:
-            results.failed.append(exc)
+                    pending[pool.submit(run_isolated, config, str(cache_root), recompute or retry_failed)] = i
+            bar = tqdm(total=len(pending), desc=f"runs on {type(pool).__name__}", disable=not progress or not pending)
+            for future, i in pending.items():  # in submission order; all run concurrently
+                try:
+                    done[i] = future.result()
+                except RuntimeError:
+                    failed = find_failed(todo[i], cache_root)
+                    if failed is None:
+                        raise
+                    results.failed.append(_failed_error(todo[i], failed))
+                bar.update(1)
+            bar.close()
+            results.extend(done[i] for i in sorted(done))
+        finally:
+            if owned:
+                _close(pool)
     if results.failed:
         warnings.warn(f"{len(results.failed)} of {len(configs)} runs FAILED and are left out of the results "
                       "(retry with retry_failed=True): " + "; ".join(str(e) for e in results.failed),
@@ -657,6 +802,8 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
             raise LookupError(f"cached_only=True, but none of the {len(configs)} runs is in the cache {cache_root} "
                               "(train them first: cached_only=False)")
         raise RuntimeError(f"every run of the sweep failed: {'; '.join(str(e) for e in results.failed)}")
+    if check_versions:
+        check_environments([r for r in results if r.from_cache])
     return results
 
 
@@ -682,7 +829,7 @@ def _lr_value(optimizer, step):
 
 
 def _progress_bar(config, start):
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     return tqdm(total=config.epochs, initial=start, desc=config.slug(), unit="epoch", leave=False)
 
@@ -739,3 +886,17 @@ def history_frame(results):
         frame["dense_nnz"] = frame[[c for c in frame.columns if c.startswith("nnz/")]].sum(axis=1)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _main(argv):
+    """``python -m helpers.runner CONFIG_JSON CACHE_DIR [--recompute]``: one run into the cache."""
+    config = json.loads(argv[0])
+    if isinstance(config.get("weights"), list):
+        config["weights"] = tuple(config["weights"])
+    run_experiment(RunConfig(**config), cache_dir=argv[1], recompute="--recompute" in argv[2:], progress=False)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1:])

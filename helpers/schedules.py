@@ -1,7 +1,7 @@
 """Learning-rate schedules of the original code, as Keras 3 ``LearningRateSchedule`` objects.
 
 Keras 3 optimizers have no ``decay`` argument and ``LearningRateScheduler`` cannot drive a
-schedule object, so the paper's rate (spec section 6)
+schedule object, so the paper's rate (REPRODUCTION_NOTES.md §6)
 
     lr(k) = eta0 * S(floor(k / steps_per_epoch)) / (1 + delta * k)
 
@@ -18,7 +18,7 @@ from keras import ops
 
 
 def logistic_factor(epoch, epochs):
-    """S(e) of spec section 6: 1 at e=0, then 1 - 0.9 sigmoid((e - 0.75E) / (0.075E)).
+    """S(e) of REPRODUCTION_NOTES.md §6: 1 at e=0, then 1 - 0.9 sigmoid((e - 0.75E) / (0.075E)).
 
     Works on Python numbers and on tensors (epoch may be a tensor).
     """
@@ -42,7 +42,7 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
         steps_per_epoch: batches per epoch (``ceil(n_train / batch_size)``).
         epochs: E of the logistic schedule (30 for MNIST, 125 for CIFAR in the paper).
         decay: delta, per-iteration inverse-time decay (Keras 2's ``decay`` argument).
-        logistic: apply S(e); ``False`` leaves only the decay (CIFAR SMGD, spec B5).
+        logistic: apply S(e); ``False`` leaves only the decay (CIFAR SMGD, REPRODUCTION_NOTES.md, B5).
     """
 
     def __init__(self, initial_learning_rate, steps_per_epoch, epochs, decay=0.0, logistic=True):

@@ -1,4 +1,4 @@
-"""Dataset loading: offline files, preprocessing of spec section 5, subsets, clear errors."""
+"""Dataset loading: offline files, preprocessing of REPRODUCTION_NOTES.md §5, subsets, clear errors."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Parameter counts of every network (spec section 11) and seeding."""
+"""Parameter counts of every network (REPRODUCTION_NOTES.md §11) and seeding."""
 
 import keras
 import numpy as np

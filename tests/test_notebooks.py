@@ -1,7 +1,7 @@
 """Every notebook executes end to end with papermill on tiny parameters.
 
-Outputs go to a temporary project root (MOPRUNE_ROOT), so the committed figures/ and
-results/ are never overwritten by tiny runs. nbval (``pytest --nbval``) separately checks
+Outputs go to a temporary project root (MOPRUNE_ROOT, with MOPRUNE_OUTPUT_DIR beside it), so
+the committed figures/ and results/ are never overwritten by tiny runs. nbval (``pytest --nbval``) separately checks
 the stored outputs of the deterministic cells on the default parameters.
 """
 
@@ -73,6 +73,7 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch, require_da
     if run in NEEDS_DATA:
         require_data(*NEEDS_DATA[run])
     monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    monkeypatch.setenv("MOPRUNE_OUTPUT_DIR", str(tmp_path))
     name = run.split("#")[0]
     parameters = {**TINY_PARAMETERS, **EXTRA_TINY_RUNS}[run]
     out = tmp_path / name
@@ -82,6 +83,14 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch, require_da
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert list((tmp_path / "figures").rglob("*.png")), "the notebook saved no figure"
+    # a run on non-default parameters writes under variants/, never into the canonical folders
+    from helpers import outputs
+
+    stem = name.removesuffix(".ipynb")
+    if not outputs.for_notebook(stem, {**outputs.parameter_defaults(stem), **parameters}, verbose=False).canonical:
+        canonical = [p for p in (tmp_path / "figures" / stem).glob("*") if p.is_file()]
+        assert not canonical, f"a non-default run wrote canonical figures: {canonical[:3]}"
+        assert list((tmp_path / "figures" / stem / "variants").rglob("*.png"))
 
 
 def _cells(name):

@@ -110,7 +110,7 @@ def test_rmsprop_keras2_formula():
 
 
 def _reference_step(model, x, y, state, kind, lr, t):
-    """One multi-gradient step in numpy, from the spec's formulas (independent of helpers)."""
+    """One multi-gradient step in numpy, from the formulas of REPRODUCTION_NOTES.md §2 (independent of helpers)."""
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         probs = model(x, training=True)

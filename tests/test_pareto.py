@@ -47,7 +47,7 @@ def test_original_filter_removes_points_on_or_above_the_chord():
 
 
 def test_knee_original_returns_last_on_z2_sorted_list():
-    # candidates sorted by z2 ascending: large lambda2 first, (1, 0) last (spec section 11)
+    # candidates sorted by z2 ascending: large lambda2 first, (1, 0) last (REPRODUCTION_NOTES.md §11)
     weights = [(0.9, 0.1), (0.95, 0.05), (0.99, 0.01), (0.999, 0.001), (1.0, 0.0)]
     assert pareto.knee_original(weights) == len(weights) - 1
     # without the wrap-around winning, the pick is argmax(diff) - 1 (index misaligned by the skip)

@@ -1,4 +1,4 @@
-"""ITP invariants (spec sections 3 and 11): checked after every single training step."""
+"""ITP invariants (REPRODUCTION_NOTES.md §§3, 11): checked after every single training step."""
 
 import keras
 import numpy as np

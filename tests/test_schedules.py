@@ -1,11 +1,11 @@
-"""The logistic learning-rate factor S(e) and the combined schedule (spec section 6)."""
+"""The logistic learning-rate factor S(e) and the combined schedule (REPRODUCTION_NOTES.md §6)."""
 
 import numpy as np
 import pytest
 
 from helpers.schedules import PaperSchedule, logistic_factor
 
-# S(e), e = 0..29, for E = 30 as listed in the spec.
+# S(e), e = 0..29, for E = 30 as listed in REPRODUCTION_NOTES.md §6.
 SPEC_MNIST = [1, .9999, .9999, .9998, .9998, .9996, .9994, .9991, .9986, .9978, .9965, .9946, .9916,
               .9870, .9799, .9690, .9526, .9281, .8927, .8431, .7771, .6947, .5998, .5002, .4053, .3229,
               .2569, .2073, .1719, .1474]

@@ -1,0 +1,208 @@
+"""Stored notebooks that a rerun leaves unchanged.
+
+``clean`` removes what varies between two executions with the same numbers: progress bars
+(tqdm widgets and text bars, ``TqdmWarning``), execution timestamps and durations that
+papermill and Jupyter write into the metadata, widget state, and absolute paths of this machine
+(the checkout, the virtual environment, the home folder) in text outputs.
+
+``execute`` runs a notebook with papermill into a temporary file and moves it over the
+destination only on success, cleaned; a failed run never overwrites a notebook. Without
+data it stops with one short message.
+
+    python -m helpers.notebook_outputs clean NOTEBOOK...
+    python -m helpers.notebook_outputs execute NOTEBOOK [OUTPUT] [-p NAME VALUE]... [-y YAML]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import site
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from . import paths
+
+# Stream text that is a progress bar or its warning, never a result.
+_PROGRESS = re.compile(r"\d+%\|.*\||it/s\]|s/it\]|TqdmWarning|IProgress not found|ipywidgets")
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+# Per-cell and notebook metadata that records when, how long and where a run happened.
+_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
+_PAPERMILL_KEEP = ("default_parameters", "parameters", "version")
+
+
+def _machine_paths() -> list[tuple[str, str]]:
+    """(absolute path, replacement) pairs, longest first."""
+    pairs = []
+    for base in {*site.getsitepackages(), site.getusersitepackages(), sysconfig.get_paths()["purelib"]}:
+        pairs.append((str(Path(base).resolve()) + os.sep, ""))
+        pairs.append((str(base).rstrip(os.sep) + os.sep, ""))
+    pairs.append((str(Path(sys.prefix).resolve()) + os.sep, "<venv>/"))
+    pairs.append((sys.prefix.rstrip(os.sep) + os.sep, "<venv>/"))
+    for root in {paths.source_root(), paths.project_root(), paths.output_root()}:
+        pairs.append((str(root) + os.sep, ""))
+    data = paths.data_dir()
+    if data is not None:
+        pairs.append((str(Path(data).resolve()) + os.sep, "<data>/"))
+    pairs.append((str(Path.home()) + os.sep, "~/"))
+    pairs.append((tempfile.gettempdir().rstrip(os.sep) + os.sep, "<tmp>/"))
+    return sorted({p for p in pairs if len(p[0]) > 2}, key=lambda p: -len(p[0]))
+
+
+def _scrub(text: str, pairs) -> str:
+    for path, replacement in pairs:
+        text = text.replace(path, replacement)
+    return text
+
+
+def _is_progress(output) -> bool:
+    if output.get("output_type") in ("display_data", "execute_result") and _WIDGET in output.get("data", {}):
+        return True
+    if output.get("output_type") == "stream":
+        text = "".join(output.get("text", ""))
+        return "\r" in text or bool(_PROGRESS.search(text))
+    return False
+
+
+def _coalesce(outputs):
+    merged = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
+
+
+def clean_notebook(nb: dict, relative_to: Path | None = None) -> dict:
+    """Clean a notebook (the JSON dict) in place and return it."""
+    pairs = _machine_paths()
+    metadata = nb.setdefault("metadata", {})
+    metadata.pop("widgets", None)
+    if "papermill" in metadata:
+        kept = {k: v for k, v in metadata["papermill"].items() if k in _PAPERMILL_KEEP}
+        for key in ("input_path", "output_path"):
+            value = metadata["papermill"].get(key)
+            if value:
+                kept[key] = _relative(value, relative_to)
+        metadata["papermill"] = kept
+    for cell in nb.get("cells", []):
+        for key in _CELL_METADATA:
+            cell.get("metadata", {}).pop(key, None)
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = [o for o in cell.get("outputs", []) if not _is_progress(o)]
+        for out in outputs:
+            if out.get("output_type") == "stream":
+                out["text"] = _scrub("".join(out["text"]), pairs)
+            elif out.get("output_type") == "error":
+                out["traceback"] = [_scrub(line, pairs) for line in out.get("traceback", [])]
+                out["evalue"] = _scrub(out.get("evalue", ""), pairs)
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/"):
+                    text = "".join(value) if isinstance(value, list) else value
+                    out["data"][mime] = _scrub(text, pairs)
+        cell["outputs"] = _coalesce(outputs)
+    return nb
+
+
+def _relative(value: str, base: Path | None) -> str:
+    path = Path(value)
+    for root in filter(None, (base, paths.source_root(), paths.project_root())):
+        try:
+            return str(path.resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def write_notebook(nb: dict, path: Path):
+    """Write as nbformat does (one-space indent, sorted keys, trailing newline)."""
+    import nbformat
+
+    text = nbformat.writes(nbformat.from_dict(nb))
+    Path(path).write_text(text if text.endswith("\n") else text + "\n")
+
+
+def clean_file(path, output=None):
+    path = Path(path)
+    nb = json.loads(path.read_text())
+    write_notebook(clean_notebook(nb, relative_to=paths.source_root()), Path(output or path))
+
+
+def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, log_output=False):
+    """Execute ``notebook`` with papermill into ``output`` (default: over itself), cleaned.
+
+    The run goes to a temporary file first; ``output`` is replaced only if every cell succeeded.
+    Raises ``SystemExit`` with one line when the data cannot be loaded.
+    """
+    import papermill
+
+    notebook = Path(notebook).resolve()
+    output = Path(output).resolve() if output else notebook
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{output.stem}.", dir=output.parent)
+    os.close(fd)
+    try:
+        try:
+            papermill.execute_notebook(str(notebook), tmp, parameters=parameters or {},
+                                       cwd=str(cwd or notebook.parent), kernel_name=kernel_name,
+                                       progress_bar=False, log_output=log_output)
+        except papermill.PapermillExecutionError as exc:
+            if exc.ename == "DataUnavailableError":
+                raise SystemExit(f"{notebook.name}: no data: {exc.evalue.split(': ', 1)[-1][:400]}") from None
+            raise
+        nb = json.loads(Path(tmp).read_text())
+        nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = str(notebook)
+        nb["metadata"]["papermill"]["output_path"] = str(output)
+        write_notebook(clean_notebook(nb, relative_to=paths.source_root()), Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return output
+
+
+def _parse_parameters(pairs, yaml_text):
+    parameters = {}
+    if yaml_text:
+        import yaml
+
+        parameters.update(yaml.safe_load(yaml_text) or {})
+    for name, value in pairs or []:
+        import yaml
+
+        parameters[name] = yaml.safe_load(value)  # papermill's -p reads values the same way
+    return parameters
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m helpers.notebook_outputs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    clean = sub.add_parser("clean", help="strip volatile output from stored notebooks, in place")
+    clean.add_argument("notebooks", nargs="+")
+    run = sub.add_parser("execute", help="execute with papermill; replace the output only on success")
+    run.add_argument("notebook")
+    run.add_argument("output", nargs="?")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    run.add_argument("-y", "--yaml", help="parameters as a YAML mapping")
+    run.add_argument("--cwd", help="working directory of the kernel (default: the notebook's folder)")
+    run.add_argument("--log-output", action="store_true", help="echo the cells' output while running")
+    args = parser.parse_args(argv)
+    if args.command == "clean":
+        for path in args.notebooks:
+            clean_file(path)
+        return 0
+    execute(args.notebook, args.output, _parse_parameters(args.parameter, args.yaml), cwd=args.cwd,
+            log_output=args.log_output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""run_sweep on a Dask LocalCluster of two processes gives the sequential sweep's results."""
+
+import pytest
+
+from helpers.runner import RunConfig, run_sweep
+
+distributed = pytest.importorskip("distributed")
+
+CONFIGS = [RunConfig(optimizer=name, epochs=1, train_subset=256, eval_train=False) for name in ("madam", "sgd")]
+TIMINGS = {"train_seconds"}
+
+
+def _numbers(result):
+    history = {k: v for k, v in result.history.items() if k != "epoch_seconds"}
+    return {k: v for k, v in result.summary.items() if k not in TIMINGS}, history
+
+
+def test_sweep_on_a_local_cluster_equals_the_sequential_one(tmp_path):
+    sequential = run_sweep(CONFIGS, cache_dir=tmp_path / "sequential", progress=False)
+    from helpers.runner import dask_executor
+
+    client = dask_executor(workers=2)
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2
+        spread = run_sweep(CONFIGS, cache_dir=tmp_path / "dask", progress=False, executor=client)
+    finally:
+        client.close()
+        client._mo_pruning_cluster.close()
+    assert [r.config for r in spread] == [c.resolved() for c in CONFIGS]  # config order
+    assert all(not r.from_cache for r in spread)
+    assert [_numbers(r) for r in spread] == [_numbers(r) for r in sequential]
+    assert sorted(p.name for p in (tmp_path / "dask" / "runs").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "sequential" / "runs").iterdir())
+    # a second sweep on an executor finds everything in the shared cache
+    again = run_sweep(CONFIGS, cache_dir=tmp_path / "dask", progress=False, executor=1)
+    assert all(r.from_cache for r in again)

@@ -1,0 +1,133 @@
+"""The reproducibility package: documented parameters, one repository URL, the lock behind every
+install path, canonical outputs only from default parameters, byte-stable figures, stored
+notebooks without volatile output, and the data folder resolved the same way everywhere."""
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from helpers import notebook_outputs, outputs, paths, repository
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _code(nb_path):
+    return [("".join(c["source"]), c) for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_has_a_type_and_a_help_line(notebook):
+    papermill = pytest.importorskip("papermill")
+    listed = papermill.inspect_notebook(str(notebook))
+    source = next(s for s, c in _code(notebook) if "parameters" in c["metadata"].get("tags", []))
+    assigned = re.findall(r"^([A-Za-z_]\w*)\s*[:=]", source, re.M)
+    assert sorted(listed) == sorted(assigned), "papermill could not parse every line of the parameters cell"
+    for name, parameter in listed.items():
+        assert parameter["inferred_type_name"] not in ("None", ""), f"{name}: no type annotation"
+        assert parameter["help"].strip(), f"{name}: no help comment"
+    others = "\n".join(s for s, c in _code(notebook) if "parameters" not in c["metadata"].get("tags", []))
+    unused = [name for name in listed if not re.search(rf"\b{name}\b", others)]
+    assert not unused, f"parameters the notebook never uses: {unused}"
+
+
+def test_badges_setup_cells_and_binder_follow_the_one_url_and_the_lock():
+    url = repository.repository_url()
+    assert url.startswith("https://github.com/") and "OWNER" not in url
+    assert repository.check() == []
+    for path in [ROOT / "README.md", *NOTEBOOKS]:
+        assert "OWNER/REPO" not in path.read_text(), path.name
+        assert "sys.path" not in path.read_text(), path.name
+
+
+def test_the_lock_drives_every_install_path():
+    lock = repository.lock_pins()
+    for name in ("tensorflow", "keras", "numpy", "pandas", "papermill", "pytest", "nbval", "distributed"):
+        assert name in lock, f"{name} is not pinned in requirements/lock.txt"
+    assert repository.binder_pins() == lock
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "--no-deps" in post_build and "pip install" in post_build
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-r $(LOCK)" in makefile and "--no-deps -e ." in makefile and "\nlock:" in makefile
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_two_saves_of_a_figure_are_byte_identical(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.plotting import savefig
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [2, 0, 1])
+    first = [p.read_bytes() for p in savefig(fig, "same", "check", root=tmp_path / "a")]
+    second = [p.read_bytes() for p in savefig(fig, "same", "check", root=tmp_path / "b")]
+    plt.close(fig)
+    assert first == second
+    assert b"CreationDate" not in first[1] and b"Software" not in first[0]
+
+
+def test_only_default_parameters_write_canonical_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.OUTPUT_ENV, str(tmp_path))
+    defaults = outputs.parameter_defaults("02_data_and_models")
+    assert defaults["cnn_width"] == 1.0
+    canonical = outputs.for_notebook("02_data_and_models", dict(defaults, recompute=True, save_outputs=True))
+    assert canonical.canonical and canonical.results_dir() == tmp_path / "results" / "02_data_and_models"
+    variant = outputs.for_notebook("02_data_and_models", dict(defaults, cnn_width=0.5), verbose=False)
+    assert not variant.canonical and variant.slug == "cnn_width-0.5"
+    assert variant.figures_dir() == tmp_path / "figures" / "02_data_and_models" / "variants" / "cnn_width-0.5"
+    assert outputs.figures_dir("02_data_and_models") == variant.figures_dir()  # what plotting.savefig uses
+    # the Makefile's recorded second configurations stay canonical
+    smgd = outputs.for_notebook("03_smgd", dict(outputs.parameter_defaults("03_smgd"), dataset="cifar10"))
+    assert smgd.canonical
+    other = outputs.for_notebook("03_smgd", dict(outputs.parameter_defaults("03_smgd"), dataset="cifar10", epochs=3),
+                                 verbose=False)
+    assert not other.canonical and other.slug == "dataset-cifar10__epochs-3"
+
+
+def test_data_folder_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))
+    assert paths.data_dir() == tmp_path
+    monkeypatch.delenv(paths.DATA_DIR_ENV)
+    shared = paths.source_root().parent / "shared" / "data"
+    assert paths.data_dir() == (shared if shared.is_dir() else None)
+
+
+def test_clean_strips_progress_timestamps_and_machine_paths():
+    venv_file = str(Path(notebook_outputs.sysconfig.get_paths()["purelib"]) / "keras" / "x.py")
+    nb = {"metadata": {"widgets": {"state": {}}, "papermill": {"start_time": "2026", "duration": 3.2,
+                                                              "parameters": {"a": 1}, "version": "2.7.0"}},
+          "cells": [{"cell_type": "code", "metadata": {"execution": {"iopub.status.busy": "2026"},
+                                                       "papermill": {"duration": 1.0}},
+                     "outputs": [
+                         {"output_type": "stream", "name": "stderr", "text": "runs: 50%|#####     | 1/2 [00:01<00:01, 1.0it/s]\r"},
+                         {"output_type": "display_data", "metadata": {},
+                          "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "0%"}},
+                         {"output_type": "stream", "name": "stderr", "text": f"{venv_file}:1: UserWarning: w\n"},
+                         {"output_type": "stream", "name": "stdout", "text": "a\n"},
+                         {"output_type": "stream", "name": "stdout", "text": "b\n"}],
+                     "source": "", "execution_count": 1}]}
+    cleaned = notebook_outputs.clean_notebook(nb)
+    cell = cleaned["cells"][0]
+    assert cell["metadata"] == {} and cleaned["metadata"]["papermill"] == {"parameters": {"a": 1}, "version": "2.7.0"}
+    assert "widgets" not in cleaned["metadata"]
+    assert [o.get("text") for o in cell["outputs"]] == ["keras/x.py:1: UserWarning: w\n", "a\nb\n"]
+
+
+def test_runs_under_other_versions_are_reported():
+    from helpers.runner import EnvironmentMismatchWarning, RunConfig, RunResult, check_environments, environment
+
+    same = RunResult(RunConfig(), {}, {}, "k", Path("x"), True, environment())
+    old = RunResult(RunConfig(seed=1), {}, {}, "k", Path("y"), True, dict(environment(), keras="2.3.1"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_environments([same]) == []
+    with pytest.warns(EnvironmentMismatchWarning, match="keras 2.3.1"):
+        differing = check_environments([same, old])
+    assert [slug for slug, _ in differing] == [RunConfig(seed=1).slug()]
