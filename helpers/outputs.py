@@ -101,11 +101,20 @@ class NotebookOutputs:
     def figures_dir(self, notebook: str | None = None) -> Path:
         return self._dir("figures") if notebook in (None, self.notebook) else paths.output_root() / "figures" / notebook
 
-    def results_dir(self, notebook: str | None = None) -> Path:
-        """The folder for this run's result tables (created)."""
+    def results_dir(self, notebook: str | None = None, create: bool = True) -> Path:
+        """The folder for this run's result tables (created unless ``create=False``)."""
         folder = self._dir("results") if notebook in (None, self.notebook) else paths.output_root() / "results" / notebook
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def save_table(self, frame, name: str) -> Path:
+        """Write a pandas table as ``<results folder>/<name>.csv`` (atomically) and return the path."""
+        from .cache import atomic_write
+
+        path = self.results_dir() / f"{name}.csv"
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        return path
 
     def describe(self) -> str:
         if self.canonical:

@@ -16,8 +16,9 @@ Two ways to use it:
 * functions: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
   minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
   ``check_budget``, ``check_int_list``, ``check_writable``;
-* specs, for notebooks: ``check_notebook_parameters(globals(), epochs=Int(1), seeds=List(Int(0)),
-  dataset=Choice("mnist", "cifar10"), ks=List(Fraction()), train_subset=Optional(Int(1)))``.
+* specs, for notebooks (declared per notebook in ``helpers.notebook_parameters``):
+  ``check_notebook_parameters(globals(), "03_smgd")``; ad hoc specs are keywords, e.g.
+  ``check_parameters(values, dict(epochs=Int(1), seeds=List(Int(0)), ks=List(Fraction())))``.
 """
 
 from __future__ import annotations
@@ -320,30 +321,40 @@ def check_parameters(values: dict, specs: dict) -> dict:
     return {name: spec(name, values[name]) for name, spec in specs.items()}
 
 
-def check_notebook_parameters(namespace: dict, outputs: str | None = None, **specs) -> None:
+def check_notebook_parameters(namespace: dict, notebook: str | None = None, **specs):
     """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
 
-    ``namespace`` is the notebook's ``globals()``; each keyword names a parameter and its spec
-    (``Int(1)``, ``List(Fraction())``, ``Optional(Int(1))``, ...). The values are only checked,
-    never rewritten (so the notebooks' cache keys stay what they were). With ``outputs`` (the
-    notebook's folder name) the results cache, and when ``save_outputs`` (or ``save_figures``)
-    is true ``results/<outputs>`` and ``figures/<outputs>``, must be writable. Raises TypeError /
-    ValueError naming the parameter.
+    ``namespace`` is the notebook's ``globals()``. With ``notebook`` (its file stem, e.g.
+    ``"03_smgd"``) the specs are the ones declared for it in ``helpers.notebook_parameters``, the
+    results cache and, when ``save_outputs`` (or ``save_figures``) is true, its output folders must
+    be writable, and the return value says where this run writes (``helpers.outputs``: the
+    committed folders on the default parameters only). Keyword specs (``epochs=Int(1)``, ...) are
+    checked too. Values are only checked, never rewritten (so cache keys stay what they were).
+    Raises TypeError / ValueError naming the parameter.
 
     In a notebook, one cell right after the parameters cell::
 
-        from helpers.validation import Bool, Choice, Int, List, Optional, check_notebook_parameters
+        from helpers.validation import check_notebook_parameters
 
-        check_notebook_parameters(globals(), outputs="03_smgd", epochs=Optional(Int(1)),
-                                  seeds=Optional(List(Int(0))), save_outputs=Bool())
+        outputs = check_notebook_parameters(globals(), "03_smgd")
     """
-    check_parameters(namespace, specs)
-    if outputs is not None:
-        from .cache import default_cache_dir
-        from .paths import project_root
+    if notebook is not None:
+        from .notebook_parameters import NOTEBOOK_PARAMETERS, check_across
 
-        check_writable(default_cache_dir(), "results cache folder")
-        if namespace.get("save_outputs", False):
-            check_writable(project_root() / "results" / outputs, "results folder")
-        if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
-            check_writable(project_root() / "figures" / outputs, "figures folder")
+        if notebook not in NOTEBOOK_PARAMETERS:
+            raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebook_parameters")
+        specs = {**NOTEBOOK_PARAMETERS[notebook], **specs}
+    check_parameters(namespace, specs)
+    if notebook is None:
+        return None
+    check_across(notebook, namespace)
+    from . import outputs as outputs_lib
+    from .cache import default_cache_dir
+
+    chosen = outputs_lib.for_notebook(notebook, namespace)
+    check_writable(default_cache_dir(), "results cache folder")
+    if namespace.get("save_outputs", False):
+        check_writable(chosen.results_dir(create=False), "results folder")
+    if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
+        check_writable(chosen.figures_dir(), "figures folder")
+    return chosen

@@ -32,6 +32,10 @@ def test_every_parameter_has_a_type_and_a_help_line(notebook):
     others = "\n".join(s for s, c in _code(notebook) if "parameters" not in c["metadata"].get("tags", []))
     unused = [name for name in listed if not re.search(rf"\b{name}\b", others)]
     assert not unused, f"parameters the notebook never uses: {unused}"
+    from helpers.notebook_parameters import NOTEBOOK_PARAMETERS
+
+    assert sorted(NOTEBOOK_PARAMETERS[notebook.stem]) == sorted(listed), \
+        "helpers.notebook_parameters must declare a spec for exactly the parameters of the notebook"
 
 
 def test_badges_setup_cells_and_binder_follow_the_one_url_and_the_lock():
