@@ -45,6 +45,13 @@ def run_tfmot_worker(task, **kwargs):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def epoch_order(seed, epoch, n):
+    """The order in which both GMP implementations see the ``n`` training images in ``epoch``."""
+    import numpy as np
+
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 def median(values):
     values = sorted(values)
     n = len(values)

@@ -5,7 +5,8 @@ and the paper's Adam+L1 baseline with our ITP come from notebook 03's cache (tra
 Gradual magnitude pruning, ours on Keras 3 (``helpers.magnitude.GradualMagnitudePruning``) and
 tfmot's on tf_keras (separate process), is then driven to the same final dense sparsity as each
 of those runs (same seed): Adam 1e-3, polynomial schedule from 0 over the first 70% of the steps,
-mask updates every 100 steps (tfmot's default), dense layers only. Every GMP run is cached under
+mask updates every 100 steps (tfmot's default), dense layers only. The two GMPs start from the
+same initial weights (ours, saved for the worker) and see the same data order (``FAIR``). Every GMP run is cached under
 ``results/cache/tables`` keyed by its configuration, so an interrupted benchmark resumes.
 
 Writes ``results/benchmarks/frontier.csv``: ``method,seed,target_of,dense_sparsity,test_acc``.
@@ -16,8 +17,10 @@ Writes ``results/benchmarks/frontier.csv``: ``method,seed,target_of,dense_sparsi
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
-from common import run_tfmot_worker, write_csv
+from common import epoch_order, run_tfmot_worker, write_csv
 
 from helpers.runtime import quiet_import
 
@@ -28,13 +31,30 @@ import numpy as np  # noqa: E402
 from helpers import data as data_lib  # noqa: E402
 from helpers import experiments, magnitude  # noqa: E402
 from helpers.cache import cached  # noqa: E402
-from helpers.models import dense_layers, lenet5  # noqa: E402
+from helpers.models import LAMBDA_CONV, dense_layers, lenet5  # noqa: E402
 from helpers.runner import run_sweep  # noqa: E402
 
 OURS = {"smgd": "SMGD+ITP", "madam": "MAdam+ITP", "adam": "Adam+L1+ITP"}
 
 
-def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None):
+# What the GMP runs share, so the two implementations differ in nothing but the framework:
+# the initial weights are ours (``lenet5("multi", seed)``, conv L2 included), handed to tfmot's
+# tf_keras LeNet as a .npz; both fit epoch by epoch on the same pre-shuffled order
+# (``common.epoch_order``) with ``shuffle=False``; our GMP follows tfmot 0.8's semantics.
+# These settings are part of every GMP cache key.
+FAIR = {"init": "keras3_lenet5_multi", "order": "default_rng([seed, epoch])", "conv_l2": LAMBDA_CONV["lenet5"],
+        "gmp_semantics": "tfmot-0.8"}
+
+
+def save_initial_weights(path, seed):
+    """Our LeNet-5's initial weights as ``{layer}:{index}`` arrays, for the tfmot worker."""
+    model = lenet5("multi", seed=seed)
+    np.savez(path, **{f"{layer.name}:{i}": w.numpy() for layer in model.layers for i, w in enumerate(layer.weights)})
+    return model
+
+
+def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
+            weights_out=None, **fair):
     data = data_lib.load_dataset("mnist", train_subset=train_subset)
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     model = lenet5("multi", seed=seed)
@@ -43,12 +63,26 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
                                             frequency=frequency, layers=dense)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[gmp])
+    for epoch in range(epochs):
+        order = epoch_order(seed, epoch, len(data.x_train))
+        model.fit(data.x_train[order], data.y_train[order], batch_size=batch_size, initial_epoch=epoch,
+                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[gmp])
     magnitude.detach_masks(model)
+    if weights_out:
+        np.savez(weights_out, **{f"{layer.name}:{i}": w.numpy() for layer in model.layers
+                                 for i, w in enumerate(layer.weights)})
     accuracy = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
     kernels = [layer.kernel.numpy() for layer in dense_layers(model)]
     return {"test_acc": accuracy,
             "dense_sparsity": float(1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels))}
+
+
+def tfmot_gmp(seed, **config):
+    """tfmot's GMP in its worker process, from our initial weights for ``seed``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "init.npz")
+        save_initial_weights(path, seed)
+        return run_tfmot_worker("gmp", seed=seed, initial_weights=path, **config)
 
 
 def main(argv=None):
@@ -69,10 +103,10 @@ def main(argv=None):
     for target in args.targets:  # target-major: a whole target's seeds finish first
         for seed in args.seeds:
             sparsity = next(r["dense_sparsity"] for r in rows if r["method"] == OURS[target] and r["seed"] == seed)
-            config = dict(final_sparsity=sparsity, epochs=args.epochs, seed=seed)
+            config = dict(final_sparsity=sparsity, epochs=args.epochs, seed=seed, **FAIR)
             runs = [("GMP (ours, Keras 3)", "benchmark_gmp_keras3", lambda: our_gmp(**config))]
             if not args.skip_tfmot:
-                runs.append(("tfmot GMP (tf_keras)", "benchmark_gmp_tfmot", lambda: run_tfmot_worker("gmp", **config)))
+                runs.append(("tfmot GMP (tf_keras)", "benchmark_gmp_tfmot", lambda: tfmot_gmp(**config)))
             for method, name, compute in runs:
                 value, hit = cached(name, config, compute)
                 print(f"{method:22s} seed {seed} -> {sparsity:.4f} ({OURS[target]}): acc {value['test_acc']:.4f}, "

@@ -25,20 +25,29 @@ from helpers.data import load_dataset  # noqa: E402  (numpy only: no Keras 3 imp
 DENSE = ("denselayer1", "denselayer2", "denselayer3")
 
 
-def lenet5(seed):
-    """The paper's LeNet-5 variant (60,074 parameters), as ``helpers.models.lenet5`` builds it."""
+def lenet5(seed, conv_l2=0.0, initial_weights=None):
+    """The paper's LeNet-5 variant (60,074 parameters), as ``helpers.models.lenet5("multi")`` builds
+    it when ``conv_l2`` is its L2 factor on the conv kernels; ``initial_weights``: a .npz of
+    ``{layer}:{index}`` arrays (``frontier.save_initial_weights``) replacing tf_keras's init."""
     keras.utils.set_random_seed(seed)
     L = keras.layers
+    reg = keras.regularizers.L2(conv_l2) if conv_l2 > 0 else None
     inputs = keras.Input((28, 28, 1))
-    x = L.Conv2D(6, 3, activation="relu", name="conv1")(inputs)
+    x = L.Conv2D(6, 3, activation="relu", kernel_regularizer=reg, name="conv1")(inputs)
     x = L.AveragePooling2D(2, name="pool1")(x)
-    x = L.Conv2D(16, 3, activation="relu", name="conv2")(x)
+    x = L.Conv2D(16, 3, activation="relu", kernel_regularizer=reg, name="conv2")(x)
     x = L.AveragePooling2D(2, name="pool2")(x)
     x = L.Flatten(name="flatten")(x)
     x = L.Dense(120, activation="relu", name="denselayer1")(x)
     x = L.Dense(84, activation="relu", name="denselayer2")(x)
     outputs = L.Dense(10, activation="softmax", name="denselayer3")(x)
-    return keras.Model(inputs, outputs)
+    model = keras.Model(inputs, outputs)
+    if initial_weights:
+        arrays = np.load(initial_weights)
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights([arrays[f"{layer.name}:{i}"] for i in range(len(layer.weights))])
+    return model
 
 
 def prune_dense(model, schedule):
@@ -74,17 +83,27 @@ def overhead(epochs, seed=0, batch_size=32, final_sparsity=0.95, train_subset=No
     return {"epoch_seconds": times, "tensorflow": tf.__version__, "tfmot": tfmot.__version__}
 
 
-def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None):
+def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
+        initial_weights=None, conv_l2=0.0, weights_out=None, **fair):
+    """tfmot GMP; epoch by epoch on ``common.epoch_order`` (``shuffle=False``), the order ours sees."""
+    from common import epoch_order
+
     data = load_dataset("mnist", train_subset=train_subset)
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final_sparsity, 0, int(end_fraction * steps),
                                                     frequency=frequency)
-    model = prune_dense(lenet5(seed), schedule)
+    model = prune_dense(lenet5(seed, conv_l2, initial_weights), schedule)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=0,
-              callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
+    for epoch in range(epochs):
+        order = epoch_order(seed, epoch, len(data.x_train))
+        model.fit(data.x_train[order], data.y_train[order], batch_size=batch_size, initial_epoch=epoch,
+                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=callbacks)
     model = tfmot.sparsity.keras.strip_pruning(model)
+    if weights_out:
+        np.savez(weights_out, **{f"{layer.name}:{i}": w for layer in model.layers
+                                 for i, w in enumerate(layer.get_weights())})
     accuracy = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
     kernels = [model.get_layer(name).kernel.numpy() for name in DENSE]
     sparsity = 1 - sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels)

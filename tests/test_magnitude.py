@@ -1,5 +1,10 @@
 """Classic magnitude pruning, masks kept during retraining, gradual pruning, and compaction."""
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -82,21 +87,141 @@ def test_gradual_magnitude_pruning_reaches_target_on_schedule(tiny_images):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[gmp])  # 16 steps
     steps = [s for s, _ in gmp.sparsity_log]
-    assert steps == [0, 4, 8, 12]
+    assert steps == [4, 8, 12]  # tfmot: step t is the t-th batch (1-based), step 0 never comes
     targets = [t for _, t in gmp.sparsity_log]
-    assert targets[0] == 0.0 and targets[-1] == pytest.approx(0.9) and targets == sorted(targets)
-    assert targets[1] == pytest.approx(0.9 * (1 - (1 - 4 / 12) ** 3))
+    assert targets[-1] == pytest.approx(0.9) and targets == sorted(targets)
+    assert targets[0] == pytest.approx(0.9 * (1 - (1 - 4 / 12) ** 3))
     report = magnitude.sparsity(model, include_output=False)
     for name in ("hidden1", "hidden2", "hidden3", "hidden4"):
         assert report[name] == pytest.approx(0.9, abs=0.02)
 
 
-def test_polynomial_sparsity_formula():
+def tfmot_sparsity(step, initial, final, begin, end, power=3):
+    """tfmot's documented PolynomialDecay, in float64: final + (initial - final)(1 - p)^power."""
+    p = min(1.0, max(0.0, (step - begin) / (end - begin)))
+    return final + (initial - final) * (1 - p) ** power
+
+
+def test_polynomial_sparsity_is_tfmots_formula():
+    for initial, final, begin, end, power in [(0.0, 0.8, 0, 100, 3), (0.0, 0.97675, 0, 39375, 3),
+                                              (0.2, 0.5, 7, 50, 2), (0.5, 0.9, 100, 1000, 1)]:
+        for step in list(range(0, end + 20)) + [10 * end]:
+            ours = magnitude.polynomial_sparsity(step, initial, final, begin, end, power)
+            assert ours == pytest.approx(tfmot_sparsity(step, initial, final, begin, end, power), abs=1e-6)
     assert magnitude.polynomial_sparsity(0, 0.0, 0.8, 0, 100) == 0.0
-    assert magnitude.polynomial_sparsity(50, 0.0, 0.8, 0, 100) == pytest.approx(0.8 * (1 - 0.5**3))
     assert magnitude.polynomial_sparsity(500, 0.0, 0.8, 0, 100) == pytest.approx(0.8)
     with pytest.raises(ValueError):
         magnitude.polynomial_sparsity(0, 0, 0.5, 10, 10)
+
+
+def test_kept_count_and_mask_follow_tfmots_rounding_and_ties():
+    assert magnitude.kept_count(10, 0.25) == 8  # round(7.5) -> 8, half to even
+    assert magnitude.kept_count(10, 0.35) == 6  # round(6.5) -> 6
+    assert magnitude.kept_count(10, 0.999) == 1  # at least one is kept
+    assert magnitude.kept_count(48_000, 0.97675) == round(48_000 * (1 - 0.97675))
+    w = np.array([0.5, -0.1, 0.1, 0.3, -0.05, 0.2], np.float32)
+    assert magnitude.top_magnitude_mask(w, 0.5).tolist() == [True, False, False, True, False, True]
+    # k = 4 cuts between the two |0.1|: ties at the threshold are all kept
+    assert magnitude.top_magnitude_mask(w, 0.4).sum() == 5
+    assert magnitude.top_magnitude_mask(np.zeros(5, np.float32), 0.6).all()  # threshold 0 keeps all
+
+
+def test_schedule_steps_and_counts_equal_tfmot_itself(tmp_path):
+    """tfmot's own PolynomialDecay and _update_mask (a separate process, legacy Keras)."""
+    pytest.importorskip("tensorflow_model_optimization")
+    pytest.importorskip("tf_keras")
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(120, 84)).astype(np.float32)
+    weights[:3, :3] = 0.25  # a tie
+    np.save(tmp_path / "w.npy", weights)
+    config = dict(initial=0.1, final=0.93, begin=3, end=400, frequency=7)
+    script = f"""
+import json, numpy as np, tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl, pruning_schedule
+c = {config!r}
+schedule = pruning_schedule.PolynomialDecay(c["initial"], c["final"], c["begin"], c["end"], frequency=c["frequency"])
+w = tf.constant(np.load("{tmp_path / 'w.npy'}"))
+out = {{"due": [], "sparsity": [], "kept": []}}
+for step in range(0, 420):
+    due, s = schedule(tf.constant(step, tf.int64))
+    out["due"].append(bool(due)); out["sparsity"].append(float(s))
+    if bool(due):
+        p = pruning_impl.Pruning(lambda: tf.constant(step, tf.int64), [], schedule, (1, 1), "AVG")
+        out["kept"].append(np.flatnonzero(p._update_mask(w)[1].numpy().ravel()).tolist())
+print(json.dumps(out))
+"""
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tfmot = json.loads(done.stdout.strip().splitlines()[-1])
+    model = keras.Sequential([keras.Input((120,)), keras.layers.Dense(84, name="d"), keras.layers.Dense(2)])
+    gmp = magnitude.GradualMagnitudePruning(model, config["final"], config["end"], config["initial"],
+                                            config["begin"], config["frequency"])
+    due = [gmp.due(step) for step in range(420)]
+    assert due == tfmot["due"]
+    ours = [magnitude.polynomial_sparsity(step, config["initial"], config["final"], config["begin"], config["end"])
+            for step in range(420)]
+    np.testing.assert_allclose(ours, tfmot["sparsity"], rtol=0, atol=1e-7)
+    steps = [step for step in range(420) if due[step]]
+    kept = [np.flatnonzero(magnitude.top_magnitude_mask(weights, ours[step]).ravel()).tolist() for step in steps]
+    assert kept == tfmot["kept"]
+
+
+def tfmot_reference_masks(values, sparsity):
+    """tfmot's _update_mask by hand: top_k of |w|, threshold at the k-th, keep |w| >= threshold."""
+    flat = np.abs(values).ravel()
+    k = max(int(np.round(np.float32(flat.size) * (np.float32(1) - np.float32(sparsity)))), 1)
+    threshold = np.sort(flat)[::-1][k - 1]
+    return (flat >= threshold).reshape(values.shape)
+
+
+GMP_RUN = dict(final_sparsity=0.3, end_step=17, initial_sparsity=0.1, begin_step=2, frequency=3)
+
+
+def test_gradual_magnitude_pruning_matches_tfmots_rules_step_by_step(tiny_images):
+    """Our callback under ``fit`` against tfmot's rules replayed by hand with ``train_on_batch``:
+    step t is the t-th batch, masks re-ranked on the raw kernels (pruned entries moved by the
+    last optimizer step), w <- w * mask before the forward pass, full gradients, re-mask at epoch
+    end. Masks and weights must agree at every step."""
+    x, y = tiny_images
+    batch, epochs = 8, 3  # 8 steps an epoch: t = 8 (last batch) and 17 (first batch) are updates
+    ours, reference = small_mlp(), small_mlp()
+    gmp = magnitude.GradualMagnitudePruning(ours, **GMP_RUN)
+    trace = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, b, logs=None):  # after gmp's: the masks of this step
+            trace.append({path: mask.copy() for path, mask in gmp.masks.items()})
+
+    for model in (ours, reference):  # steps large enough for pruned weights to pass the threshold
+        model.compile(optimizer=keras.optimizers.Adam(0.03), loss="sparse_categorical_crossentropy")
+    ours.fit(x, y, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[gmp, Record()])
+
+    kernels = [layer.kernel for layer in magnitude.prunable_layers(reference)]
+    masks = {v.path: np.ones(v.shape, bool) for v in kernels}
+    step, regrown = 0, 0
+    for epoch in range(epochs):
+        for start in range(0, len(x), batch):
+            step += 1
+            if gmp.due(step):
+                s = tfmot_sparsity(step, GMP_RUN["initial_sparsity"], GMP_RUN["final_sparsity"],
+                                   GMP_RUN["begin_step"], GMP_RUN["end_step"])
+                new = {v.path: tfmot_reference_masks(v.numpy(), s) for v in kernels}
+                regrown += sum(int(np.sum(new[p] & ~masks[p])) for p in masks)
+                masks = new
+            for v in kernels:
+                v.assign(v.numpy() * masks[v.path])
+            for path in masks:
+                np.testing.assert_array_equal(trace[step - 1][path], masks[path], err_msg=f"step {step} {path}")
+            reference.train_on_batch(x[start:start + batch], y[start:start + batch])
+        for v in kernels:
+            v.assign(v.numpy() * masks[v.path])
+    assert [s for s, _ in gmp.sparsity_log] == [2, 5, 8, 11, 14, 17]
+    assert regrown > 0  # raw ranking matters: some pruned weights came back
+    for a, b in zip(ours.weights, reference.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
+    for v in kernels:
+        assert np.all(ours.get_layer(v.path.split("/")[0]).kernel.numpy()[~masks[v.path]] == 0)
 
 
 def test_iterative_pruning_compounds(tiny_images):
