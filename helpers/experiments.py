@@ -470,7 +470,7 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     import keras
     from .progress import tqdm
 
-    from . import magnitude
+    from . import pruning
 
     checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
                                     prune_bias=prune_bias, progress=progress),
@@ -484,50 +484,37 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
             for k in ks]
     for method, variant, k in tqdm(jobs, desc=f"{data.name} sweep", disable=not progress, leave=False):
         model.set_weights(trained)
-        magnitude.detach_masks(model)
-        if variant == "global":
-            masks = (magnitude.global_masks(model, k) if method == "weight" else _global_unit_masks(model, k))
-        elif method == "weight":
-            masks = magnitude.weight_masks(model, k, prune_bias=prune_bias)
-        else:
-            masks = magnitude.unit_masks(model, k)
+        pruning.detach_masks(model)
+        masks = post_training_masks(model, method, variant, k, prune_bias)
         if variant == "fine-tuned" and k > 0:
-            magnitude.attach_masks(model, masks)
+            pruning.attach_masks(model, masks)
             model.compile(optimizer=keras.optimizers.Adam.from_config(optimizer_config) if optimizer_config
                           else "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0)
         else:
-            magnitude.apply_masks(model, masks)
+            pruning.apply_masks(model, masks)
         loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
         rows.append({"dataset": data.name, "method": method, "variant": variant, "k": k,
-                     "nominal_sparsity": magnitude.sparsity(model, include_output=False)["total"],
-                     "effective_sparsity": magnitude.effective_sparsity(model),
+                     "nominal_sparsity": pruning.sparsity(model, include_output=False)["total"],
+                     "effective_sparsity": pruning.effective_sparsity(model),
                      "test_acc": float(accuracy), "test_loss": float(loss)})
     model.set_weights(trained)
-    magnitude.detach_masks(model)
+    pruning.detach_masks(model)
     return rows
 
 
-def _global_unit_masks(model, fraction):
-    """Units ranked across all hidden Dense layers by the L2 norm of their incoming weights,
-    normalised by sqrt(fan-in) so wide and narrow layers compete fairly."""
-    import numpy as np
+def post_training_masks(model, method, variant, k, prune_bias=True):
+    """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
+    quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
+    ranked across layers by their norm over sqrt(fan-in)); the output layer is never pruned."""
+    from .pruning import masks_for, output_layer
 
-    from . import magnitude
-
-    layers = magnitude.prunable_layers(model)
-    scores = [np.linalg.norm(l.kernel.numpy().reshape(-1, l.kernel.shape[-1]), axis=0) /
-              np.sqrt(np.prod(l.kernel.shape[:-1])) for l in layers]
-    flat = np.concatenate(scores)
-    keep = magnitude.smallest_k_mask(flat, int(flat.size * fraction))
-    masks, start = {}, 0
-    for layer, score in zip(layers, scores):
-        units = keep[start:start + score.size]
-        start += score.size
-        masks[layer.kernel.path] = np.broadcast_to(units, tuple(layer.kernel.shape)).copy()
-        if layer.use_bias:
-            masks[layer.bias.path] = units.copy()
-    return masks
+    granularity = "weight" if method == "weight" else "unit"
+    scope = "global" if variant == "global" else "layer"
+    return masks_for(model, k, importance="l2" if method == "unit" else "magnitude", granularity=granularity,
+                     scope=scope, ignored_layers=[output_layer(model)],
+                     include_bias=prune_bias and method == "weight" and scope == "layer",
+                     normalize="fan_in" if granularity == "unit" and scope == "global" else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,14 +529,14 @@ def structure_masks(model, method, target):
     """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
     layer included (the seed's case (c)); structured pruning removes filters/units of every
     layer but the output one (its 10 classes must stay)."""
-    from . import magnitude
+    from .pruning import masks_for, output_layer
 
     if method == "l1_unstructured":
-        return magnitude.weight_masks(model, target, include_output=True)
+        return masks_for(model, target)
     if method == "l2_structured":
-        return magnitude.unit_masks(model, target)
+        return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)])
     if method == "global_unstructured":
-        return magnitude.global_masks(model, target, include_output=True)
+        return masks_for(model, target, scope="global")
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
 
 
@@ -565,8 +552,8 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     import keras
     from .progress import tqdm
 
-    from . import costs, magnitude
-    from .compaction import compact
+    from . import pruning
+    from .pruning import compact, costs
 
     checked = check_parameters(
         dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
@@ -587,13 +574,13 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
         _, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
         timed = compact(model)[0] if method == "l2_structured" else model
         return {"method": method, "schedule": schedule, "target_sparsity": target,
-                "achieved_sparsity": magnitude.sparsity(model, include_output=True)["total"],
+                "achieved_sparsity": pruning.sparsity(model, include_output=True)["total"],
                 "test_acc": float(accuracy), "params": costs.parameters(timed),
                 "flop_ratio": costs.flops(timed, nonzero_only=method != "l2_structured") / dense_flops,
                 "latency_ms": 1e3 * costs.latency(timed, latency_batch, latency_repeats)}
 
     def reset():
-        magnitude.detach_masks(model)
+        pruning.detach_masks(model)
         model.set_weights(trained)
         recompile()
 
@@ -603,23 +590,27 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     reset()
     rows.append(row("dense", "none", 0.0))
     for method in methods:
-        for target in targets:  # one-shot, from the trained weights each time
-            reset()
-            magnitude.apply_masks(model, structure_masks(model, method, target))
-            rows.append(row(method, "one-shot", target))
-            bar.update(1)
-        reset()
-        for target in sorted(targets):  # iterative: each step prunes the retrained network further
-            magnitude.attach_masks(model, structure_masks(model, method, target))
-            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
+        def make_masks(m, target, method=method):
+            return structure_masks(m, method, target)
+
+        def retrain(m, target, method=method):
+            m.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
             rows.append(row(method, "iterative", target))
             bar.update(1)
+
+        for target in targets:  # one-shot, from the trained weights each time
+            reset()
+            pruning.one_shot(model, make_masks, target)
+            rows.append(row(method, "one-shot", target))
+            bar.update(1)
+        reset()  # iterative: each step prunes the retrained network further
+        pruning.iterative_pruning(model, make_masks, sorted(targets), retrain)
     steps_per_epoch = -(-len(data.x_train) // batch_size)
     for target in targets:
         reset()
-        gmp = magnitude.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
-                                                end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
-                                                frequency=max(1, steps_per_epoch // 10))
+        gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
+                                              end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
+                                              frequency=max(1, steps_per_epoch // 10))
         model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=gmp_epochs, verbose=0, callbacks=[gmp])
         rows.append(row("gmp", "gradual", target))
         bar.update(1)
