@@ -378,9 +378,6 @@ def main(argv=None):
     run_sweep(configs[index::count])
 
 
-if __name__ == "__main__":
-    main()
-
 
 # ---------------------------------------------------------------------------------------------
 # Classic post-training pruning (notebook 06, seed 002)
@@ -503,6 +500,79 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     return rows
 
 
+class PostTraining:
+    """Notebook 06's procedure: the trained MLP per dataset (trained, or loaded from the model
+    cache, only when a result needs it), its cached pruning sweep and the cached compaction timing.
+    The cache keys are the configurations the notebook has always used."""
+
+    def __init__(self, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
+        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
+        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
+        self._trained = {}
+
+    def pretrained(self, name):
+        """``(model, data)`` of the MLP trained on dataset ``name``."""
+        if name not in self._trained:
+            self._trained[name] = trained_model("mlp", name, self.epochs, self.batch_size, self.learning_rate,
+                                                seed=self.seed, train_subset=self.train_subset,
+                                                recompute=self.recompute)
+        return self._trained[name]
+
+    def _config(self, **more):
+        return dict(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                    seed=self.seed, train_subset=self.train_subset, **more)
+
+    def sweep(self, datasets, ks=SEED002_KS, finetune_epochs=1, prune_bias=True):
+        """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
+        from .cache import cached
+
+        rows, hits = [], {}
+        for name in datasets:
+            config = dict(dataset=name, **self._config(ks=list(ks), finetune_epochs=finetune_epochs,
+                                                        prune_bias=prune_bias))
+            part, hits[name] = cached("post_training_sweep", config, lambda: post_training_sweep(
+                *self.pretrained(name), ks, finetune_epochs, self.batch_size, prune_bias), recompute=self.recompute)
+            rows += part
+        return rows, hits
+
+    def compaction_timing(self, datasets, compact_ks, latency_repeats=30):
+        """``(rows, from the cache?)``: unit-pruned networks at each k compacted, timed and compared."""
+        from .cache import cached
+
+        config = dict(datasets=list(datasets), **self._config(compact_ks=list(compact_ks),
+                                                               latency_repeats=latency_repeats))
+        return cached("compaction_timing", config, lambda: [
+            row for name in datasets for row in compaction_rows(*self.pretrained(name), compact_ks, latency_repeats)],
+            recompute=self.recompute)
+
+
+def compaction_rows(model, data, compact_ks, latency_repeats=30):
+    """Per k in ``[0, *compact_ks]``: one-shot unit pruning, compaction, and the compact network's
+    size, FLOPs, latency (batch 1 and 1024), gzip size, accuracy and largest output difference."""
+    import tempfile
+
+    from . import pruning
+    from .pruning import costs
+
+    rows, trained, dense_flops = [], model.get_weights(), costs.flops(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [0.0, *compact_ks]:
+            model.set_weights(trained)
+            pruning.apply_masks(model, post_training_masks(model, "unit", "one-shot", k))
+            small, _ = pruning.compact(model) if k > 0 else (model, None)
+            x = data.x_test[:1024]
+            max_diff = float(np.abs(small.predict_on_batch(x) - model.predict_on_batch(x)).max())
+            acc = float(np.mean(np.argmax(small.predict_on_batch(data.x_test), axis=1) == data.y_test))
+            rows.append({"dataset": data.name, "k": k, "params": small.count_params(),
+                         "flop_ratio": costs.flops(small) / dense_flops,
+                         "latency_b1_ms": 1e3 * costs.latency(small, 1, latency_repeats),
+                         "latency_b1024_ms": 1e3 * costs.latency(small, 1024, latency_repeats),
+                         "gzip_kb": costs.saved_size(small, f"{tmp}/m.keras") / 1024,
+                         "test_acc": acc, "max_abs_diff_vs_masked": max_diff})
+    model.set_weights(trained)
+    return rows
+
+
 def post_training_masks(model, method, variant, k, prune_bias=True):
     """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
     quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
@@ -617,3 +687,108 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     bar.close()
     reset()
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Budget-constrained pruning of LeNet-5 and the VGG (notebook 08, seed 004)
+# ---------------------------------------------------------------------------------------------
+
+BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10"}
+
+
+class BudgetPruning:
+    """Notebook 08's procedure: pre-trained networks (trained, or loaded from the model cache,
+    only when first needed) pruned to each budget by ``helpers.budget.prune_to_budget``, every
+    result cached under the configuration the notebook has always used.
+
+    ``pretrain`` maps a model name to its ``trained_model`` arguments (epochs, batch_size,
+    learning_rate, train_subset); ``search`` maps it to ``(updates, episode_finetune_steps)``.
+    """
+
+    def __init__(self, pretrain, search, methods, validation_size=5000, eval_size=1000, episodes_per_update=8,
+                 finetune_epochs=1, seed=0, recompute=False):
+        from . import budget
+
+        unknown = sorted(set(pretrain) - set(BUDGET_DATASETS))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; choose from {sorted(BUDGET_DATASETS)}")
+        self.pretrain, self.search, self.methods = pretrain, search, list(methods)
+        self.validation_size, self.eval_size, self.episodes_per_update = validation_size, eval_size, episodes_per_update
+        self.finetune_epochs, self.seed, self.recompute = finetune_epochs, seed, recompute
+        self._budget, self._trained = budget, {}
+
+    def check_budget(self, kind, value):
+        if kind not in self._budget.COST_KINDS or not 0 < value < 1:
+            raise ValueError(f"budget {[kind, value]} must be [one of {sorted(self._budget.COST_KINDS)}, "
+                             "a fraction in (0, 1)]")
+
+    def pretrained(self, name):
+        if name not in self._trained:
+            self._trained[name] = trained_model(name, BUDGET_DATASETS[name], seed=self.seed,
+                                                data_kwargs={"validation_size": self.validation_size},
+                                                **self.pretrain[name])
+        return self._trained[name]
+
+    def _compute(self, name, kind, value):
+        model, data = self.pretrained(name)
+        updates, steps = self.search[name]
+        result = self._budget.prune_to_budget(
+            model, data, self._budget.make_cost(kind, model), value, methods=self.methods, eval_size=self.eval_size,
+            updates=updates, episodes_per_update=self.episodes_per_update, seed=self.seed,
+            finetune_epochs=self.finetune_epochs, finetune_batch=self.pretrain[name]["batch_size"],
+            episode_finetune_steps=steps)
+        result["dense_test_acc"] = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
+        result["data_label"] = data.label
+        return result
+
+    def run(self, name, kind, value):
+        """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``."""
+        from .cache import cached
+
+        self.check_budget(kind, value)
+        updates, steps = self.search[name]
+        config = dict(model=name, kind=kind, budget=value, methods=self.methods, pretrain=self.pretrain[name],
+                      validation_size=self.validation_size, eval_size=self.eval_size, updates=updates,
+                      episodes_per_update=self.episodes_per_update, episode_finetune_steps=steps,
+                      finetune_epochs=self.finetune_epochs, seed=self.seed)
+        return cached("budget_pruning", config, lambda: self._compute(name, kind, value), recompute=self.recompute)
+
+    def protocol(self, results, name):
+        """One line describing model ``name``'s data and pre-training, from its cached results."""
+        pretrain = self.pretrain[name]
+        first = results[next(key for key in results if key[0] == name)]
+        return (f"{first['data_label']}, pre-trained {pretrain['epochs']} epochs"
+                + (f" on {pretrain['train_subset']:,} images" if pretrain["train_subset"] else "")
+                + f", dense test accuracy {first['dense_test_acc']:.4f}")
+
+
+def budget_table(results):
+    """One row per (model, budget, method) of ``{(model, kind, value): result}``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": name, "budget_kind": kind, "budget": value, "method": row["method"],
+                          "cost": row["cost"], "budget_met": row["budget_met"],
+                          "test_acc_before_finetune": row["test_acc_before_finetune"],
+                          "test_acc_after_finetune": row["test_acc_after_finetune"]}
+                         for (name, kind, value), result in results.items() for row in result["rows"]])
+
+
+def budget_verdict(table):
+    """RL's test accuracy minus each baseline's, in points, before and after the fine-tune."""
+    import pandas as pd
+
+    verdict = []
+    for (name, kind, value), part in table.groupby(["model", "budget_kind", "budget"], sort=False):
+        by = part.set_index("method")
+        if "rl" not in by.index:
+            continue
+        for baseline in [m for m in ("uniform", "global") if m in by.index]:
+            for stage in ("before", "after"):
+                column = f"test_acc_{stage}_finetune"
+                verdict.append({"model": name, "budget": f"{kind} <= {value}", "vs": baseline, "stage": stage,
+                                "rl_minus_baseline_pp": 100 * (by.loc["rl", column] - by.loc[baseline, column])})
+    return pd.DataFrame(verdict)
+
+
+if __name__ == "__main__":
+    main()
