@@ -595,6 +595,18 @@ SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
 
 
+def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
+    """Notebook 07: per-layer sparsity of each one-shot method at ``target`` (weights restored)."""
+    from . import pruning
+
+    weights, table = model.get_weights(), {}
+    for method in methods:
+        pruning.apply_masks(model, structure_masks(model, method, target))
+        table[method.replace("_", " ")] = {k: v for k, v in pruning.sparsity(model).items() if k != "total"}
+        model.set_weights(weights)
+    return table
+
+
 def structure_masks(model, method, target):
     """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
     layer included (the seed's case (c)); structured pruning removes filters/units of every

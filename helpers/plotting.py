@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -930,7 +931,7 @@ def plot_structure_sweep(sweep, title=""):
     ax.set_xlabel("achieved sparsity (fraction of zero weights)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 100), fontsize=9)  # a long protocol line fits the axes
     return fig
 
 
@@ -941,7 +942,7 @@ def plot_per_layer_sparsity(per_layer, target, title=""):
     colors = _pruning_colors()
     methods = list(per_layer)
     fig, ax = plt.subplots(figsize=(9.5, 3.8))
-    pd.DataFrame(per_layer).plot.bar(ax=ax, color=[colors[m.replace(" ", "_")] for m in methods])
+    pd.DataFrame(per_layer).plot.bar(ax=ax, rot=0, color=[colors[m.replace(" ", "_")] for m in methods])
     ax.set_ylabel(f"sparsity at target {target}")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
