@@ -1026,12 +1026,12 @@ def plot_accuracy_vs_budget(table, budgets, methods, dense_acc, titles):
         ax.set_xlabel("budget (fraction of the dense network's cost kept)")
         ax.set_ylabel("test accuracy")
         ax.set_title(titles[name], fontsize=9)
-        handles = [Patch(color=color(m), label=label(m)) for m in methods] + [
-            Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="before fine-tune"),
-            Line2D([], [], ls="", marker="o", color="0.3", label="after fine-tune"),
-            Line2D([], [], color="0.6", lw=1, label="dense")]
-        ax.legend(handles=handles, fontsize=8)
+    handles = [Patch(color=color(m), label=label(m)) for m in methods] + [
+        Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="before fine-tune"),
+        Line2D([], [], ls="", marker="o", color="0.3", label="after fine-tune"),
+        Line2D([], [], color="0.6", lw=1, label="dense network")]
     fig.tight_layout()
+    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return fig
 
 
