@@ -559,6 +559,53 @@ def class_counts(y_train, y_test, class_names, ax=None, title=None):
 # ---------------------------------------------------------------------------
 
 
+def _titled(fig, title, fontsize=None):
+    """``fig.suptitle`` wrapped to the figure's width; a CIFAR-10 title names the data's variant
+    (``"jpeg-q75 stand-in"``) when the package reads the JPEG stand-in."""
+    if not title:
+        return
+    if "CIFAR-10" in title and "stand-in" not in title:
+        from .data import file_variant
+
+        variant = file_variant("cifar10")
+        if variant != "official":
+            title = title.replace("CIFAR-10", f"CIFAR-10 ({variant})", 1)
+    size = fontsize or plt.rcParams["figure.titlesize"]
+    size = size if isinstance(size, (int, float)) else 12
+    width = max(40, int(fig.get_figwidth() * 72 / (0.55 * size)))
+    fig.suptitle(textwrap.fill(title, width), fontsize=fontsize)
+
+
+def _epoch_axis(ax):
+    """Epochs are whole numbers: integer ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _accuracy_limits(ax, values, ylim):
+    """``ylim`` zooms in on high accuracies; when it would clip a plotted value (epoch 0 is near
+    chance), switch to a logit scale that shows everything and still spreads 0.95-0.999 apart."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    low = float(values.min()) if values.size else ylim[0]
+    if low >= ylim[0]:
+        ax.set_ylim(*ylim)
+    elif 0 < low and ylim[1] <= 1.001 and values.max() < 1:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+        ax.set_yscale("logit")
+        ax.set_ylim(low * 0.8, min(0.9995, 1 - (1 - float(values.max())) * 0.5))
+        ax.yaxis.set_major_locator(FixedLocator([0.1, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999]))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        return True
+    else:
+        ax.set_ylim(low - 0.02 * (ylim[1] - low), ylim[1])
+    return False
+
+
 def _band_lineplot(ax, frame, y, hue_order, linestyle="-", label_suffix="", legend=True):
     """Mean over seeds as a line, min-max over seeds as a band, one colour per optimizer."""
     for name in hue_order:
@@ -573,10 +620,12 @@ def _band_lineplot(ax, frame, y, hue_order, linestyle="-", label_suffix="", lege
 
 
 def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_order=None, reference=None,
-                    title="", ylim=None, logy=False):
+                    title="", ylim=None, logy=False, reference_label=None):
     """One panel per ITP setting: ``train`` solid and ``test`` dotted per optimizer, per epoch.
 
-    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training.
+    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training
+    and is never clipped (see ``_accuracy_limits``). ``reference`` is drawn as a labelled dashed
+    line (``reference_label``, default "paper: <value>").
     """
     hue_order = hue_order or list(dict.fromkeys(frame["optimizer"]))
     itp_values = [v for v in itp_values if v in set(frame["itp"])]
@@ -587,17 +636,18 @@ def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_or
             _band_lineplot(ax, sub, train, hue_order, "-", " train")
         _band_lineplot(ax, sub, test, hue_order, ":", " test")
         if reference is not None:
-            ax.axhline(reference, color="0.5", ls="--", lw=1)
+            ax.axhline(reference, color="0.5", ls="--", lw=1, label=reference_label or f"paper: {reference:g}")
         ax.set_title(f"{'with' if itp else 'without'} ITP")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         if logy:
             ax.set_yscale("log")
-        if ylim:
-            ax.set_ylim(*ylim)
-    axes[0, 0].set_ylabel(ylabel)
+    logit = False
+    if ylim:
+        columns = [c for c in (train, test) if c in frame]
+        logit = _accuracy_limits(axes[0, 0], frame[frame["itp"].isin(itp_values)][columns].to_numpy().ravel(), ylim)
+    axes[0, 0].set_ylabel(ylabel + (" (logit scale)" if logit else ""))
     axes[0, -1].legend(fontsize=8, ncol=2)
-    if title:
-        fig.suptitle(title)
+    _titled(fig, title)
     fig.tight_layout()
     return fig
 
@@ -615,12 +665,11 @@ def plot_weights_c2(frame, reference=None, title=""):
         if reference is not None:
             ax.axhline(reference, color="0.5", ls="--", lw=1, label=f"baselines' $\\lambda_d$ = {reference:g}")
         ax.set_yscale("log")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_title(f"{'with' if itp else 'without'} ITP")
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("epoch mean of $c_2$")
-    if title:
-        fig.suptitle(title)
+    _titled(fig, title)
     fig.tight_layout()
     return fig
 
@@ -637,11 +686,10 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
             ax.axhline(references[layer_name], color="0.5", ls="--", lw=1, label="paper (reference line)")
         ax.set_ylim(0, layer_sizes[layer_name] * 1.05)
         ax.set_title(f"{layer_name} ({layer_sizes[layer_name]:,} weights)")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
     axes[0, 0].set_ylabel("nonzero weights")
     axes[0, -1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    _titled(fig, title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -886,6 +934,19 @@ def _pruning_colors():
             "l2_structured": color("sgd"), "global_unstructured": color("global"), "gmp": color("gmp")}
 
 
+def _finish_panels(fig, axes, ylabels, xlabel, title, log_axis, legend_axis):
+    """Label a row of panels: y labels, one x label, a log-scaled panel, a legend, the title."""
+    for ax, ylabel in zip(axes, ylabels):
+        ax.set_ylabel(ylabel)
+    axes[log_axis].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+    axes[legend_axis].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_post_training_sweep(sweep, title=""):
     """Notebook 06: test accuracy and loss against k, per method (colour) and variant (style)."""
     colors = _pruning_colors()
@@ -894,15 +955,8 @@ def plot_post_training_sweep(sweep, title=""):
         for ax, column in zip(axes, ("test_acc", "test_loss")):
             ax.plot(g.k, g[column], PRUNING_STYLES[variant], marker="o", ms=3, color=colors[method],
                     label=f"{method}, {variant}")
-    axes[0].set_ylabel("test accuracy")
-    axes[1].set_ylabel("test loss")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("pruning fraction k (per hidden layer)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_panels(fig, axes, ("test accuracy", "test loss"), "pruning fraction k (per hidden layer)", title,
+                          log_axis=1, legend_axis=0)
 
 
 def plot_effective_sparsity(one_shot):
@@ -968,17 +1022,9 @@ def plot_rl_training(histories, title=""):
         axes[0].plot(history["update"], history.best_feasible_reward, color=c, ls=":", lw=1)
         axes[1].plot(history["update"], history.cost_mean / value, color=c, label=label_)
         axes[2].plot(history["update"], history.multiplier, color=c, label=label_)
-    axes[0].set_ylabel("reward (eval accuracy)\n(dotted: best feasible so far)")
     axes[1].axhline(1.0, color="0.4", ls="--", lw=1)
-    axes[1].set_ylabel("mean cost / budget")
-    axes[1].set_yscale("log")
-    axes[2].set_ylabel("multiplier $\\nu$")
-    for ax in axes:
-        ax.set_xlabel("policy update")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_panels(fig, axes, ("reward (eval accuracy)\n(dotted: best feasible so far)", "mean cost / budget",
+                                      "multiplier $\\nu$"), "policy update", title, log_axis=1, legend_axis=1)
 
 
 def plot_allocation(results, title=""):
