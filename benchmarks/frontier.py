@@ -2,7 +2,7 @@
 
 LeNet-5 on MNIST, 30 epochs, batch 32, seeds 0-2. Our multi-objective runs (SMGD+ITP, MAdam+ITP)
 and the paper's Adam+L1 baseline with our ITP come from notebook 03's cache (trained if missing).
-Gradual magnitude pruning, ours on Keras 3 (``helpers.magnitude.GradualMagnitudePruning``) and
+Gradual magnitude pruning, ours on Keras 3 (``helpers.pruning.GradualMagnitudePruning``) and
 tfmot's on tf_keras (separate process), is then driven to the same final dense sparsity as each
 of those runs (same seed): Adam 1e-3, polynomial schedule from 0 over the first 70% of the steps,
 mask updates every 100 steps (tfmot's default), dense layers only. The two GMPs start from the
@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from helpers import data as data_lib  # noqa: E402
-from helpers import experiments, magnitude  # noqa: E402
+from helpers import experiments, pruning  # noqa: E402
 from helpers.cache import cached  # noqa: E402
 from helpers.models import LAMBDA_CONV, dense_layers, lenet5  # noqa: E402
 from helpers.runner import run_sweep  # noqa: E402
@@ -59,7 +59,7 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     model = lenet5("multi", seed=seed)
     dense = [layer.name for layer in dense_layers(model)]
-    gmp = magnitude.GradualMagnitudePruning(model, final_sparsity, end_step=int(end_fraction * steps),
+    gmp = pruning.GradualMagnitudePruning(model, final_sparsity, end_step=int(end_fraction * steps),
                                             frequency=frequency, layers=dense)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
@@ -67,7 +67,7 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
         order = epoch_order(seed, epoch, len(data.x_train))
         model.fit(data.x_train[order], data.y_train[order], batch_size=batch_size, initial_epoch=epoch,
                   epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[gmp])
-    magnitude.detach_masks(model)
+    pruning.detach_masks(model)
     if weights_out:
         np.savez(weights_out, **{f"{layer.name}:{i}": w.numpy() for layer in model.layers
                                  for i, w in enumerate(layer.weights)})

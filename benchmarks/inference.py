@@ -4,7 +4,7 @@ Two structure-pruned networks: the 784-1000-1000-500-200-10 MLP of seed 002 with
 removed, and the CIFAR CNN of seed 003 (width 0.5) with conv filters and dense units removed, each
 at several pruning fractions (L2 norm of the unit, one-shot). For each: the **masked** network
 (zeros in the full-size matrices: what tfmot and torch.nn.utils.prune give you) and the
-**compacted** network (``helpers.compaction.compact``: physically smaller, same outputs), timed
+**compacted** network (``helpers.pruning.compact``: physically smaller, same outputs), timed
 with ``predict_on_batch`` (median of ``--repeats`` after warm-up) at batch 1 and 256 on this CPU,
 with the gzip size of the saved ``.keras`` file and the FLOP ratio (the ideal speed-up).
 
@@ -28,8 +28,9 @@ from helpers.runtime import quiet_import
 quiet_import()
 import numpy as np  # noqa: E402
 
-from helpers import costs, magnitude, models  # noqa: E402
-from helpers.compaction import compact  # noqa: E402
+from helpers import models, pruning  # noqa: E402
+from helpers.pruning import costs  # noqa: E402
+from helpers.pruning import compact  # noqa: E402
 
 NETWORKS = {
     "mlp": (lambda: models.mlp(seed=0), (28, 28, 1), (0.5, 0.75, 0.9)),
@@ -61,7 +62,7 @@ def main(argv=None):
             initial = model.get_weights()
             for k in fractions:
                 model.set_weights(initial)
-                magnitude.apply_masks(model, magnitude.unit_masks(model, k))
+                pruning.apply_masks(model, pruning.masks_for(model, k, importance="l2", granularity="unit", ignored_layers=[pruning.output_layer(model)]))
                 dense["masked_out"] = model.predict_on_batch(x)
                 rows.append(measure(name, "masked", k, model, dense, x, args.repeats, tmp))
                 small, _ = compact(model)

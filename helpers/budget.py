@@ -7,11 +7,12 @@ fraction of parameters kept, FLOPs, a measured latency, a user's own callable.
 
 Pieces, each usable on its own:
 
-- cost functions (``ParameterFraction``, ``FlopFraction``, ``MeasuredLatency``): callables
-  ``model -> float``;
+- cost functions (``ParameterFraction``, ``FlopFraction``): callables ``model -> float``
+  (``helpers.pruning.costs``; any callable works, e.g. a measured latency);
 - ``LayerwisePruningEnv``: the environment of the seed's code. One step per prunable layer, the
   action is that layer's pruning fraction, the observation describes the layer and what was
-  pruned so far; at the end the network is magnitude-pruned by those fractions, the reward is the
+  pruned so far; at the end the network is magnitude-pruned by those fractions (with
+  ``helpers.pruning.criteria``, like every mask of the package), the reward is the
   accuracy on a held-out evaluation batch and the cost is the budget function;
 - ``LagrangianPolicyGradient``: a Gaussian policy, linear in the observation, trained by
   REINFORCE on the Lagrangian ``reward - nu * cost`` with the multiplier ``nu >= 0`` learned by
@@ -37,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import costs
-from .magnitude import smallest_k_mask, prunable_layers
+from .layers import prunable_layers
+from .pruning import attach_masks, costs, criteria, detach_masks
 from .validation import (Bool, Budget, Callable, Choice, Float, Int, List, Optional, check_bool, check_float, check_int,
                          check_parameters)
 
@@ -51,17 +52,16 @@ class ParameterFraction:
     kind = "parameters"
 
     def __init__(self, model, layers=None):
-        self.paths = [layer.kernel.path for layer in prunable_layers(model, layers, include_output=True)]
-        self.total = sum(int(np.prod(layer.kernel.shape)) for layer in prunable_layers(model, layers, True))
+        self.layers = None if layers is None else list(layers)
+        self.total = costs.parameters(model, nonzero_only=False, include_bias=False, layers=self.layers)
 
     def __call__(self, model):
-        by_path = {v.path: v for v in model.weights}
-        return sum(int(np.count_nonzero(by_path[p].numpy())) for p in self.paths) / self.total
+        return costs.parameters(model, include_bias=False, layers=self.layers) / self.total
 
 
 class FlopFraction:
     """Multiply-accumulates of one forward pass with zero weights skipped, as a fraction of the
-    dense network's (the ideal a sparse kernel could reach; ``helpers.costs.flops``)."""
+    dense network's (the ideal a sparse kernel could reach; ``helpers.pruning.costs.flops``)."""
 
     kind = "flops"
 
@@ -70,21 +70,6 @@ class FlopFraction:
 
     def __call__(self, model):
         return costs.flops(model, nonzero_only=True) / self.total
-
-
-class MeasuredLatency:
-    """Median measured seconds of one batch (``helpers.costs.latency``). Unstructured zeros do not
-    make a dense kernel faster: use it with structured pruning and compaction, e.g.
-    ``MeasuredLatency(transform=lambda m: compact(m)[0])``."""
-
-    kind = "latency"
-
-    def __init__(self, batch_size=1, repeats=10, transform=None):
-        self.batch_size, self.repeats, self.transform = batch_size, repeats, transform
-
-    def __call__(self, model):
-        target = self.transform(model) if self.transform else model
-        return costs.latency(target, self.batch_size, self.repeats)
 
 
 COST_KINDS = {"parameters": ParameterFraction, "flops": FlopFraction}
@@ -133,7 +118,7 @@ class LayerwisePruningEnv:
         self.layers = prunable_layers(model, layers, include_output=True)
         self.kernels = [layer.kernel.numpy().copy() for layer in self.layers]
         # Sorting once makes every episode's masks a slice of a precomputed order.
-        self._order = [np.argsort(np.abs(k).ravel(), kind="stable") for k in self.kernels]
+        self._order = [criteria.rank(k) for k in self.kernels]
         self.sizes = np.array([k.size for k in self.kernels], dtype=np.float64)
         self._features = self._static_features()
         self._trained = model.get_weights()
@@ -178,35 +163,17 @@ class LayerwisePruningEnv:
 
     def layer_masks(self, fractions):
         """Keep-masks per layer: drop the ``int(size * f)`` smallest |w| of each kernel."""
-        fractions = np.asarray(fractions, dtype=np.float64)
-        if fractions.shape != (self.n_layers,):
-            raise ValueError(f"need one fraction per layer ({self.n_layers}), got shape {fractions.shape}")
-        if np.any(fractions < 0) or np.any(fractions > 1):
-            raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
-        masks = []
-        for kernel, order, f in zip(self.kernels, self._order, fractions):
-            keep = np.ones(kernel.size, dtype=bool)
-            keep[order[:int(kernel.size * f)]] = False
-            masks.append(keep.reshape(kernel.shape))
-        return masks
+        return criteria.keep_masks(self.kernels, fractions, orders=self._order)
 
     def global_masks(self, fraction):
         """One magnitude threshold across all the environment's kernels."""
-        flat = np.concatenate([k.ravel() for k in self.kernels])
-        keep = smallest_k_mask(flat, int(flat.size * fraction))
-        masks, start = [], 0
-        for kernel in self.kernels:
-            masks.append(keep[start:start + kernel.size].reshape(kernel.shape))
-            start += kernel.size
-        return masks
+        return criteria.keep_masks(self.kernels, fraction, scope="global")
 
     def apply(self, masks):
         for layer, kernel, mask in zip(self.layers, self.kernels, masks):
             layer.kernel.assign(np.where(mask, kernel, 0.0).astype(kernel.dtype))
 
     def restore(self):
-        from .magnitude import detach_masks
-
         detach_masks(self.model)
         self.model.set_weights(self._trained)
 
@@ -214,8 +181,6 @@ class LayerwisePruningEnv:
         """The short in-episode fine-tune: plain SGD (stateless, so episodes do not leak
         optimizer state into each other) from the trained weights, masks held in-graph."""
         import keras
-
-        from .magnitude import attach_masks
 
         x, y, batch, lr = self._finetune
         self.model.set_weights(self._trained)
@@ -241,7 +206,7 @@ class LayerwisePruningEnv:
         return self.accuracy(), float(self.cost(self.model))
 
     def masks_as_paths(self, masks):
-        """The masks in ``helpers.magnitude`` form (variable path -> keep-mask)."""
+        """The masks in ``helpers.pruning`` form (variable path -> keep-mask)."""
         return {layer.kernel.path: mask for layer, mask in zip(self.layers, masks)}
 
     def kept_fractions(self, masks):
@@ -502,23 +467,21 @@ METHODS = ("rl", "uniform", "global")
 
 
 def finetune_masked(model, masks, x, y, epochs, batch_size, learning_rate, seed=0):
-    """Retrain ``model`` with ``masks`` kept applied in-graph (``helpers.magnitude``), so the
+    """Retrain ``model`` with ``masks`` kept applied in-graph (``helpers.pruning``), so the
     budget still holds afterwards."""
     import keras
-
-    from . import magnitude
 
     epochs = check_int("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
     if epochs == 0:
         return model
-    magnitude.attach_masks(model, masks)
+    attach_masks(model, masks)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
-    magnitude.detach_masks(model)
+    detach_masks(model)
     return model
 
 

@@ -240,6 +240,16 @@ def _read_raw(name: str):
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test), "official", "keras.datasets"
 
 
+def file_variant(name: str) -> str:
+    """The variant ``load_dataset(name)`` would report, from the file it would read (no decoding):
+    ``"jpeg-q75 stand-in"`` for ``cifar10-jpeg.npz``, else ``"official"``. For figure titles."""
+    directory = data_dir()
+    for filename in _FILES[name] if directory is not None else ():
+        if (directory / filename).exists():
+            return "jpeg-q75 stand-in" if filename.endswith("-jpeg.npz") else "official"
+    return "official"
+
+
 def unavailable_reason(name: str):
     """None if ``name`` can be loaded (its file is in ``$PRUNING_DATA_DIR``, or keras.datasets has
     it or can download it); otherwise one short line saying why not (for skipping tests)."""

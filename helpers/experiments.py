@@ -378,9 +378,6 @@ def main(argv=None):
     run_sweep(configs[index::count])
 
 
-if __name__ == "__main__":
-    main()
-
 
 # ---------------------------------------------------------------------------------------------
 # Classic post-training pruning (notebook 06, seed 002)
@@ -470,7 +467,7 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     import keras
     from .progress import tqdm
 
-    from . import magnitude
+    from . import pruning
 
     checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
                                     prune_bias=prune_bias, progress=progress),
@@ -484,50 +481,110 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
             for k in ks]
     for method, variant, k in tqdm(jobs, desc=f"{data.name} sweep", disable=not progress, leave=False):
         model.set_weights(trained)
-        magnitude.detach_masks(model)
-        if variant == "global":
-            masks = (magnitude.global_masks(model, k) if method == "weight" else _global_unit_masks(model, k))
-        elif method == "weight":
-            masks = magnitude.weight_masks(model, k, prune_bias=prune_bias)
-        else:
-            masks = magnitude.unit_masks(model, k)
+        pruning.detach_masks(model)
+        masks = post_training_masks(model, method, variant, k, prune_bias)
         if variant == "fine-tuned" and k > 0:
-            magnitude.attach_masks(model, masks)
+            pruning.attach_masks(model, masks)
             model.compile(optimizer=keras.optimizers.Adam.from_config(optimizer_config) if optimizer_config
                           else "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0)
         else:
-            magnitude.apply_masks(model, masks)
+            pruning.apply_masks(model, masks)
         loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
         rows.append({"dataset": data.name, "method": method, "variant": variant, "k": k,
-                     "nominal_sparsity": magnitude.sparsity(model, include_output=False)["total"],
-                     "effective_sparsity": magnitude.effective_sparsity(model),
+                     "nominal_sparsity": pruning.sparsity(model, include_output=False)["total"],
+                     "effective_sparsity": pruning.effective_sparsity(model),
                      "test_acc": float(accuracy), "test_loss": float(loss)})
     model.set_weights(trained)
-    magnitude.detach_masks(model)
+    pruning.detach_masks(model)
     return rows
 
 
-def _global_unit_masks(model, fraction):
-    """Units ranked across all hidden Dense layers by the L2 norm of their incoming weights,
-    normalised by sqrt(fan-in) so wide and narrow layers compete fairly."""
-    import numpy as np
+class PostTraining:
+    """Notebook 06's procedure: the trained MLP per dataset (trained, or loaded from the model
+    cache, only when a result needs it), its cached pruning sweep and the cached compaction timing.
+    The cache keys are the configurations the notebook has always used."""
 
-    from . import magnitude
+    def __init__(self, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
+        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
+        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
+        self._trained = {}
 
-    layers = magnitude.prunable_layers(model)
-    scores = [np.linalg.norm(l.kernel.numpy().reshape(-1, l.kernel.shape[-1]), axis=0) /
-              np.sqrt(np.prod(l.kernel.shape[:-1])) for l in layers]
-    flat = np.concatenate(scores)
-    keep = magnitude.smallest_k_mask(flat, int(flat.size * fraction))
-    masks, start = {}, 0
-    for layer, score in zip(layers, scores):
-        units = keep[start:start + score.size]
-        start += score.size
-        masks[layer.kernel.path] = np.broadcast_to(units, tuple(layer.kernel.shape)).copy()
-        if layer.use_bias:
-            masks[layer.bias.path] = units.copy()
-    return masks
+    def pretrained(self, name):
+        """``(model, data)`` of the MLP trained on dataset ``name``."""
+        if name not in self._trained:
+            self._trained[name] = trained_model("mlp", name, self.epochs, self.batch_size, self.learning_rate,
+                                                seed=self.seed, train_subset=self.train_subset,
+                                                recompute=self.recompute)
+        return self._trained[name]
+
+    def _config(self, **more):
+        return dict(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                    seed=self.seed, train_subset=self.train_subset, **more)
+
+    def sweep(self, datasets, ks=SEED002_KS, finetune_epochs=1, prune_bias=True):
+        """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
+        from .cache import cached
+
+        rows, hits = [], {}
+        for name in datasets:
+            config = dict(dataset=name, **self._config(ks=list(ks), finetune_epochs=finetune_epochs,
+                                                        prune_bias=prune_bias))
+            part, hits[name] = cached("post_training_sweep", config, lambda: post_training_sweep(
+                *self.pretrained(name), ks, finetune_epochs, self.batch_size, prune_bias), recompute=self.recompute)
+            rows += part
+        return rows, hits
+
+    def compaction_timing(self, datasets, compact_ks, latency_repeats=30):
+        """``(rows, from the cache?)``: unit-pruned networks at each k compacted, timed and compared."""
+        from .cache import cached
+
+        config = dict(datasets=list(datasets), **self._config(compact_ks=list(compact_ks),
+                                                               latency_repeats=latency_repeats))
+        return cached("compaction_timing", config, lambda: [
+            row for name in datasets for row in compaction_rows(*self.pretrained(name), compact_ks, latency_repeats)],
+            recompute=self.recompute)
+
+
+def compaction_rows(model, data, compact_ks, latency_repeats=30):
+    """Per k in ``[0, *compact_ks]``: one-shot unit pruning, compaction, and the compact network's
+    size, FLOPs, latency (batch 1 and 1024), gzip size, accuracy and largest output difference."""
+    import tempfile
+
+    from . import pruning
+    from .pruning import costs
+
+    rows, trained, dense_flops = [], model.get_weights(), costs.flops(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [0.0, *compact_ks]:
+            model.set_weights(trained)
+            pruning.apply_masks(model, post_training_masks(model, "unit", "one-shot", k))
+            small, _ = pruning.compact(model) if k > 0 else (model, None)
+            x = data.x_test[:1024]
+            max_diff = float(np.abs(small.predict_on_batch(x) - model.predict_on_batch(x)).max())
+            acc = float(np.mean(np.argmax(small.predict_on_batch(data.x_test), axis=1) == data.y_test))
+            rows.append({"dataset": data.name, "k": k, "params": small.count_params(),
+                         "flop_ratio": costs.flops(small) / dense_flops,
+                         "latency_b1_ms": 1e3 * costs.latency(small, 1, latency_repeats),
+                         "latency_b1024_ms": 1e3 * costs.latency(small, 1024, latency_repeats),
+                         "gzip_kb": costs.saved_size(small, f"{tmp}/m.keras") / 1024,
+                         "test_acc": acc, "max_abs_diff_vs_masked": max_diff})
+    model.set_weights(trained)
+    return rows
+
+
+def post_training_masks(model, method, variant, k, prune_bias=True):
+    """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
+    quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
+    ranked across layers by their norm over sqrt(fan-in)); the output layer is never pruned."""
+    from .pruning import masks_for, output_layer
+
+    granularity = "weight" if method == "weight" else "unit"
+    scope = "global" if variant == "global" else "layer"
+    return masks_for(model, k, importance="l2" if method == "unit" else "magnitude", granularity=granularity,
+                     scope=scope, ignored_layers=[output_layer(model)],
+                     include_bias=prune_bias and method == "weight" and scope == "layer",
+                     normalize="fan_in" if granularity == "unit" and scope == "global" else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,18 +595,30 @@ SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
 
 
+def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
+    """Notebook 07: per-layer sparsity of each one-shot method at ``target`` (weights restored)."""
+    from . import pruning
+
+    weights, table = model.get_weights(), {}
+    for method in methods:
+        pruning.apply_masks(model, structure_masks(model, method, target))
+        table[method.replace("_", " ")] = {k: v for k, v in pruning.sparsity(model).items() if k != "total"}
+        model.set_weights(weights)
+    return table
+
+
 def structure_masks(model, method, target):
     """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
     layer included (the seed's case (c)); structured pruning removes filters/units of every
     layer but the output one (its 10 classes must stay)."""
-    from . import magnitude
+    from .pruning import masks_for, output_layer
 
     if method == "l1_unstructured":
-        return magnitude.weight_masks(model, target, include_output=True)
+        return masks_for(model, target)
     if method == "l2_structured":
-        return magnitude.unit_masks(model, target)
+        return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)])
     if method == "global_unstructured":
-        return magnitude.global_masks(model, target, include_output=True)
+        return masks_for(model, target, scope="global")
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
 
 
@@ -565,8 +634,8 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     import keras
     from .progress import tqdm
 
-    from . import costs, magnitude
-    from .compaction import compact
+    from . import pruning
+    from .pruning import compact, costs
 
     checked = check_parameters(
         dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
@@ -587,13 +656,13 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
         _, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
         timed = compact(model)[0] if method == "l2_structured" else model
         return {"method": method, "schedule": schedule, "target_sparsity": target,
-                "achieved_sparsity": magnitude.sparsity(model, include_output=True)["total"],
+                "achieved_sparsity": pruning.sparsity(model, include_output=True)["total"],
                 "test_acc": float(accuracy), "params": costs.parameters(timed),
                 "flop_ratio": costs.flops(timed, nonzero_only=method != "l2_structured") / dense_flops,
                 "latency_ms": 1e3 * costs.latency(timed, latency_batch, latency_repeats)}
 
     def reset():
-        magnitude.detach_masks(model)
+        pruning.detach_masks(model)
         model.set_weights(trained)
         recompile()
 
@@ -603,26 +672,135 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     reset()
     rows.append(row("dense", "none", 0.0))
     for method in methods:
-        for target in targets:  # one-shot, from the trained weights each time
-            reset()
-            magnitude.apply_masks(model, structure_masks(model, method, target))
-            rows.append(row(method, "one-shot", target))
-            bar.update(1)
-        reset()
-        for target in sorted(targets):  # iterative: each step prunes the retrained network further
-            magnitude.attach_masks(model, structure_masks(model, method, target))
-            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
+        def make_masks(m, target, method=method):
+            return structure_masks(m, method, target)
+
+        def retrain(m, target, method=method):
+            m.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
             rows.append(row(method, "iterative", target))
             bar.update(1)
+
+        for target in targets:  # one-shot, from the trained weights each time
+            reset()
+            pruning.one_shot(model, make_masks, target)
+            rows.append(row(method, "one-shot", target))
+            bar.update(1)
+        reset()  # iterative: each step prunes the retrained network further
+        pruning.iterative_pruning(model, make_masks, sorted(targets), retrain)
     steps_per_epoch = -(-len(data.x_train) // batch_size)
     for target in targets:
         reset()
-        gmp = magnitude.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
-                                                end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
-                                                frequency=max(1, steps_per_epoch // 10))
+        gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
+                                              end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
+                                              frequency=max(1, steps_per_epoch // 10))
         model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=gmp_epochs, verbose=0, callbacks=[gmp])
         rows.append(row("gmp", "gradual", target))
         bar.update(1)
     bar.close()
     reset()
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Budget-constrained pruning of LeNet-5 and the VGG (notebook 08, seed 004)
+# ---------------------------------------------------------------------------------------------
+
+BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10"}
+
+
+class BudgetPruning:
+    """Notebook 08's procedure: pre-trained networks (trained, or loaded from the model cache,
+    only when first needed) pruned to each budget by ``helpers.budget.prune_to_budget``, every
+    result cached under the configuration the notebook has always used.
+
+    ``pretrain`` maps a model name to its ``trained_model`` arguments (epochs, batch_size,
+    learning_rate, train_subset); ``search`` maps it to ``(updates, episode_finetune_steps)``.
+    """
+
+    def __init__(self, pretrain, search, methods, validation_size=5000, eval_size=1000, episodes_per_update=8,
+                 finetune_epochs=1, seed=0, recompute=False):
+        from . import budget
+
+        unknown = sorted(set(pretrain) - set(BUDGET_DATASETS))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; choose from {sorted(BUDGET_DATASETS)}")
+        self.pretrain, self.search, self.methods = pretrain, search, list(methods)
+        self.validation_size, self.eval_size, self.episodes_per_update = validation_size, eval_size, episodes_per_update
+        self.finetune_epochs, self.seed, self.recompute = finetune_epochs, seed, recompute
+        self._budget, self._trained = budget, {}
+
+    def check_budget(self, kind, value):
+        if kind not in self._budget.COST_KINDS or not 0 < value < 1:
+            raise ValueError(f"budget {[kind, value]} must be [one of {sorted(self._budget.COST_KINDS)}, "
+                             "a fraction in (0, 1)]")
+
+    def pretrained(self, name):
+        if name not in self._trained:
+            self._trained[name] = trained_model(name, BUDGET_DATASETS[name], seed=self.seed,
+                                                data_kwargs={"validation_size": self.validation_size},
+                                                **self.pretrain[name])
+        return self._trained[name]
+
+    def _compute(self, name, kind, value):
+        model, data = self.pretrained(name)
+        updates, steps = self.search[name]
+        result = self._budget.prune_to_budget(
+            model, data, self._budget.make_cost(kind, model), value, methods=self.methods, eval_size=self.eval_size,
+            updates=updates, episodes_per_update=self.episodes_per_update, seed=self.seed,
+            finetune_epochs=self.finetune_epochs, finetune_batch=self.pretrain[name]["batch_size"],
+            episode_finetune_steps=steps)
+        result["dense_test_acc"] = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
+        result["data_label"] = data.label
+        return result
+
+    def run(self, name, kind, value):
+        """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``."""
+        from .cache import cached
+
+        self.check_budget(kind, value)
+        updates, steps = self.search[name]
+        config = dict(model=name, kind=kind, budget=value, methods=self.methods, pretrain=self.pretrain[name],
+                      validation_size=self.validation_size, eval_size=self.eval_size, updates=updates,
+                      episodes_per_update=self.episodes_per_update, episode_finetune_steps=steps,
+                      finetune_epochs=self.finetune_epochs, seed=self.seed)
+        return cached("budget_pruning", config, lambda: self._compute(name, kind, value), recompute=self.recompute)
+
+    def protocol(self, results, name):
+        """One line describing model ``name``'s data and pre-training, from its cached results."""
+        pretrain = self.pretrain[name]
+        first = results[next(key for key in results if key[0] == name)]
+        return (f"{first['data_label']}, pre-trained {pretrain['epochs']} epochs"
+                + (f" on {pretrain['train_subset']:,} images" if pretrain["train_subset"] else "")
+                + f", dense test accuracy {first['dense_test_acc']:.4f}")
+
+
+def budget_table(results):
+    """One row per (model, budget, method) of ``{(model, kind, value): result}``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": name, "budget_kind": kind, "budget": value, "method": row["method"],
+                          "cost": row["cost"], "budget_met": row["budget_met"],
+                          "test_acc_before_finetune": row["test_acc_before_finetune"],
+                          "test_acc_after_finetune": row["test_acc_after_finetune"]}
+                         for (name, kind, value), result in results.items() for row in result["rows"]])
+
+
+def budget_verdict(table):
+    """RL's test accuracy minus each baseline's, in points, before and after the fine-tune."""
+    import pandas as pd
+
+    verdict = []
+    for (name, kind, value), part in table.groupby(["model", "budget_kind", "budget"], sort=False):
+        by = part.set_index("method")
+        if "rl" not in by.index:
+            continue
+        for baseline in [m for m in ("uniform", "global") if m in by.index]:
+            for stage in ("before", "after"):
+                column = f"test_acc_{stage}_finetune"
+                verdict.append({"model": name, "budget": f"{kind} <= {value}", "vs": baseline, "stage": stage,
+                                "rl_minus_baseline_pp": 100 * (by.loc["rl", column] - by.loc[baseline, column])})
+    return pd.DataFrame(verdict)
+
+
+if __name__ == "__main__":
+    main()

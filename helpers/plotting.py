@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -558,6 +559,53 @@ def class_counts(y_train, y_test, class_names, ax=None, title=None):
 # ---------------------------------------------------------------------------
 
 
+def _titled(fig, title, fontsize=None):
+    """``fig.suptitle`` wrapped to the figure's width; a CIFAR-10 title names the data's variant
+    (``"jpeg-q75 stand-in"``) when the package reads the JPEG stand-in."""
+    if not title:
+        return
+    if "CIFAR-10" in title and "stand-in" not in title:
+        from .data import file_variant
+
+        variant = file_variant("cifar10")
+        if variant != "official":
+            title = title.replace("CIFAR-10", f"CIFAR-10 ({variant})", 1)
+    size = fontsize or plt.rcParams["figure.titlesize"]
+    size = size if isinstance(size, (int, float)) else 12
+    width = max(40, int(fig.get_figwidth() * 72 / (0.55 * size)))
+    fig.suptitle(textwrap.fill(title, width), fontsize=fontsize)
+
+
+def _epoch_axis(ax):
+    """Epochs are whole numbers: integer ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _accuracy_limits(ax, values, ylim):
+    """``ylim`` zooms in on high accuracies; when it would clip a plotted value (epoch 0 is near
+    chance), switch to a logit scale that shows everything and still spreads 0.95-0.999 apart."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    low = float(values.min()) if values.size else ylim[0]
+    if low >= ylim[0]:
+        ax.set_ylim(*ylim)
+    elif 0 < low and ylim[1] <= 1.001 and values.max() < 1:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+        ax.set_yscale("logit")
+        ax.set_ylim(low * 0.8, min(0.9995, 1 - (1 - float(values.max())) * 0.5))
+        ax.yaxis.set_major_locator(FixedLocator([0.1, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999]))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        return True
+    else:
+        ax.set_ylim(low - 0.02 * (ylim[1] - low), ylim[1])
+    return False
+
+
 def _band_lineplot(ax, frame, y, hue_order, linestyle="-", label_suffix="", legend=True):
     """Mean over seeds as a line, min-max over seeds as a band, one colour per optimizer."""
     for name in hue_order:
@@ -572,10 +620,12 @@ def _band_lineplot(ax, frame, y, hue_order, linestyle="-", label_suffix="", lege
 
 
 def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_order=None, reference=None,
-                    title="", ylim=None, logy=False):
+                    title="", ylim=None, logy=False, reference_label=None):
     """One panel per ITP setting: ``train`` solid and ``test`` dotted per optimizer, per epoch.
 
-    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training.
+    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training
+    and is never clipped (see ``_accuracy_limits``). ``reference`` is drawn as a labelled dashed
+    line (``reference_label``, default "paper: <value>").
     """
     hue_order = hue_order or list(dict.fromkeys(frame["optimizer"]))
     itp_values = [v for v in itp_values if v in set(frame["itp"])]
@@ -586,17 +636,18 @@ def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_or
             _band_lineplot(ax, sub, train, hue_order, "-", " train")
         _band_lineplot(ax, sub, test, hue_order, ":", " test")
         if reference is not None:
-            ax.axhline(reference, color="0.5", ls="--", lw=1)
+            ax.axhline(reference, color="0.5", ls="--", lw=1, label=reference_label or f"paper: {reference:g}")
         ax.set_title(f"{'with' if itp else 'without'} ITP")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         if logy:
             ax.set_yscale("log")
-        if ylim:
-            ax.set_ylim(*ylim)
-    axes[0, 0].set_ylabel(ylabel)
+    logit = False
+    if ylim:
+        columns = [c for c in (train, test) if c in frame]
+        logit = _accuracy_limits(axes[0, 0], frame[frame["itp"].isin(itp_values)][columns].to_numpy().ravel(), ylim)
+    axes[0, 0].set_ylabel(ylabel + (" (logit scale)" if logit else ""))
     axes[0, -1].legend(fontsize=8, ncol=2)
-    if title:
-        fig.suptitle(title)
+    _titled(fig, title)
     fig.tight_layout()
     return fig
 
@@ -614,12 +665,11 @@ def plot_weights_c2(frame, reference=None, title=""):
         if reference is not None:
             ax.axhline(reference, color="0.5", ls="--", lw=1, label=f"baselines' $\\lambda_d$ = {reference:g}")
         ax.set_yscale("log")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_title(f"{'with' if itp else 'without'} ITP")
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("epoch mean of $c_2$")
-    if title:
-        fig.suptitle(title)
+    _titled(fig, title)
     fig.tight_layout()
     return fig
 
@@ -636,11 +686,10 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
             ax.axhline(references[layer_name], color="0.5", ls="--", lw=1, label="paper (reference line)")
         ax.set_ylim(0, layer_sizes[layer_name] * 1.05)
         ax.set_title(f"{layer_name} ({layer_sizes[layer_name]:,} weights)")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
     axes[0, 0].set_ylabel("nonzero weights")
     axes[0, -1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    _titled(fig, title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -869,5 +918,220 @@ def plot_knees_objective_space(found, knee_runs, score="test", knee_region=None,
     ax.legend(fontsize=7, loc="upper right")
     if title:
         ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Classic pruning: notebooks 06-09
+# ---------------------------------------------------------------------------
+
+PRUNING_STYLES = {"one-shot": "-", "fine-tuned": "--", "global": ":", "iterative": "--", "gradual": "-."}
+
+
+def _pruning_colors():
+    return {"weight": color("global"), "unit": color("uniform"), "l1_unstructured": color("uniform"),
+            "l2_structured": color("sgd"), "global_unstructured": color("global"), "gmp": color("gmp")}
+
+
+def _finish_panels(fig, axes, ylabels, xlabel, title, log_axis, legend_axis):
+    """Label a row of panels: y labels, one x label, a log-scaled panel, a legend, the title."""
+    for ax, ylabel in zip(axes, ylabels):
+        ax.set_ylabel(ylabel)
+    axes[log_axis].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+    axes[legend_axis].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_post_training_sweep(sweep, title=""):
+    """Notebook 06: test accuracy and loss against k, per method (colour) and variant (style)."""
+    colors = _pruning_colors()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for (method, variant), g in sweep.groupby(["method", "variant"], sort=False):
+        for ax, column in zip(axes, ("test_acc", "test_loss")):
+            ax.plot(g.k, g[column], PRUNING_STYLES[variant], marker="o", ms=3, color=colors[method],
+                    label=f"{method}, {variant}")
+    return _finish_panels(fig, axes, ("test accuracy", "test loss"), "pruning fraction k (per hidden layer)", title,
+                          log_axis=1, legend_axis=0)
+
+
+def plot_effective_sparsity(one_shot):
+    """Notebook 06: effective against nominal sparsity of the one-shot networks, per method."""
+    colors = _pruning_colors()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, g in one_shot.groupby("method"):
+        ax.plot(g.k, g.effective_sparsity, marker="o", ms=3, color=colors[method], label=method)
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="effective = nominal")
+    ax.set_xlabel("nominal k")
+    ax.set_ylabel("effective sparsity")
+    ax.legend()
+    ax.set_title("Nominal vs effective sparsity")
+    return fig
+
+
+def plot_structure_sweep(sweep, title=""):
+    """Notebook 07: test accuracy against achieved sparsity per method and schedule."""
+    colors = _pruning_colors()
+    dense_acc = float(sweep[sweep.method == "dense"].test_acc.iloc[0])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (method, schedule), g in sweep[sweep.method != "dense"].groupby(["method", "schedule"], sort=False):
+        ax.plot(g.achieved_sparsity, g.test_acc, PRUNING_STYLES[schedule], marker="o", ms=3, color=colors[method],
+                label=f"{method.replace('_', ' ')}, {schedule}")
+    ax.axhline(dense_acc, color="0.5", lw=1, label="dense")
+    ax.set_xlabel("achieved sparsity (fraction of zero weights)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(textwrap.fill(title, 100), fontsize=9)  # a long protocol line fits the axes
+    return fig
+
+
+def plot_per_layer_sparsity(per_layer, target, title=""):
+    """Notebook 07: per-layer sparsity of each one-shot method; the legend sits beside the bars."""
+    import pandas as pd
+
+    colors = _pruning_colors()
+    methods = list(per_layer)
+    fig, ax = plt.subplots(figsize=(9.5, 3.8))
+    pd.DataFrame(per_layer).plot.bar(ax=ax, rot=0, color=[colors[m.replace(" ", "_")] for m in methods])
+    ax.set_ylabel(f"sparsity at target {target}")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title or "Per-layer sparsity, one-shot: global pruning spends the budget where weights are small",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rl_training(histories, title=""):
+    """Notebook 08: the RL search per budget: reward (and best feasible), cost / budget, multiplier.
+
+    ``histories`` maps a budget ``(kind, value)`` to its search history (rows of ``search``)."""
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ((kind, value), rows), c in zip(histories.items(), plt.cm.viridis(np.linspace(0.0, 0.8, len(histories)))):
+        history = pd.DataFrame(rows)
+        if history.empty:
+            continue
+        label_ = f"{kind} <= {value}"
+        axes[0].plot(history["update"], history.reward_mean, color=c, label=label_)
+        axes[0].plot(history["update"], history.best_feasible_reward, color=c, ls=":", lw=1)
+        axes[1].plot(history["update"], history.cost_mean / value, color=c, label=label_)
+        axes[2].plot(history["update"], history.multiplier, color=c, label=label_)
+    axes[1].axhline(1.0, color="0.4", ls="--", lw=1)
+    return _finish_panels(fig, axes, ("reward (eval accuracy)\n(dotted: best feasible so far)", "mean cost / budget",
+                                      "multiplier $\\nu$"), "policy update", title, log_axis=1, legend_axis=1)
+
+
+def plot_allocation(results, title=""):
+    """Notebook 08: fraction of weights each method keeps per layer, one panel per budget.
+
+    ``results`` maps a budget ``(kind, value)`` to ``prune_to_budget``'s result."""
+    import pandas as pd
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.6), squeeze=False)
+    for ax, ((kind, value), result) in zip(axes[0], results.items()):
+        kept = pd.DataFrame({label(r["method"]): r["kept_per_layer"] for r in result["rows"]}, index=result["layers"])
+        kept.plot.bar(ax=ax, color=[color(r["method"]) for r in result["rows"]], width=0.8, legend=False)
+        ax.set_title(f"{kind} <= {value}", fontsize=10)
+        ax.set_ylabel("fraction of weights kept")
+        ax.set_ylim(0, 1)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_budget(table, budgets, methods, dense_acc, titles):
+    """Notebook 08: test accuracy per budget (a category, not a continuum: grouped points, no
+    lines across budgets), hollow before and filled after the equal fine-tune, one panel per
+    model. ``dense_acc`` and ``titles`` map model -> dense accuracy / panel title."""
+    from matplotlib.lines import Line2D
+
+    models_ = list(dict.fromkeys(table.model))
+    fig, axes = plt.subplots(1, len(models_), figsize=(6.5 * len(models_), 4.2), squeeze=False)
+    x = np.arange(len(budgets))
+    width = 0.6 / max(1, len(methods))
+    for ax, name in zip(axes[0], models_):
+        part = table[table.model == name].set_index(["budget_kind", "budget", "method"])
+        for i, method in enumerate(methods):
+            offset = (i - (len(methods) - 1) / 2) * width
+            for stage, face in (("before", "none"), ("after", color(method))):
+                values = [part.loc[(k, v, method), f"test_acc_{stage}_finetune"] for k, v in budgets]
+                ax.scatter(x + offset, values, s=36, marker="o", facecolors=face, edgecolors=color(method), zorder=3)
+            ax.vlines(x + offset, [part.loc[(k, v, method), "test_acc_before_finetune"] for k, v in budgets],
+                      [part.loc[(k, v, method), "test_acc_after_finetune"] for k, v in budgets],
+                      color=color(method), lw=1, zorder=2)
+        ax.axhline(dense_acc[name], color="0.6", lw=1)
+        ax.set_xticks(x, [f"{k} <= {v}" for k, v in budgets])
+        ax.set_xlim(-0.5, len(budgets) - 0.5)
+        ax.set_xlabel("budget (fraction of the dense network's cost kept)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(titles[name], fontsize=9)
+    handles = [Patch(color=color(m), label=label(m)) for m in methods] + [
+        Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="before fine-tune"),
+        Line2D([], [], ls="", marker="o", color="0.3", label="after fine-tune"),
+        Line2D([], [], color="0.6", lw=1, label="dense network")]
+    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return fig
+
+
+def plot_training_overhead(overhead):
+    """Notebook 09: seconds per epoch (median) per framework and method, with min-max bars over
+    the epochs (``epoch_seconds``) and the ratio to the plain run of the same optimizer."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    labels_ = overhead.framework + ": " + overhead.method
+    epochs = [np.array(str(s).split(), dtype=float) for s in overhead.epoch_seconds]
+    low = overhead.seconds_per_epoch - [e.min() for e in epochs]
+    high = [e.max() for e in epochs] - overhead.seconds_per_epoch
+    bars = ax.barh(labels_, overhead.seconds_per_epoch, xerr=[low, high], error_kw=dict(lw=1, capsize=2, ecolor="0.2"),
+                   color=["0.35" if f == "keras3" else color("tfmot") for f in overhead.framework])
+    for bar, ratio, top in zip(bars, overhead.ratio_to_plain, [e.max() for e in epochs]):
+        ax.text(top, bar.get_y() + bar.get_height() / 2, f" x{ratio:.2f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per epoch, median and min-max over epochs (LeNet-5, MNIST, batch 32)")
+    ax.set_title("Training cost; ratio to the plain run of the same framework and optimizer", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FRONTIER_COLORS = {"SMGD+ITP": "smgd", "MAdam+ITP": "madam", "Adam+L1+ITP": "adam", "GMP (ours, Keras 3)": "gmp",
+                   "tfmot GMP (tf_keras)": "tfmot"}
+
+
+def plot_frontier(frontier, title="LeNet-5 / MNIST, 30 epochs, batch 32, seeds 0-2"):
+    """Notebook 09: test accuracy against dense sparsity of every benchmarked run."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for method, g in frontier.groupby("method", sort=False):
+        ax.scatter(100 * g.dense_sparsity, g.test_acc,
+                   color=color(FRONTIER_COLORS[method]) if method in FRONTIER_COLORS else "0.5", label=method,
+                   s=30, edgecolor="k", linewidth=0.3)
+    ax.set_xlabel("dense sparsity (%)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_inference(inference):
+    """Notebook 09: latency ratio against FLOP ratio (the ideal), batch 1 and batch 256."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, batch in zip(axes, ("b1", "b256")):
+        for (network, variant), g in inference[inference.variant != "dense"].groupby(["network", "variant"], sort=False):
+            ax.plot(g.flop_ratio, g[f"latency_{batch}_ratio"], "o-" if variant == "compacted" else "x--",
+                    label=f"{network}, {variant}")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="ideal (latency = FLOP ratio)")
+        ax.set_xlabel("FLOP ratio (pruned / dense)")
+        ax.set_ylabel(f"latency ratio, batch {batch[1:]}")
+        ax.set_xlim(0, 1.05)
+        ax.set_ylim(0, 1.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Measured latency against the FLOP ideal", fontsize=10)
     fig.tight_layout()
     return fig

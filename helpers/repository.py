@@ -61,26 +61,46 @@ def binder_badge(url: str) -> str:
 
 
 def setup_lines(url: str) -> list[str]:
-    """The first lines of every notebook's first code cell."""
+    """The first lines of every notebook's first code cell: install on Colab, then ``setup()``."""
     return [
-        f"{SETUP_MARKER}, install the package from the repository first; everywhere else it is",
-        "# installed already (make, CI, Binder, or `pip install -e .` in a checkout).",
-        "import sys",
+        f"{SETUP_MARKER}, install the package first (elsewhere it is installed: make, CI, Binder, pip -e).",
+        "import importlib.util, subprocess, sys  # noqa: E401",
         "",
-        'if "google.colab" in sys.modules:',
-        "    try:",
-        "        import helpers",
-        "    except ImportError:",
-        "        import subprocess",
+        'if "google.colab" in sys.modules and importlib.util.find_spec("helpers") is None:',
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PACKAGE} @ git+{url}"], check=True)',
+        "from helpers.notebook import setup",
         "",
-        f'        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PACKAGE} @ git+{url}"], check=True)',
-        "import helpers",
+        "setup()  # quiet TensorFlow start-up, figure style, pandas display width",
     ]
+
+
+# The setup block before helpers.notebook.setup existed; ``sync`` replaces it (and the lines that
+# setup() now does) with the current one.
+_LEGACY_SETUP_END = "import helpers"
+_LEGACY_SETUP_LINES = ("from helpers.runtime import quiet_import",
+                       "quiet_import()  # TensorFlow's start-up notices would clutter the outputs",
+                       "plotting.set_style()", 'pd.set_option("display.width", 140)')
+
+
+def _setup_cell(source: str, url: str) -> str:
+    """``source`` (a first code cell) with its setup block regenerated from ``setup_lines``."""
+    lines = source.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(SETUP_MARKER))
+    new = setup_lines(url)
+    ends = [i for i, line in enumerate(lines) if i > start and line in (new[-1], _LEGACY_SETUP_END)]
+    end = ends[0] if ends else start
+    legacy = lines[end] == _LEGACY_SETUP_END
+    rest = [line for line in lines[end + 1:] if not (legacy and line in _LEGACY_SETUP_LINES)]
+    if rest and rest[0]:
+        rest.insert(0, "")
+    text = "\n".join(lines[:start] + new + rest)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip("\n")
 
 
 _COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 _BINDER_BADGE = re.compile(r"\[!\[Binder\]\([^)]*\)\]\([^)]*\)")
-_PIP_LINE = re.compile(r'"' + re.escape(PACKAGE) + r' @ git\+[^"]*"')
 
 
 def _notebooks(root):
@@ -131,7 +151,7 @@ def sync(root=None) -> list[Path]:
             if cell["cell_type"] == "markdown":
                 source = _COLAB_BADGE.sub(lambda m: colab_badge(path.name, url), source)
             elif SETUP_MARKER in source:
-                source = _PIP_LINE.sub(f'"{PACKAGE} @ git+{url}"', source)
+                source = _setup_cell(source, url)
             cell["source"] = source.splitlines(keepends=True)
         if json.dumps(nb) != before:
             from .notebook_outputs import write_notebook

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import budget, data, experiments, magnitude, models, pruning, runner, validation
+from helpers import budget, data, experiments, models, pruning, runner, validation
 from helpers.runner import RunConfig, run_experiment, run_sweep
 from helpers.validation import Choice, Float, Int, List, Optional, check_notebook_parameters
 
@@ -135,11 +135,11 @@ CASES = {
     "post-ks-1.5": (lambda tmp, m: experiments.post_training_sweep(m, None, ks=[0.0, 1.5]), ValueError, "ks[1]"),
     "structure-targets-negative": (lambda tmp, m: experiments.structure_sweep(m, None, targets=[-0.1]), ValueError,
                                    "targets[0]"),
-    "gmp-final-1.2": (lambda tmp, m: magnitude.GradualMagnitudePruning(m, 1.2, end_step=10), ValueError,
+    "gmp-final-1.2": (lambda tmp, m: pruning.GradualMagnitudePruning(m, 1.2, end_step=10), ValueError,
                       "final_sparsity"),
-    "gmp-frequency-float": (lambda tmp, m: magnitude.GradualMagnitudePruning(m, 0.5, end_step=10, frequency=0.5),
+    "gmp-frequency-float": (lambda tmp, m: pruning.GradualMagnitudePruning(m, 0.5, end_step=10, frequency=0.5),
                             TypeError, "frequency"),
-    "weight_masks-nan": (lambda tmp, m: magnitude.weight_masks(m, NAN), ValueError, "fraction"),
+    "masks_for-nan": (lambda tmp, m: pruning.masks_for(m, NAN), ValueError, "amount"),
     "itp-threshold-nan": (lambda tmp, m: pruning.enable_itp(m, threshold=NAN), ValueError, "threshold"),
     # notebook parameters (papermill)
     "nb-epochs-0": (notebook({"epochs": 0}, epochs=Int(1)), ValueError, "epochs"),

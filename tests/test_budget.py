@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers import budget, costs, magnitude, models
+from helpers import budget, models, pruning
+from helpers.pruning import costs
 
 
 def small_cnn():
@@ -48,7 +49,7 @@ def test_environment_masks_drop_the_smallest_and_restore_everything():
         assert (~mask).sum() == int(kernel.size * f)
         if f:
             assert np.abs(kernel[~mask]).max() <= np.abs(kernel[mask]).min()
-    reference = magnitude.global_masks(model, 0.7, include_output=True)
+    reference = pruning.masks_for(model, 0.7, scope="global")
     for layer, mask in zip(env.layers, env.global_masks(0.7)):
         np.testing.assert_array_equal(mask, reference[layer.kernel.path])
     env.apply(masks)

@@ -8,7 +8,7 @@ from helpers import models
 from helpers.callbacks import NonzeroTracker
 from helpers.objectives import DensePenalty
 from helpers.optimizers import MAdam, SMGD
-from helpers.pruning import ThresholdPrune, apply_threshold, disable_itp, enable_itp, nonzero_counts
+from helpers.pruning import PruningConstraint, apply_threshold, disable_itp, enable_itp, nonzero_counts
 
 TAU = 1e-3
 
@@ -93,12 +93,12 @@ def test_itp_leaves_optimizer_slots_untouched(tiny_images):
 
 
 def test_threshold_constraint_and_switching():
-    constraint = ThresholdPrune(TAU)
+    constraint = PruningConstraint(TAU)
     w = np.array([-2e-3, -1e-3, -5e-4, 0.0, 1e-3, 1.0001e-3, 0.5], "float32")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(constraint(w)),
                                   np.array([-2e-3, 0, 0, 0, 0, 1.0001e-3, 0.5], "float32"))
     with pytest.raises(ValueError, match="threshold"):
-        ThresholdPrune(-1e-3)
+        PruningConstraint(-1e-3)
     with pytest.raises(ValueError, match="threshold"):
         enable_itp(models.lenet5(), threshold=-0.1)
     model = models.lenet5()
@@ -106,7 +106,7 @@ def test_threshold_constraint_and_switching():
     assert all(layer.kernel.constraint is not None for layer in models.dense_layers(model))
     disable_itp(model)
     assert all(layer.kernel.constraint is None for layer in models.dense_layers(model))
-    assert ThresholdPrune.from_config(constraint.get_config()).threshold == TAU
+    assert PruningConstraint.from_config(constraint.get_config()).threshold == TAU
 
 
 def test_nonzero_tracker_records_epoch_zero_and_each_epoch(tiny_images):
@@ -144,5 +144,39 @@ def test_disable_itp_retraces_so_the_next_fit_no_longer_prunes(tiny_images):
 def test_threshold_constraint_never_hides_non_finite_weights(bad):
     """A NaN weight must stay NaN (the runner then records a failed run), not become a pruned 0."""
     w = np.array([bad, 5e-4, 0.5], "float32")
-    out = keras.ops.convert_to_numpy(ThresholdPrune(TAU)(w))
+    out = keras.ops.convert_to_numpy(PruningConstraint(TAU)(w))
     np.testing.assert_array_equal(out, np.array([bad, 0.0, 0.5], "float32"))
+
+
+def test_itp_and_masks_share_one_constraint_and_each_switch_retraces(tiny_images):
+    """attach_masks after enable_itp keeps ITP pruning; detach removes only the mask; every switch
+    drops the traced train step."""
+    from helpers.pruning import attach_masks, detach_masks, masks_for
+
+    x, y = tiny_images
+    model = models.lenet5()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    enable_itp(model, TAU)
+    assert model.train_function is None
+    dense1 = model.get_layer("denselayer1")
+    masks = masks_for(model, 0.5, layers=["denselayer1"])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    attach_masks(model, masks)
+    assert model.train_function is None
+    constraint = dense1.kernel.constraint
+    assert isinstance(constraint, PruningConstraint) and constraint.threshold == TAU and constraint.mask is not None
+    assert dense1.kernel_constraint is constraint  # so it is saved with the layer's config
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    kernel = dense1.kernel.numpy()
+    assert np.all(kernel[~masks["denselayer1/kernel"]] == 0)
+    assert not np.any((np.abs(kernel) <= TAU) & (kernel != 0))  # ITP still prunes the kept entries
+    detach_masks(model)
+    assert model.train_function is None
+    assert dense1.kernel.constraint.threshold == TAU and dense1.kernel.constraint.mask is None
+    attach_masks(model, masks)
+    disable_itp(model)
+    assert dense1.kernel.constraint.threshold is None and dense1.kernel.constraint.mask is not None
+    assert model.get_layer("denselayer2").kernel.constraint is None
+    detach_masks(model)
+    assert all(layer.kernel.constraint is None for layer in models.dense_layers(model))

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .layers import all_layers
+from ..layers import all_layers
 
 
 @dataclass

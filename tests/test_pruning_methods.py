@@ -1,4 +1,5 @@
-"""Classic magnitude pruning, masks kept during retraining, gradual pruning, and compaction."""
+"""helpers.pruning: magnitude masks, masks kept during retraining, gradual and iterative pruning,
+sparsity measures, compaction and costs."""
 
 import json
 import os
@@ -9,40 +10,46 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import costs, magnitude, models
-from helpers.compaction import compact
+from helpers import models, pruning
+from helpers.layers import prunable_layers
+from helpers.pruning import compact, costs
 
 
 def small_mlp(seed=0):
     return models.mlp(seed=seed, hidden=(64, 48, 32, 16))
 
 
+def hidden_masks(model, amount, **kwargs):
+    """``pruning.masks_for`` on every prunable layer but the output one (the notebooks' default)."""
+    return pruning.masks_for(model, amount, ignored_layers=[pruning.output_layer(model)], **kwargs)
+
+
 def test_weight_masks_prune_exactly_int_size_k_per_layer():
     model = small_mlp()
-    masks = magnitude.weight_masks(model, 0.7)
+    masks = hidden_masks(model, 0.7)
     assert set(masks) == {f"hidden{i}/kernel" for i in range(1, 5)}  # output layer excluded
-    for layer in magnitude.prunable_layers(model):
+    for layer in prunable_layers(model):
         mask, kernel = masks[layer.kernel.path], layer.kernel.numpy()
         assert (~mask).sum() == int(kernel.size * 0.7)
         assert np.abs(kernel[~mask]).max() <= np.abs(kernel[mask]).min()  # the smallest ones went
-    with_bias = magnitude.weight_masks(model, 0.5, prune_bias=True)  # seed 002's quirk
+    with_bias = hidden_masks(model, 0.5, include_bias=True)  # seed 002's quirk
     assert (~with_bias["hidden1/bias"]).sum() == 32
 
 
 def test_global_masks_use_one_threshold():
     model = small_mlp()
-    masks = magnitude.global_masks(model, 0.6)
-    kept = np.concatenate([np.abs(l.kernel.numpy())[masks[l.kernel.path]] for l in magnitude.prunable_layers(model)])
-    dropped = np.concatenate([np.abs(l.kernel.numpy())[~masks[l.kernel.path]] for l in magnitude.prunable_layers(model)])
+    masks = hidden_masks(model, 0.6, scope="global")
+    kept = np.concatenate([np.abs(l.kernel.numpy())[masks[l.kernel.path]] for l in prunable_layers(model)])
+    dropped = np.concatenate([np.abs(l.kernel.numpy())[~masks[l.kernel.path]] for l in prunable_layers(model)])
     assert dropped.max() <= kept.min()
     assert dropped.size == int((dropped.size + kept.size) * 0.6)
-    per_layer = [1 - masks[l.kernel.path].mean() for l in magnitude.prunable_layers(model)]
+    per_layer = [1 - masks[l.kernel.path].mean() for l in prunable_layers(model)]
     assert max(per_layer) - min(per_layer) > 0.01  # layers end up with different sparsities
 
 
 def test_unit_masks_drop_whole_columns_by_l2_norm():
     model = small_mlp()
-    masks = magnitude.unit_masks(model, 0.25)
+    masks = hidden_masks(model, 0.25, granularity="unit")
     kernel = model.get_layer("hidden2").kernel.numpy()
     keep_units = masks["hidden2/bias"]
     assert (~keep_units).sum() == 12
@@ -50,7 +57,7 @@ def test_unit_masks_drop_whole_columns_by_l2_norm():
     norms = np.linalg.norm(kernel, axis=0)
     assert norms[~keep_units].max() <= norms[keep_units].min()
     cnn = models.cifar_cnn(width=0.05)
-    filters = magnitude.unit_masks(cnn, 0.5, layers=["conv2"])
+    filters = pruning.masks_for(cnn, 0.5, granularity="filter", layers=["conv2"])
     assert filters["conv2/kernel"].shape == tuple(cnn.get_layer("conv2").kernel.shape)
     assert (~filters["conv2/bias"]).sum() == int(cnn.get_layer("conv2").filters * 0.5)
 
@@ -58,8 +65,8 @@ def test_unit_masks_drop_whole_columns_by_l2_norm():
 def test_masks_stay_applied_during_retraining(tiny_images):
     x, y = tiny_images
     model = small_mlp()
-    masks = magnitude.weight_masks(model, 0.8)
-    magnitude.attach_masks(model, masks)
+    masks = hidden_masks(model, 0.8)
+    pruning.attach_masks(model, masks)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     for path, mask in masks.items():
@@ -73,8 +80,8 @@ def test_masks_attached_after_training_still_hold(tiny_images):
     model = small_mlp()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # the train step is traced without constraints
-    masks = magnitude.weight_masks(model, 0.8)
-    magnitude.attach_masks(model, masks)
+    masks = hidden_masks(model, 0.8)
+    pruning.attach_masks(model, masks)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     kernel = model.get_layer("hidden1").kernel.numpy()
     assert np.all(kernel[~masks["hidden1/kernel"]] == 0)
@@ -83,7 +90,7 @@ def test_masks_attached_after_training_still_hold(tiny_images):
 def test_gradual_magnitude_pruning_reaches_target_on_schedule(tiny_images):
     x, y = tiny_images
     model = small_mlp()
-    gmp = magnitude.GradualMagnitudePruning(model, final_sparsity=0.9, begin_step=0, end_step=12, frequency=4)
+    gmp = pruning.GradualMagnitudePruning(model, final_sparsity=0.9, begin_step=0, end_step=12, frequency=4)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[gmp])  # 16 steps
     steps = [s for s, _ in gmp.sparsity_log]
@@ -91,7 +98,7 @@ def test_gradual_magnitude_pruning_reaches_target_on_schedule(tiny_images):
     targets = [t for _, t in gmp.sparsity_log]
     assert targets[-1] == pytest.approx(0.9) and targets == sorted(targets)
     assert targets[0] == pytest.approx(0.9 * (1 - (1 - 4 / 12) ** 3))
-    report = magnitude.sparsity(model, include_output=False)
+    report = pruning.sparsity(model, include_output=False)
     for name in ("hidden1", "hidden2", "hidden3", "hidden4"):
         assert report[name] == pytest.approx(0.9, abs=0.02)
 
@@ -106,24 +113,24 @@ def test_polynomial_sparsity_is_tfmots_formula():
     for initial, final, begin, end, power in [(0.0, 0.8, 0, 100, 3), (0.0, 0.97675, 0, 39375, 3),
                                               (0.2, 0.5, 7, 50, 2), (0.5, 0.9, 100, 1000, 1)]:
         for step in list(range(0, end + 20)) + [10 * end]:
-            ours = magnitude.polynomial_sparsity(step, initial, final, begin, end, power)
+            ours = pruning.polynomial_sparsity(step, initial, final, begin, end, power)
             assert ours == pytest.approx(tfmot_sparsity(step, initial, final, begin, end, power), abs=1e-6)
-    assert magnitude.polynomial_sparsity(0, 0.0, 0.8, 0, 100) == 0.0
-    assert magnitude.polynomial_sparsity(500, 0.0, 0.8, 0, 100) == pytest.approx(0.8)
+    assert pruning.polynomial_sparsity(0, 0.0, 0.8, 0, 100) == 0.0
+    assert pruning.polynomial_sparsity(500, 0.0, 0.8, 0, 100) == pytest.approx(0.8)
     with pytest.raises(ValueError):
-        magnitude.polynomial_sparsity(0, 0, 0.5, 10, 10)
+        pruning.polynomial_sparsity(0, 0, 0.5, 10, 10)
 
 
 def test_kept_count_and_mask_follow_tfmots_rounding_and_ties():
-    assert magnitude.kept_count(10, 0.25) == 8  # round(7.5) -> 8, half to even
-    assert magnitude.kept_count(10, 0.35) == 6  # round(6.5) -> 6
-    assert magnitude.kept_count(10, 0.999) == 1  # at least one is kept
-    assert magnitude.kept_count(48_000, 0.97675) == round(48_000 * (1 - 0.97675))
+    assert pruning.kept_count(10, 0.25) == 8  # round(7.5) -> 8, half to even
+    assert pruning.kept_count(10, 0.35) == 6  # round(6.5) -> 6
+    assert pruning.kept_count(10, 0.999) == 1  # at least one is kept
+    assert pruning.kept_count(48_000, 0.97675) == round(48_000 * (1 - 0.97675))
     w = np.array([0.5, -0.1, 0.1, 0.3, -0.05, 0.2], np.float32)
-    assert magnitude.top_magnitude_mask(w, 0.5).tolist() == [True, False, False, True, False, True]
+    assert pruning.top_magnitude_mask(w, 0.5).tolist() == [True, False, False, True, False, True]
     # k = 4 cuts between the two |0.1|: ties at the threshold are all kept
-    assert magnitude.top_magnitude_mask(w, 0.4).sum() == 5
-    assert magnitude.top_magnitude_mask(np.zeros(5, np.float32), 0.6).all()  # threshold 0 keeps all
+    assert pruning.top_magnitude_mask(w, 0.4).sum() == 5
+    assert pruning.top_magnitude_mask(np.zeros(5, np.float32), 0.6).all()  # threshold 0 keeps all
 
 
 def test_schedule_steps_and_counts_equal_tfmot_itself(tmp_path):
@@ -155,15 +162,15 @@ print(json.dumps(out))
     assert done.returncode == 0, done.stderr[-2000:]
     tfmot = json.loads(done.stdout.strip().splitlines()[-1])
     model = keras.Sequential([keras.Input((120,)), keras.layers.Dense(84, name="d"), keras.layers.Dense(2)])
-    gmp = magnitude.GradualMagnitudePruning(model, config["final"], config["end"], config["initial"],
+    gmp = pruning.GradualMagnitudePruning(model, config["final"], config["end"], config["initial"],
                                             config["begin"], config["frequency"])
     due = [gmp.due(step) for step in range(420)]
     assert due == tfmot["due"]
-    ours = [magnitude.polynomial_sparsity(step, config["initial"], config["final"], config["begin"], config["end"])
+    ours = [pruning.polynomial_sparsity(step, config["initial"], config["final"], config["begin"], config["end"])
             for step in range(420)]
     np.testing.assert_allclose(ours, tfmot["sparsity"], rtol=0, atol=1e-7)
     steps = [step for step in range(420) if due[step]]
-    kept = [np.flatnonzero(magnitude.top_magnitude_mask(weights, ours[step]).ravel()).tolist() for step in steps]
+    kept = [np.flatnonzero(pruning.top_magnitude_mask(weights, ours[step]).ravel()).tolist() for step in steps]
     assert kept == tfmot["kept"]
 
 
@@ -186,7 +193,7 @@ def test_gradual_magnitude_pruning_matches_tfmots_rules_step_by_step(tiny_images
     x, y = tiny_images
     batch, epochs = 8, 3  # 8 steps an epoch: t = 8 (last batch) and 17 (first batch) are updates
     ours, reference = small_mlp(), small_mlp()
-    gmp = magnitude.GradualMagnitudePruning(ours, **GMP_RUN)
+    gmp = pruning.GradualMagnitudePruning(ours, **GMP_RUN)
     trace = []
 
     class Record(keras.callbacks.Callback):
@@ -197,7 +204,7 @@ def test_gradual_magnitude_pruning_matches_tfmots_rules_step_by_step(tiny_images
         model.compile(optimizer=keras.optimizers.Adam(0.03), loss="sparse_categorical_crossentropy")
     ours.fit(x, y, batch_size=batch, epochs=epochs, shuffle=False, verbose=0, callbacks=[gmp, Record()])
 
-    kernels = [layer.kernel for layer in magnitude.prunable_layers(reference)]
+    kernels = [layer.kernel for layer in prunable_layers(reference)]
     masks = {v.path: np.ones(v.shape, bool) for v in kernels}
     step, regrown = 0, 0
     for epoch in range(epochs):
@@ -232,34 +239,34 @@ def test_iterative_pruning_compounds(tiny_images):
     def retrain(m, target):
         m.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
-    record = magnitude.iterative_pruning(model, lambda m, t: magnitude.weight_masks(m, t), [0.5, 0.75, 0.9], retrain)
+    record = pruning.iterative_pruning(model, hidden_masks, [0.5, 0.75, 0.9], retrain)
     assert [t for t, _ in record] == [0.5, 0.75, 0.9]
-    assert magnitude.sparsity(model, include_output=False)["total"] == pytest.approx(0.9, abs=0.01)
+    assert pruning.sparsity(model, include_output=False)["total"] == pytest.approx(0.9, abs=0.01)
     with pytest.raises(ValueError, match="non-decreasing"):
-        magnitude.iterative_pruning(model, magnitude.weight_masks, [0.5, 0.2], retrain)
+        pruning.iterative_pruning(model, hidden_masks, [0.5, 0.2], retrain)
 
 
 def test_effective_sparsity_counts_dead_units():
     model = small_mlp()
-    magnitude.apply_masks(model, magnitude.unit_masks(model, 0.5))
-    nominal = magnitude.sparsity(model)["total"]
+    pruning.apply_masks(model, hidden_masks(model, 0.5, granularity="unit"))
+    nominal = pruning.sparsity(model)["total"]
     # half the units of each hidden layer are dead, so half the rows of the next layer are dead too
     sizes = [784 * 64, 64 * 48, 48 * 32, 32 * 16, 16 * 10]
     alive = [784 * 32, 32 * 24, 24 * 16, 16 * 8, 8 * 10]
-    assert magnitude.effective_sparsity(model) == pytest.approx(1 - sum(alive) / sum(sizes))
-    assert magnitude.effective_sparsity(model) > nominal
+    assert pruning.effective_sparsity(model) == pytest.approx(1 - sum(alive) / sum(sizes))
+    assert pruning.effective_sparsity(model) > nominal
 
 
 def test_bad_pruning_arguments():
     model = small_mlp()
-    with pytest.raises(ValueError, match="fraction"):
-        magnitude.weight_masks(model, 1.5)
+    with pytest.raises(ValueError, match="amount"):
+        hidden_masks(model, 1.5)
     with pytest.raises(ValueError, match="no prunable"):
-        magnitude.weight_masks(model, 0.5, layers=["conv9"])
+        pruning.masks_for(model, 0.5, layers=["conv9"])
     with pytest.raises(ValueError, match="shape"):
-        magnitude.apply_masks(model, {"hidden1/kernel": np.ones((2, 2), bool)})
+        pruning.apply_masks(model, {"hidden1/kernel": np.ones((2, 2), bool)})
     with pytest.raises(ValueError, match="does not have"):
-        magnitude.apply_masks(model, {"nope/kernel": np.ones((2, 2), bool)})
+        pruning.apply_masks(model, {"nope/kernel": np.ones((2, 2), bool)})
 
 
 @pytest.mark.parametrize("build, shape", [
@@ -269,7 +276,7 @@ def test_bad_pruning_arguments():
 ], ids=["mlp", "cifar_cnn", "lenet5"])
 def test_compaction_preserves_outputs_and_saves(build, shape, tmp_path, rng):
     model = build()
-    magnitude.apply_masks(model, magnitude.unit_masks(model, 0.5))
+    pruning.apply_masks(model, hidden_masks(model, 0.5, granularity="unit"))
     x = rng.random((16, *shape), dtype=np.float32)
     small, report = compact(model)
     assert small.count_params() < model.count_params()
@@ -294,14 +301,14 @@ def test_compaction_folds_batchnorm_constants_and_refuses_inexact_cases(rng):
     bn.moving_mean.assign(rng.normal(size=6).astype("float32"))
     bn.moving_variance.assign(rng.uniform(0.5, 2.0, size=6).astype("float32"))
     bn.beta.assign(rng.normal(size=6).astype("float32"))
-    magnitude.apply_masks(model, magnitude.unit_masks(model, 0.5, layers=["c1", "c2"]))
+    pruning.apply_masks(model, pruning.masks_for(model, 0.5, granularity="filter", layers=["c1", "c2"]))
     small, report = compact(model)
     assert [r["kept"] for r in report] == [3, 2, 5]
     x = rng.random((4, 8, 8, 3), dtype=np.float32)
     np.testing.assert_allclose(small.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
     # VGG: with BN at its initial statistics a dead filter stays exactly 0, so it compacts...
     vgg = models.vgg()
-    magnitude.apply_masks(vgg, magnitude.unit_masks(vgg, 0.5))
+    pruning.apply_masks(vgg, hidden_masks(vgg, 0.5, granularity="unit"))
     images = rng.random((4, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(compact(vgg)[0].predict_on_batch(images), vgg.predict_on_batch(images), atol=1e-5)
     # ... but a nonzero BN shift makes it a constant feeding a 'same'-padded conv: not exact, refused
@@ -315,7 +322,7 @@ def test_costs():
     assert costs.parameters(model, nonzero_only=False) == 60_074
     # conv1: 26*26*54, conv2: 11*11*864, dense: 48000 + 10080 + 840
     assert costs.flops(model) == 26 * 26 * 54 + 11 * 11 * 864 + 48_000 + 10_080 + 840
-    magnitude.apply_masks(model, magnitude.weight_masks(model, 0.5, layers=["denselayer1"]))
+    pruning.apply_masks(model, pruning.masks_for(model, 0.5, layers=["denselayer1"]))
     assert costs.flops(model, nonzero_only=True) < costs.flops(model)
     assert costs.latency(model, batch_size=4, repeats=3, warmup=1) > 0
 
@@ -323,7 +330,7 @@ def test_costs():
 def test_compaction_names_the_layer_it_cannot_handle():
     import keras
 
-    from helpers.compaction import compact
+    from helpers.pruning import compact
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)

@@ -1,0 +1,36 @@
+"""Pruning for any Keras 3 model: the one home of every pruning idea in the package.
+
+Where a new pruning method goes:
+
+- ``criteria``: *what* to prune, importance x granularity x scope (``masks_for(model, amount,
+  importance=..., granularity="weight"|"unit"|"filter", scope="layer"|"global",
+  ignored_layers=[...])``);
+- ``schedules``: *when*, one-shot, iterative, gradual (``GradualMagnitudePruning`` during fit);
+- ``masks``: how a decision is held: a ``{variable path: keep-mask}`` dict, the one
+  ``PruningConstraint`` (ITP threshold and/or mask), ``attach_masks`` / ``detach_masks``, and
+  ``strip`` (a plain Keras model);
+- ``itp``: intra-training pruning, the paper's threshold after every update;
+- ``compaction``: ``compact`` removes pruned units/filters (a table of per-layer-type handlers);
+- ``costs``: parameters, FLOPs, latency, saved size, nonzero counts and sparsity.
+
+Layer queries (``all_layers``, ``prunable_layers``, ``output_layer``) are in ``helpers.layers``.
+README.md, "Pruning any Keras model", shows the whole API on a model that is not the paper's.
+"""
+
+from ..layers import output_layer, prunable_layers
+from . import compaction, costs, criteria, itp, masks, schedules
+from .compaction import compact
+from .costs import count_nonzero, effective_sparsity, nonzero_counts, parameters, sparsity
+from .criteria import keep_masks, masks_for, smallest_k_mask
+from .itp import DEFAULT_THRESHOLD, apply_threshold, disable_itp, enable_itp
+from .masks import PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, retrace, strip
+from .schedules import (GradualMagnitudePruning, iterative_pruning, kept_count, one_shot, polynomial_sparsity,
+                        top_magnitude_mask)
+
+__all__ = [
+    "DEFAULT_THRESHOLD", "GradualMagnitudePruning", "PruningConstraint", "apply_masks", "apply_threshold",
+    "attach_masks", "compact", "compaction", "costs", "count_nonzero", "criteria", "current_masks", "detach_masks",
+    "disable_itp", "effective_sparsity", "enable_itp", "itp", "iterative_pruning", "keep_masks", "kept_count",
+    "masks", "masks_for", "nonzero_counts", "one_shot", "output_layer", "parameters", "polynomial_sparsity", "prunable_layers",
+    "retrace", "schedules", "smallest_k_mask", "sparsity", "strip", "top_magnitude_mask",
+]

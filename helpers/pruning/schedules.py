@@ -1,0 +1,182 @@
+"""When to prune: one-shot, iterative (prune and retrain in cycles) and gradual magnitude
+pruning during ``fit`` with the polynomial schedule of Zhu & Gupta (tfmot's semantics).
+
+What to prune comes from ``criteria`` (or any ``model -> masks`` function); masks are held by
+``masks.attach_masks``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from ..layers import prunable_layers
+from ..validation import Choice, Float, Fraction, List, check_bool, check_fraction, check_int
+from .masks import apply_masks, attach_masks
+
+def polynomial_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step, power=3):
+    """tfmot's ``PolynomialDecay`` sparsity at ``step`` (Zhu & Gupta 2017), in its float32 arithmetic:
+    ``s_f + (s_i - s_f) (1 - p)^power`` with ``p = clip((step - begin) / (end - begin), 0, 1)``."""
+    if end_step <= begin_step:
+        raise ValueError("end_step must be > begin_step")
+    f32 = np.float32
+    progress = min(f32(1.0), max(f32(0.0), f32(step - begin_step) / f32(end_step - begin_step)))
+    decay = np.power(f32(1.0) - progress, f32(power))
+    return float(f32(f32(initial_sparsity - final_sparsity) * decay) + f32(final_sparsity))
+
+
+def kept_count(size, sparsity):
+    """How many weights tfmot keeps at ``sparsity``: ``max(round(size * (1 - s)), 1)``, float32,
+    round half to even (``tf.math.round``)."""
+    return max(int(np.round(np.float32(size) * (np.float32(1.0) - np.float32(sparsity)))), 1)
+
+
+def top_magnitude_mask(values, sparsity):
+    """tfmot's ``Pruning._update_mask``: keep every entry with ``|w| >=`` the ``k``-th largest
+    ``|w|``, ``k = kept_count(size, sparsity)``; ties at the threshold are all kept."""
+    flat = np.abs(np.asarray(values, dtype=np.float32)).ravel()
+    k = kept_count(flat.size, sparsity)
+    threshold = np.partition(flat, flat.size - k)[flat.size - k]
+    return (flat >= threshold).reshape(np.shape(values))
+
+
+class GradualMagnitudePruning(keras.callbacks.Callback):
+    """Gradual magnitude pruning during ``model.fit``, step for step what tfmot 0.8's
+    ``prune_low_magnitude`` + ``PolynomialDecay`` + ``UpdatePruningStep`` do, on Keras 3.
+
+    tfmot's semantics (``pruning_wrapper.py``, ``pruning_impl.py``, ``pruning_schedule.py``,
+    ``pruning_callbacks.py``), all reproduced here:
+
+    - **Step counter.** Each wrapper holds ``pruning_step`` (-1 at build; ``UpdatePruningStep.
+      on_train_begin`` sets it to 0 if still -1, so it carries over between ``fit`` calls). The
+      wrapper's training-mode ``call`` increments it in-graph *before* anything else, so during
+      the ``i``-th training batch (1-based, counted over all epochs) the step is ``t = i``; step 0
+      is never seen in training. Inference calls do not count. (Older tfmot set the step from
+      ``optimizer.iterations`` in ``on_train_batch_begin``; 0.8 does not.)
+    - **When masks change.** In that same call, before the forward pass, the masks are recomputed
+      iff ``_should_prune_in_step(t)``: ``t >= begin_step``, ``t <= end_step`` (or
+      ``end_step == -1``, not allowed for PolynomialDecay), and ``(t - begin_step) % frequency ==
+      0``. With ``begin_step=0`` the first update is at ``t = frequency``; there is no extra update
+      at ``end_step`` unless it falls on the grid, so the last target reached is ``s(t_last)``.
+      Until the first update the mask is all ones, whatever ``initial_sparsity`` is.
+    - **Sparsity.** ``PolynomialDecay``: ``p = clip((t - begin) / (end - begin), 0, 1)`` in
+      float32, ``s = final + (initial - final) (1 - p)^power``, ``power=3`` by default
+      (``polynomial_sparsity``).
+    - **Which weights, how many.** Per layer (kernel only; biases are never pruned), on the raw
+      kernel as it stands at that moment: ``k = max(round(size * (1 - s)), 1)`` in float32 with
+      round-half-to-even are kept; ``tf.math.top_k`` gives the ``k``-th largest ``|w|`` as a
+      threshold and the mask keeps ``|w| >= threshold`` (ties at the threshold all kept) plus the
+      ``k``-th entry itself (``top_magnitude_mask``). The raw kernel includes the entries pruned
+      so far, which are *not* zero then: see the next point. So pruned weights can come back.
+    - **Masking and what the optimizer sees.** Every training call runs ``w <- w * mask`` (an
+      assignment, ``weight_mask_op``) after the mask update and before the forward pass; the mask
+      is not in the forward graph. So the forward pass uses zeros, the gradient of a pruned entry
+      is the full gradient, Adam's moments keep accumulating for it, and the optimizer step moves
+      it away from zero again; it is zeroed at the start of the next step. When masks are
+      re-ranked, a pruned entry's |w| is the size of the last optimizer step on it.
+    - **Epoch end.** ``UpdatePruningStep.on_epoch_end`` runs ``w <- w * mask`` once more, so the
+      saved weights are masked (and a mask update on an epoch's first batch ranks zeros).
+
+    Here, in-graph and with plain ``model.fit``: a ``PruningConstraint`` mask on each kernel zeroes the
+    pruned entries after every optimizer step, which gives the same forward pass, gradients and
+    optimizer state as masking before the next step. Only the ranking would differ, so on the
+    batch before an update step the constraint's mask is set to ones (that step's optimizer update
+    leaves the pruned entries where it moves them, as in tfmot), and at the update step
+    (``on_train_batch_begin``, before the forward pass) the new masks are ranked on the raw
+    kernels, applied and put back in the constraints. ``on_epoch_end`` re-masks like tfmot.
+    Host work is two variable assignments per update, none on the other steps.
+
+    ``scope="global"`` (not in tfmot) ranks all selected kernels together with the same rule.
+    The model must be passed so the constraints exist before the train step is traced: create
+    the callback before calling ``fit``. Needs ``steps_per_execution=1`` (one callback per batch).
+    ``sparsity_log`` records ``(t, s)`` at every mask update.
+    """
+
+    def __init__(self, model, final_sparsity, end_step, initial_sparsity=0.0, begin_step=0, frequency=100,
+                 power=3, layers=None, include_output=False, scope="layer", ignored_layers=None):
+        super().__init__()
+        final_sparsity = check_fraction("final_sparsity", final_sparsity)
+        initial_sparsity = check_fraction("initial_sparsity", initial_sparsity)
+        begin_step = check_int("begin_step", begin_step, minimum=0)
+        end_step = check_int("end_step", end_step, minimum=begin_step + 1)
+        frequency = check_int("frequency", frequency, minimum=1)
+        power = Float(0.0, min_open=True)("power", power)
+        scope = Choice("layer", "global")("scope", scope)
+        include_output = check_bool("include_output", include_output)
+        self.final_sparsity, self.initial_sparsity = final_sparsity, initial_sparsity
+        self.begin_step, self.end_step, self.frequency, self.power = begin_step, end_step, frequency, power
+        self.scope = scope
+        self.kernels = [layer.kernel for layer in prunable_layers(model, layers, include_output, ignored_layers)]
+        self.masks = {v.path: np.ones(v.shape, dtype=bool) for v in self.kernels}
+        self._constraints = attach_masks(model, self.masks)
+        self._constraints_hold = "mask"  # or "ones" (the step before an update), None (stale)
+        self.step = 0  # tfmot's pruning_step: training batches started so far
+        self.sparsity_log = []
+
+    def due(self, step):
+        """tfmot's ``_should_prune_in_step``."""
+        return self.begin_step <= step <= self.end_step and (step - self.begin_step) % self.frequency == 0
+
+    def _ranked_masks(self, sparsity):
+        values = [v.numpy() for v in self.kernels]
+        if self.scope == "layer":
+            return {v.path: top_magnitude_mask(value, sparsity) for v, value in zip(self.kernels, values)}
+        keep = top_magnitude_mask(np.concatenate([value.ravel() for value in values]), sparsity)
+        masks, start = {}, 0
+        for v, value in zip(self.kernels, values):
+            masks[v.path] = keep[start:start + value.size].reshape(value.shape)
+            start += value.size
+        return masks
+
+    def _mask_weights(self):
+        for v in self.kernels:
+            v.assign(v.numpy() * self.masks[v.path].astype(v.dtype))
+
+    def on_train_begin(self, logs=None):
+        if getattr(self.model, "steps_per_execution", 1) != 1:
+            raise ValueError("GradualMagnitudePruning counts batches: compile with steps_per_execution=1")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.step += 1
+        if self.due(self.step):
+            sparsity = polynomial_sparsity(self.step, self.initial_sparsity, self.final_sparsity,
+                                           self.begin_step, self.end_step, self.power)
+            self.masks = self._ranked_masks(sparsity)
+            self._mask_weights()
+            self._constraints_hold = None
+            self.sparsity_log.append((self.step, sparsity))
+        # the next step ranks the weights this step's optimizer update leaves: keep them raw
+        want = "ones" if self.due(self.step + 1) else "mask"
+        if self._constraints_hold != want:
+            for path, constraint in self._constraints.items():
+                constraint.set_mask(self.masks[path] | (want == "ones"))
+            self._constraints_hold = want
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._mask_weights()
+
+
+def one_shot(model, make_masks, amount):
+    """Prune once, now: ``apply_masks(model, make_masks(model, amount))``; returns the masks."""
+    masks = make_masks(model, amount)
+    apply_masks(model, masks)
+    return masks
+
+
+def iterative_pruning(model, make_masks, targets, retrain):
+    """Prune-and-retrain cycles: for each target in ``targets`` (increasing), compute masks with
+    ``make_masks(model, target)``, attach them, then call ``retrain(model, target)``.
+
+    Masks are recomputed from the retrained weights each cycle; earlier zeros stay zero
+    because they have the smallest magnitude. Returns ``[(target, masks)]``.
+    """
+    targets = List(Fraction())("targets", targets)
+    if any(b < a for a, b in zip(targets, targets[1:])):
+        raise ValueError(f"targets must be non-decreasing, got {targets}")
+    record = []
+    for target in targets:
+        masks = make_masks(model, target)
+        attach_masks(model, masks)
+        retrain(model, target)
+        record.append((target, masks))
+    return record
