@@ -40,8 +40,7 @@ import numpy as np
 
 from .layers import prunable_layers
 from .pruning import attach_masks, costs, criteria, detach_masks
-from .validation import (Bool, Budget, Callable, Choice, Float, Int, List, Optional, check_bool, check_float, check_int,
-                         check_parameters)
+from .validation import Bool, Budget, Callable, Choice, Float, Int, List, check_float, check_int, check_parameters
 
 # --------------------------------------------------------------------------- cost functions
 

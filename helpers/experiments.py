@@ -399,7 +399,7 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     from . import data as data_lib
     from .cache import atomic_write, config_hash, default_cache_dir, quarantine
     from .models import MODELS, build_model
-    from .runner import RunFailedError, _non_finite
+    from .runner import RunFailedError, non_finite_reason
 
     checked = check_parameters(
         dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
@@ -443,7 +443,7 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     check_writable(path.parent, "model cache folder")  # before training, not after
     keras.utils.set_random_seed(seed)
     fit = model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
-    reason = _non_finite(model, {"loss": fit.history["loss"][-1]})
+    reason = non_finite_reason(model, {"loss": fit.history["loss"][-1]})
     if reason:  # a diverged network is never cached (nor returned)
         raise RunFailedError(f"{model_name}-{dataset}", reason, epochs)
     # A unique temporary name per call: concurrent identical calls each write their own file

@@ -170,15 +170,11 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
 
 
 def _parse_parameters(pairs, yaml_text):
-    parameters = {}
-    if yaml_text:
-        import yaml
+    import yaml
 
-        parameters.update(yaml.safe_load(yaml_text) or {})
+    parameters = dict(yaml.safe_load(yaml_text) or {}) if yaml_text else {}
     for name, value in pairs or []:
-        import yaml
-
-        parameters[name] = yaml.safe_load(value)  # papermill's -p reads values the same way
+        parameters[name] = yaml.safe_load(value)
     return parameters
 
 

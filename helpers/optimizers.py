@@ -25,7 +25,7 @@ The adaptive methods (MAdam, MRMSprop) combine the two objectives in one of two 
 SMGD is linear in the gradient, so both scalarizations are the same update; SMGD accepts the
 argument and ignores it.
 Intra-training pruning is not the optimizer's job: it is a Keras variable constraint
-(``helpers.pruning.ThresholdPrune``), which Keras applies in-graph right after every update.
+(``helpers.pruning.PruningConstraint``), which Keras applies in-graph right after every update.
 
 c1 and c2 are optimizer variables: ``optimizer.c1`` / ``optimizer.c2`` hold the last batch's
 values, and ``optimizer.c_sums`` / ``optimizer.c_count`` accumulate them for epoch means
@@ -120,10 +120,6 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
             if lam1 < 0 or lam2 < 0 or lam1 + lam2 == 0:
                 raise ValueError(f"fixed weights must be >= 0 and not both 0, got {weights!r}")
             self.fixed_weights = (lam1, lam2)
-
-    @property
-    def weights_mode(self):
-        return MIN_NORM if self.fixed_weights is None else tuple(self.fixed_weights)
 
     def build(self, var_list):
         if self.built:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
@@ -43,7 +42,7 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import CorruptCacheWarning, atomic_write, default_cache_dir, quarantine, read_json, write_json
+from .cache import CorruptCacheWarning, atomic_write, config_hash, default_cache_dir, quarantine, read_json, write_json
 from .validation import (check_bool, check_choice, check_float, check_int, check_writable)
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
@@ -249,8 +248,7 @@ class RunConfig:
         config = self.resolved().to_dict()
         if config["scalarization"] == SEPARATE:
             del config["scalarization"]  # the field came later: separate runs keep their keys
-        payload = json.dumps({"config": config, "cache_version": CACHE_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return config_hash(config, CACHE_VERSION)
 
     def slug(self):
         c = self.resolved()
@@ -437,7 +435,7 @@ def _check_cache_writable(cache_root, checkpoint=True):
         check_writable(cache_root / sub, f"cache folder ({sub})")
 
 
-def _non_finite(model, logs=None):
+def non_finite_reason(model, logs=None):
     """Why the model's state is unusable (a non-finite loss or variable), or None."""
     for name, value in (logs or {}).items():
         if name in ("loss", "ce") and value is not None and not math.isfinite(float(value)):
@@ -534,7 +532,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
             fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
                             epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
             logs = {k: v[-1] for k, v in fit.history.items()}
-            reason = _non_finite(model, logs)  # before anything is measured, checkpointed or stored
+            reason = non_finite_reason(model, logs)  # before anything is measured, checkpointed or stored
             if reason:
                 raise _Diverged(reason)
             row = {"epoch": epoch + 1, "lr": lr_start, "epoch_seconds": float(logs["epoch_seconds"])}
