@@ -813,7 +813,7 @@ def plot_c2_trajectories(results, title=""):
         nnz = np.sum([v for v in r.history["nnz"].values()], axis=0)
         axes[1].plot(r.history["epoch"], np.maximum(nnz, 1), marker=".", label=name)
     axes[0].set_ylabel("epoch-mean $c_2$")
-    axes[1].set_ylabel("nonzero dense weights")
+    axes[1].set_ylabel("nonzero dense weights (0 drawn at 1)")
     for ax in axes:
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
