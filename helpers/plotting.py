@@ -592,7 +592,7 @@ def _accuracy_limits(ax, values, ylim):
     low = float(values.min()) if values.size else ylim[0]
     if low >= ylim[0]:
         ax.set_ylim(*ylim)
-    elif 0 < low and ylim[1] <= 1.001 and values.max() < 1:
+    elif 0 < low and ylim[1] <= 1.001 and values.max() <= 1:  # a training accuracy of 1.0 sits on the top edge
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
         ax.set_yscale("logit")
@@ -629,6 +629,9 @@ def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_or
     """
     hue_order = hue_order or list(dict.fromkeys(frame["optimizer"]))
     itp_values = [v for v in itp_values if v in set(frame["itp"])]
+    columns = [c for c in (train, test) if c in frame]
+    if ylim:  # on a logit axis an accuracy of exactly 1 lies at infinity: draw it on the top edge
+        frame = frame.assign(**{c: frame[c].clip(upper=0.9995) for c in columns})
     fig, axes = plt.subplots(1, len(itp_values), figsize=(6.2 * len(itp_values), 4), squeeze=False, sharey=True)
     for ax, itp in zip(axes[0], itp_values):
         sub = frame[frame["itp"] == itp]
@@ -643,7 +646,6 @@ def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_or
             ax.set_yscale("log")
     logit = False
     if ylim:
-        columns = [c for c in (train, test) if c in frame]
         logit = _accuracy_limits(axes[0, 0], frame[frame["itp"].isin(itp_values)][columns].to_numpy().ravel(), ylim)
     axes[0, 0].set_ylabel(ylabel + (" (logit scale)" if logit else ""))
     axes[0, -1].legend(fontsize=8, ncol=2)
