@@ -896,13 +896,19 @@ def plot_knees_objective_space(found, knee_runs, score="test", knee_region=None,
     rule, open: original rule) and a diamond where its 30-epoch retraining ends, joined by a line.
     ``knee_region``: the paper's knee as ``{"test_ce": (lo, hi), "l1_dense": (lo, hi)}``."""
     fig, ax = plt.subplots(figsize=(8, 5))
+    empty = set()  # weightings whose network is empty (l1 = 0): no place on the log axis
     for method, result in found.items():
         h = result.points()
+        empty |= {c.weights for c in result.history if c.point[1] <= 0}
+        h = h[h[:, 1] > 0]
         ax.scatter(h[:, 0], h[:, 1], marker=SEARCH_MARKERS[method], s=22, color=SEARCH_COLORS[method], alpha=0.6,
                    label=f"{method}: {len({c.weights for c in result.history})} distinct weightings")
     for (method, rule), run in knee_runs.items():
         candidate = next(c for c in reversed(found[method].history) if c.weights == tuple(run.config.weights))
         retrained = (run.history[f"{score}_ce"][-1], run.summary["l1_dense"])
+        if candidate.point[1] <= 0 or retrained[1] <= 0:
+            empty.add(candidate.weights)
+            continue
         filled = rule == "max-distance"
         ax.plot(*zip(candidate.point, retrained), color=SEARCH_COLORS[method], lw=0.8, alpha=0.7, zorder=2)
         ax.scatter(*candidate.point, marker="*", s=240, edgecolors=SEARCH_COLORS[method], linewidths=1.5,
@@ -914,6 +920,10 @@ def plot_knees_objective_space(found, knee_runs, score="test", knee_region=None,
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.85", zorder=0, label="paper's knee region (Fig. 4)"))
     ax.scatter([], [], marker="*", s=160, color="black", label="knee, 10-epoch candidate (filled: clean rule)")
     ax.scatter([], [], marker="D", s=50, color="black", label="the same knee retrained (30 epochs)")
+    if empty:
+        ax.text(0.99, 0.02, f"not drawn: {len(empty)} weighting(s) whose network is empty ($\\ell_1$ = 0, CE ≈ 2.30), "
+                f"e.g. $\\lambda_2$ = {max(w[1] for w in empty):.3g}", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="0.3")
     ax.set_yscale("log")
     ax.set_xlabel(f"cross-entropy ({score})")
     ax.set_ylabel("$\\ell_1$ of the dense weights")
