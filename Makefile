@@ -53,7 +53,7 @@ figures: $(STAMP)
 	@$(EXECUTE) notebooks/03_smgd.ipynb results/03_smgd/03_smgd_cifar10.ipynb -p dataset cifar10
 	@echo "== notebooks/05_knee_search.ipynb, clean variant: selection on a validation split (REPRODUCTION_NOTES.md, B22), convex filter"
 	@$(EXECUTE) notebooks/05_knee_search.ipynb results/05_knee_search/05_knee_search_val_clean.ipynb \
-	  -p select_on val -p protocol clean -y "{scalarizations: [separate], methods: [bisection, dichotomic, stochastic], knee_seeds: [0]}"
+	  -p select_on val -p protocol clean -y "{methods: [bisection, dichotomic, stochastic], knee_seeds: [0]}"
 
 ## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs.
 ## Outputs go to a temporary folder (conftest.py): tests never write over tracked files.

@@ -35,7 +35,7 @@ NON_RESULT_PARAMETERS = frozenset({"recompute", "cached_only", "save_outputs", "
 # them and keeps their executed records in results/<notebook>/): the differing parameters.
 CANONICAL_VARIANTS = {
     "03_smgd": [{"dataset": "cifar10"}],
-    "05_knee_search": [{"select_on": "val", "protocol": "clean", "scalarizations": ["separate"],
+    "05_knee_search": [{"select_on": "val", "protocol": "clean",
                         "methods": ["bisection", "dichotomic", "stochastic"], "knee_seeds": [0]}],
 }
 
