@@ -94,6 +94,8 @@ def clean_notebook(nb: dict, relative_to: Path | None = None) -> dict:
     for cell in nb.get("cells", []):
         for key in _CELL_METADATA:
             cell.get("metadata", {}).pop(key, None)
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill draws a new random id on every execution
         if cell.get("cell_type") != "code":
             continue
         outputs = [o for o in cell.get("outputs", []) if not _is_progress(o)]

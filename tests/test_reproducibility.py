@@ -124,6 +124,19 @@ def test_clean_strips_progress_timestamps_and_machine_paths():
     assert [o.get("text") for o in cell["outputs"]] == ["keras/x.py:1: UserWarning: w\n", "a\nb\n"]
 
 
+def test_clean_gives_papermills_injected_cell_a_stable_id():
+    """papermill gives the injected-parameters cell a new random id on every execution, which
+    made every rerun of the executed records (03 on CIFAR-10, 05's clean variant) rewrite them."""
+    def executed(random_id):
+        return {"metadata": {}, "cells": [
+            {"cell_type": "code", "id": "params01", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": ""},
+            {"cell_type": "code", "id": random_id, "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
+             "source": "dataset = 'cifar10'"}]}
+    first, second = (notebook_outputs.clean_notebook(executed(i)) for i in ("8b8dcc31", "390142c3"))
+    assert first == second
+    assert first["cells"][0]["id"] == "params01"  # other cells keep their ids
+
+
 def test_runs_under_other_versions_are_reported():
     from helpers.runner import EnvironmentMismatchWarning, RunConfig, RunResult, check_environments, environment
 
