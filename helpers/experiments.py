@@ -212,10 +212,6 @@ class KneeSearch:
         return list(ORIGINAL_GRID if self.grid_lambda2 is None else self.grid_lambda2)
 
     @property
-    def score(self):
-        return self.select_on
-
-    @property
     def filter(self):
         return ("original", False) if self.protocol == "faithful" else ("convex", True)
 
@@ -231,7 +227,7 @@ class KneeSearch:
 
     def evaluate(self, weights, recompute=False):
         result = self.run(weights, recompute=recompute)
-        return {"point": (result.history[f"{self.score}_ce"][-1], result.summary["l1_dense"]), "result": result}
+        return {"point": (result.history[f"{self.select_on}_ce"][-1], result.summary["l1_dense"]), "result": result}
 
     def search(self, method, recompute=False):
         """Run one search (``SEARCH_METHODS``) and return its ``pareto.SearchResult``."""
