@@ -54,7 +54,7 @@ def save_initial_weights(path, seed):
 
 
 def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
-            weights_out=None, **fair):
+            weights_out=None, trace=None, **fair):
     data = data_lib.load_dataset("mnist", train_subset=train_subset)
     steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     model = lenet5("multi", seed=seed)
@@ -63,10 +63,17 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
                                             frequency=frequency, layers=dense)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
+    kept = []  # with ``trace``: the kept count of every dense kernel after every batch
+    callbacks = [gmp] + ([keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: kept.append(
+        [int(mask.sum()) for mask in gmp.masks.values()]))] if trace else [])
     for epoch in range(epochs):
         order = epoch_order(seed, epoch, len(data.x_train))
         model.fit(data.x_train[order], data.y_train[order], batch_size=batch_size, initial_epoch=epoch,
-                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[gmp])
+                  epochs=epoch + 1, shuffle=False, verbose=0, callbacks=callbacks)
+        if trace:  # the masked dense kernels after every epoch, compared with tfmot's by gmp_trace.py
+            np.savez(f"{trace}-{epoch + 1:02d}.npz", **{layer.name: layer.kernel.numpy() for layer in dense_layers(model)})
+    if trace:
+        np.save(f"{trace}-kept.npy", np.array(kept))
     pruning.detach_masks(model)
     if weights_out:
         np.savez(weights_out, **{f"{layer.name}:{i}": w.numpy() for layer in model.layers

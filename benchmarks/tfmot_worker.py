@@ -84,7 +84,7 @@ def overhead(epochs, seed=0, batch_size=32, final_sparsity=0.95, train_subset=No
 
 
 def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
-        initial_weights=None, conv_l2=0.0, weights_out=None, **fair):
+        initial_weights=None, conv_l2=0.0, weights_out=None, trace=None, **fair):
     """tfmot GMP; epoch by epoch on ``common.epoch_order`` (``shuffle=False``), the order ours sees."""
     from common import epoch_order
 
@@ -96,10 +96,19 @@ def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fracti
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
     callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
+    pruned = [model.get_layer(f"prune_low_magnitude_{name}").pruning_vars[0] for name in DENSE]  # (w, mask, t)
+    kept = []  # with ``trace``: the kept count of every dense kernel after every batch
+    if trace:
+        callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: kept.append(
+            [int(np.count_nonzero(mask.numpy())) for _, mask, _ in pruned])))
     for epoch in range(epochs):
         order = epoch_order(seed, epoch, len(data.x_train))
         model.fit(data.x_train[order], data.y_train[order], batch_size=batch_size, initial_epoch=epoch,
                   epochs=epoch + 1, shuffle=False, verbose=0, callbacks=callbacks)
+        if trace:  # the masked dense kernels after every epoch (UpdatePruningStep masked them), for gmp_trace.py
+            np.savez(f"{trace}-{epoch + 1:02d}.npz", **{name: w.numpy() for name, (w, _, _) in zip(DENSE, pruned)})
+    if trace:
+        np.save(f"{trace}-kept.npy", np.array(kept))
     model = tfmot.sparsity.keras.strip_pruning(model)
     if weights_out:
         np.savez(weights_out, **{f"{layer.name}:{i}": w for layer in model.layers
