@@ -1116,8 +1116,11 @@ FRONTIER_COLORS = {"SMGD+ITP": "smgd", "MAdam+ITP": "madam", "Adam+L1+ITP": "ada
                    "tfmot GMP (tf_keras)": "tfmot"}
 
 
-def plot_frontier(frontier, title="LeNet-5 / MNIST, 30 epochs, batch 32, seeds 0-2"):
+def plot_frontier(frontier, title=None):
     """Notebook 09: test accuracy against dense sparsity of every benchmarked run."""
+    if title is None:
+        seeds = sorted(frontier.seed.unique())
+        title = f"LeNet-5 / MNIST, 30 epochs, batch 32, seeds {seeds[0]}-{seeds[-1]}"
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for method, g in frontier.groupby("method", sort=False):
         ax.scatter(100 * g.dense_sparsity, g.test_acc,
