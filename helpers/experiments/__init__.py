@@ -21,7 +21,7 @@ from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZER
                    smgd_comparison)
 from .structure import (SEED003_TARGETS, STRUCTURE_METHODS, StructureStudy, per_layer_sparsity, structure_masks,
                         structure_sweep)
-from .training import trained_model
+from .training import trained_model, weights_name
 from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_table, grid_table, weighted_sum_grid,
                            weighted_sum_run)
 
@@ -34,5 +34,5 @@ __all__ = [
     "lr_ablation", "lr_ablation_table", "per_layer_sparsity", "post_training", "post_training_masks",
     "post_training_sweep", "prune_to_budget", "smgd", "smgd_comparison", "structure", "structure_masks",
     "structure_sweep", "trained_model", "training", "uniform_fraction", "weighted_sum", "weighted_sum_grid",
-    "weighted_sum_run",
+    "weighted_sum_run", "weights_name",
 ]

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from ..validation import Bool, Choice, Float, Int, Optional, check_int, check_parameters, check_writable
+from ..validation import Bool, Choice, Float, Int, Optional, check_int, check_parameters
+
+
+def weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None, model_kwargs=None,
+                 optimizer="adam", data_kwargs=None):
+    """The file name of ``trained_model``'s weights in the cache's ``models/``: a hash of the
+    arguments as given."""
+    from ..cache import config_hash
+
+    config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
+    if optimizer != "adam" or data_kwargs:  # keeps the keys of existing Adam caches unchanged
+        config.update(optimizer=optimizer, data_kwargs=data_kwargs or {})
+    return f"{model_name}-{dataset}-{config_hash(config)}.weights.h5"
 
 
 def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None,
@@ -10,13 +23,13 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     """Train a network (Adam, or SGD with momentum 0.9) on sparse cross-entropy, or load its
     cached weights.
 
-    Weights are cached under ``results/cache/models`` (ignored by git: models are not committed)
-    by a hash of the arguments; returns ``(model, data)``.
+    Weights are cached in the ``models/`` folder of ``helpers.cache.ResultCache`` (ignored by git:
+    models are not committed) under ``weights_name``; returns ``(model, data)``.
     """
     import keras
 
     from .. import data as data_lib
-    from ..cache import atomic_write, config_hash, default_cache_dir, quarantine
+    from ..cache import ResultCache
     from ..models import MODELS, build_model
     from ..runner import RunFailedError, non_finite_reason
 
@@ -37,35 +50,25 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     if batch_size > (train_subset or available):
         raise ValueError(f"batch_size must be <= the {train_subset or available} training images, got {batch_size}")
     del checked  # the cache key hashes the arguments as given, as it always has
-    config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
-    if optimizer != "adam" or data_kwargs:  # keeps the keys of existing Adam caches unchanged
-        config.update(optimizer=optimizer, data_kwargs=data_kwargs or {})
-    path = default_cache_dir() / "models" / f"{model_name}-{dataset}-{config_hash(config)}.weights.h5"
+    store = ResultCache()
+    name = weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed, train_subset, model_kwargs,
+                        optimizer, data_kwargs)
     data = data_lib.load_dataset(dataset, train_subset=train_subset, seed=seed, **(data_kwargs or {}))
     model = build_model(model_name, seed=seed, **(model_kwargs or {}))
     opt = (keras.optimizers.Adam(learning_rate) if optimizer == "adam"
            else keras.optimizers.SGD(learning_rate, momentum=0.9))
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if path.exists() and not recompute:
-        import warnings
-
-        try:
-            with warnings.catch_warnings():  # the compiled optimizer's slots are not needed: no warning
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                model.load_weights(path)
-            return model, data
-        except Exception as exc:  # a truncated or foreign weights file: moved aside, trained again
-            quarantine(path, f"{type(exc).__name__}: {exc}")
-            model = build_model(model_name, seed=seed, **(model_kwargs or {}))
-            model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    check_writable(path.parent, "model cache folder")  # before training, not after
+    loaded = None if recompute else store.load_weights(model, name)
+    if loaded:
+        return model, data
+    if loaded is False:  # an unreadable file, moved aside: trained again, on a fresh network
+        model = build_model(model_name, seed=seed, **(model_kwargs or {}))
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    store.check_writable("models")  # before training, not after
     keras.utils.set_random_seed(seed)
     fit = model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
     reason = non_finite_reason(model, {"loss": fit.history["loss"][-1]})
     if reason:  # a diverged network is never cached (nor returned)
         raise RunFailedError(f"{model_name}-{dataset}", reason, epochs)
-    # A unique temporary name per call: concurrent identical calls each write their own file
-    # and the last rename wins (they hold the same weights).
-    atomic_write(path, model.save_weights, suffix=".weights.h5")
+    store.save_weights(model, name)
     return model, data
