@@ -6,7 +6,7 @@ from the seed alone (the same for every optimizer), the data order of epoch e fr
 results are keyed by the configuration, and a sweep can be spread over processes or
 machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_executor``) or any
 ``concurrent.futures`` executor; the runs share nothing but the cache folder, whose files are
-written atomically.
+written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
