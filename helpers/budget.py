@@ -5,10 +5,8 @@ the pruned network stays within a budget, losing as little accuracy as possible.
 only ever evaluated, never differentiated, so it can be anything computed from a model: the
 fraction of parameters kept, FLOPs, a measured latency, a user's own callable.
 
-Pieces, each usable on its own:
+Here are the environment and the agent:
 
-- cost functions (``ParameterFraction``, ``FlopFraction``): callables ``model -> float``
-  (``helpers.pruning.costs``; any callable works, e.g. a measured latency);
 - ``LayerwisePruningEnv``: the environment of the seed's code. One step per prunable layer, the
   action is that layer's pruning fraction, the observation describes the layer and what was
   pruned so far; at the end the network is magnitude-pruned by those fractions (with
@@ -22,10 +20,12 @@ Pieces, each usable on its own:
   ``nu = softplus(log nu)`` instead: its gradient vanishes as nu -> 0, so it recovers slowly);
 - ``search``: the training loop, seeded, checkpointed after every update (bit-exact resume) and
   returning the best *feasible* pruning seen (a Lagrangian policy only meets the constraint on
-  average, so the answer is chosen among episodes that met it);
-- baselines at the same budget: ``uniform_fraction`` (one fraction for every layer) and
-  ``global_fraction`` (one magnitude threshold across layers), each the least pruning that meets
-  the budget, found by bisection on the (monotone) cost.
+  average, so the answer is chosen among episodes that met it).
+
+Elsewhere: the cost functions (``ParameterFraction``, ``FlopFraction``, ``make_cost``) are in
+``helpers.pruning.costs`` (any callable ``model -> float`` works, e.g. a measured latency); the
+experiment of notebook 08 (``prune_to_budget``, ``finetune_masked``, the bisection baselines
+``uniform_fraction`` and ``global_fraction``) is in ``helpers.experiments.budget``.
 
 Everything here is numpy plus the model's own ``predict``: backend-agnostic.
 """
@@ -39,47 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from .layers import prunable_layers
-from .pruning import attach_masks, costs, criteria, detach_masks
-from .validation import Bool, Budget, Callable, Choice, Float, Int, List, check_float, check_int, check_parameters
-
-# --------------------------------------------------------------------------- cost functions
-
-
-class ParameterFraction:
-    """Fraction of the prunable kernels' weights that are nonzero (the seed's cost, /100)."""
-
-    kind = "parameters"
-
-    def __init__(self, model, layers=None):
-        self.layers = None if layers is None else list(layers)
-        self.total = costs.parameters(model, nonzero_only=False, include_bias=False, layers=self.layers)
-
-    def __call__(self, model):
-        return costs.parameters(model, include_bias=False, layers=self.layers) / self.total
-
-
-class FlopFraction:
-    """Multiply-accumulates of one forward pass with zero weights skipped, as a fraction of the
-    dense network's (the ideal a sparse kernel could reach; ``helpers.pruning.costs.flops``)."""
-
-    kind = "flops"
-
-    def __init__(self, model):
-        self.total = costs.flops(model, nonzero_only=False)
-
-    def __call__(self, model):
-        return costs.flops(model, nonzero_only=True) / self.total
-
-
-COST_KINDS = {"parameters": ParameterFraction, "flops": FlopFraction}
-
-
-def make_cost(kind, model):
-    """The named cost function (``"parameters"`` or ``"flops"``) measured against ``model``."""
-    if kind not in COST_KINDS:
-        raise ValueError(f"budget kind must be one of {sorted(COST_KINDS)} (or pass your own callable), got {kind!r}")
-    return COST_KINDS[kind](model)
-
+from .pruning import attach_masks, criteria, detach_masks
+from .validation import Float, check_float, check_int
 
 # --------------------------------------------------------------------------- environment
 
@@ -379,11 +340,8 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
     one. With ``checkpoint`` (a path) the state is written atomically after every update and an
     interrupted search resumes where it stopped, with the same numbers.
     """
+    from .cache import read_json, write_json
     from .progress import trange
-
-    from .cache import write_json
-
-    from .cache import read_json
 
     updates = check_int("updates", updates, minimum=1)
     episodes_per_update = check_int("episodes_per_update (the baseline is the batch mean)", episodes_per_update,
@@ -419,139 +377,3 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
     bar.close()
     env.restore()
     return {"best": best, "history": history}
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def least_pruning_meeting_budget(masks_for, env, budget, tolerance=1e-4, max_fraction=1.0):
-    """Smallest fraction f in [0, max_fraction] with ``cost(masks_for(f)) <= budget``, by
-    bisection (the cost is non-increasing in f). Returns ``(f, masks)``; raises if even
-    ``max_fraction`` misses the budget."""
-    budget = check_float("budget", budget, minimum=0.0, min_open=True)
-    tolerance = check_float("tolerance", tolerance, minimum=0.0, min_open=True)
-    max_fraction = check_float("max_fraction", max_fraction, minimum=0.0, maximum=1.0)
-
-    def cost_at(f):
-        env.apply(masks_for(f))
-        return float(env.cost(env.model))
-
-    try:
-        if cost_at(0.0) <= budget:
-            return 0.0, masks_for(0.0)
-        if cost_at(max_fraction) > budget:
-            raise ValueError(f"budget {budget} cannot be met even by pruning a fraction {max_fraction}")
-        lo, hi = 0.0, max_fraction
-        while hi - lo > tolerance:
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if cost_at(mid) <= budget else (mid, hi)
-        return hi, masks_for(hi)
-    finally:
-        env.restore()
-
-
-def uniform_fraction(env, budget, **kwargs):
-    """The seed's baseline: the same magnitude-pruning fraction in every layer."""
-    return least_pruning_meeting_budget(lambda f: env.layer_masks(np.full(env.n_layers, f)), env, budget, **kwargs)
-
-
-def global_fraction(env, budget, **kwargs):
-    """Global magnitude pruning: one threshold across layers."""
-    return least_pruning_meeting_budget(env.global_masks, env, budget, **kwargs)
-
-
-# --------------------------------------------------------------------------- the experiment
-
-METHODS = ("rl", "uniform", "global")
-
-
-def finetune_masked(model, masks, x, y, epochs, batch_size, learning_rate, seed=0):
-    """Retrain ``model`` with ``masks`` kept applied in-graph (``helpers.pruning``), so the
-    budget still holds afterwards."""
-    import keras
-
-    epochs = check_int("epochs", epochs, minimum=0)
-    check_int("batch_size", batch_size, minimum=1)
-    check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
-    if epochs == 0:
-        return model
-    attach_masks(model, masks)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    keras.utils.set_random_seed(seed)
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
-    detach_masks(model)
-    return model
-
-
-def prune_to_budget(model, data, cost, budget, methods=METHODS, eval_size=1000, updates=60, episodes_per_update=8,
-                    seed=0, finetune_epochs=1, finetune_batch=32, finetune_lr=1e-3, max_fraction=0.98,
-                    episode_finetune_steps=16, episode_finetune_lr=0.05, agent_kwargs=None, checkpoint=None,
-                    progress=True):
-    """Prune the trained ``model`` to ``cost(model) <= budget`` with every method in ``methods``
-    (``"rl"``, ``"uniform"``, ``"global"``), then fine-tune each method's network equally.
-
-    The reward of the RL search and nothing else is computed on the first ``eval_size`` images of
-    ``data``'s validation split (held out from training), after ``episode_finetune_steps`` SGD
-    steps of recovery (see ``LayerwisePruningEnv``); accuracies reported are on the test set.
-    Returns a JSON-serialisable dict: ``rows`` (one per method: cost, budget_met, kept fraction per
-    layer, test accuracy before and after the fine-tune), ``history`` of the RL search, ``layers``.
-    """
-    cost = Callable()("cost", cost)
-    # Named fraction costs (parameters, FLOPs) are at most 1: a budget must be in (0, 1]. Any
-    # other cost (seconds of latency, a user's callable) only needs a finite positive budget.
-    fraction_cost = getattr(cost, "kind", None) in COST_KINDS
-    checked = check_parameters(dict(
-        budget=budget, methods=methods, eval_size=eval_size, updates=updates, episodes_per_update=episodes_per_update,
-        seed=seed, finetune_epochs=finetune_epochs, finetune_batch=finetune_batch, finetune_lr=finetune_lr,
-        max_fraction=max_fraction, episode_finetune_steps=episode_finetune_steps,
-        episode_finetune_lr=episode_finetune_lr, progress=progress), dict(
-        budget=Budget() if fraction_cost else Float(0.0, min_open=True), methods=List(Choice(*METHODS), unique=True),
-        eval_size=Int(1), updates=Int(1), episodes_per_update=Int(2), seed=Int(0), finetune_epochs=Int(0),
-        finetune_batch=Int(1), finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
-        episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool()))
-    budget, methods = checked["budget"], checked["methods"]
-    if agent_kwargs is not None and not isinstance(agent_kwargs, dict):
-        raise TypeError(f"agent_kwargs must be None or a dict, got {agent_kwargs!r} ({type(agent_kwargs).__name__})")
-    if data.x_val is None or len(data.x_val) < eval_size:
-        raise ValueError(f"prune_to_budget needs a validation split of at least eval_size={eval_size} images "
-                         "(load the data with validation_size=...)")
-    trained = model.get_weights()
-    env = LayerwisePruningEnv(model, data.x_val[:eval_size], data.y_val[:eval_size], cost, max_fraction=max_fraction,
-                              finetune_data=(data.x_train, data.y_train), finetune_steps=episode_finetune_steps,
-                              finetune_lr=episode_finetune_lr)
-    result = {"layers": [layer.name for layer in env.layers], "rows": [], "history": []}
-    for method in methods:
-        if method == "rl":
-            # Start from uniform pruning at about twice the budget (cost fractions: keeping 1 - f of
-            # every layer costs about 1 - f), infeasible but near the boundary, so the multiplier
-            # does not wind up over a long approach; 0.5 for budgets the formula does not fit.
-            init = min(max(1.0 - 2.0 * budget, 0.05), 0.9) if budget < 0.5 else 0.5
-            agent = LagrangianPolicyGradient(env.n_features, budget, max_fraction=max_fraction,
-                                             **{"init_fraction": init, "seed": seed, **(agent_kwargs or {})})
-            found = search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress,
-                           max_extra_updates=updates)
-            result["history"] = found["history"]
-            if found["best"] is None:
-                raise RuntimeError(f"the RL search found no episode within the budget in {2 * updates} updates; "
-                                   "raise `updates` or the multiplier's gains (agent_kwargs)")
-            masks = env.layer_masks(np.array(found["best"]["fractions"]))
-            extra = {"fraction": None, "search_reward": found["best"]["reward"]}
-        else:
-            fraction, masks = (uniform_fraction if method == "uniform" else global_fraction)(env, budget)
-            extra = {"fraction": fraction, "search_reward": None}
-        env.restore()
-        env.apply(masks)
-        measured = float(cost(model))
-        eval_acc, before = env.accuracy(), env.accuracy(data.x_test, data.y_test)
-        finetune_masked(model, env.masks_as_paths(masks), data.x_train, data.y_train, finetune_epochs,
-                        finetune_batch, finetune_lr, seed)
-        after_cost = float(cost(model))
-        after = env.accuracy(data.x_test, data.y_test)
-        result["rows"].append({"method": method, "cost": measured, "cost_after_finetune": after_cost,
-                               "budget_met": bool(measured <= budget and after_cost <= budget),
-                               "eval_acc": eval_acc, "test_acc_before_finetune": before,
-                               "test_acc_after_finetune": after, "kept_per_layer": env.kept_fractions(masks),
-                               **extra})
-        model.set_weights(trained)
-    return result

@@ -1,11 +1,23 @@
-"""Result caching shared by the runner and the notebooks: JSON files keyed by a configuration's
-hash, written atomically (a crash never leaves a half-written file), under ``results/cache``.
+"""The one cache of results: finished runs, failure records, checkpoints, tables and trained
+weights, under one root (``results/cache`` of the project by default), owned by ``ResultCache``.
+
+Layout (every name ends in the configuration's key, so a changed key is a miss, never a wrong hit):
+
+- ``runs/<slug>-<key>.json``: finished training runs (``helpers.runner``; small, committed);
+- ``failed/<slug>-<key>.json``: failure records, never results;
+- ``partial/<slug>-<key>.npz``: checkpoints of unfinished runs (ignored by git);
+- ``tables/<name>-<hash>.json``: computed tables (``cached``; committed);
+- ``models/<model>-<dataset>-<hash>.weights.h5``: trained weights (``helpers.experiments.trained_model``;
+  ignored by git).
 
 Every write goes to a unique temporary file in the target's folder and is renamed onto the
 target (``os.replace``), so concurrent writers of one key never collide: the last rename wins
 and a reader sees a whole file. A cache file that cannot be read (truncated, not JSON, a bad
 archive) is named in a ``CorruptCacheWarning``, moved aside to ``<name>.corrupt-<time>`` (never
-deleted) and treated as missing, so it is recomputed.
+deleted) and treated as missing, so it is recomputed. The folders a computation will write are
+checked writable before it starts (``check_writable``), so a result is never lost after the work.
+The module functions (``atomic_write``, ``quarantine``, ``read_json``, ``write_json``) are those
+primitives, also used for files outside the cache (checkpoints of a search, decoded data).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import warnings
 from pathlib import Path
 
 from .paths import project_root
+from .validation import check_writable
 
 
 def default_cache_dir() -> Path:
@@ -88,17 +101,90 @@ def write_json(path: Path, obj):
     atomic_write(path, write)
 
 
+class ResultCache:
+    """The cache folder ``root`` (default ``results/cache`` of the project): where each kind of
+    result lives and how it is read and written (see the module docstring for the layout)."""
+
+    KINDS = ("runs", "failed", "partial", "tables", "models")
+
+    def __init__(self, root=None):
+        self.root = Path(root) if root else default_cache_dir()
+
+    def path(self, kind, name) -> Path:
+        if kind not in self.KINDS:
+            raise ValueError(f"cache kind must be one of {self.KINDS}, got {kind!r}")
+        return self.root / kind / name
+
+    @staticmethod
+    def run_name(config, suffix=".json") -> str:
+        """The file name of the ``helpers.runner.RunConfig`` ``config`` in runs/, failed/ and
+        (``suffix=".npz"``) partial/."""
+        return f"{config.slug()}-{config.key()}{suffix}"
+
+    def table_path(self, name, config) -> Path:
+        return self.path("tables", f"{name}-{config_hash(config)}.json")
+
+    def find(self, kind, key, suffix=".json") -> list[Path]:
+        """The files of ``kind`` whose name ends in ``-<key><suffix>``, sorted (none if the folder
+        does not exist)."""
+        folder = self.root / kind
+        return sorted(folder.glob(f"*-{key}{suffix}")) if folder.exists() else []
+
+    def check_writable(self, *kinds):
+        """Raise now, before any work, if a result of these kinds could not be stored."""
+        for kind in kinds or (None,):
+            check_writable(self.root / kind if kind else self.root,
+                           f"cache folder ({kind})" if kind else "results cache folder")
+
+    def read_json(self, path, required=()):
+        return read_json(path, required)
+
+    def write_json(self, kind, name, obj) -> Path:
+        path = self.path(kind, name)
+        write_json(path, obj)
+        return path
+
+    def load_weights(self, model, name):
+        """Load ``models/<name>`` into ``model``: True if loaded, None if there is no such file,
+        False if it was unreadable (then it is moved aside and ``model`` may be half-loaded)."""
+        import warnings
+
+        path = self.path("models", name)
+        if not path.exists():
+            return None
+        try:
+            with warnings.catch_warnings():  # the compiled optimizer's slots are not needed: no warning
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(path)
+            return True
+        except Exception as exc:  # a truncated or foreign weights file
+            quarantine(path, f"{type(exc).__name__}: {exc}")
+            return False
+
+    def save_weights(self, model, name) -> Path:
+        path = self.path("models", name)
+        # A unique temporary name per call: concurrent identical calls each write their own file
+        # and the last rename wins (they hold the same weights).
+        atomic_write(path, model.save_weights, suffix=".weights.h5")
+        return path
+
+    def table(self, name, config, compute, recompute=False):
+        """``(value, from_cache)`` of the table ``name`` for ``config`` (see ``cached``)."""
+        path = self.table_path(name, config)
+        if path.exists() and not recompute:
+            stored = read_json(path, required=("value",))
+            if stored is not None:
+                return stored["value"], True
+        self.check_writable("tables")
+        value = compute()
+        write_json(path, {"name": name, "config": config, "value": value})
+        return value, False
+
+
 def cached(name: str, config: dict, compute, recompute=False, cache_dir=None):
     """Return ``(value, from_cache)``: the stored value of ``compute()`` for this ``config``.
 
     ``compute`` must return JSON-serialisable data; the file is
     ``<cache_dir>/tables/<name>-<hash>.json`` and records the configuration beside the value.
     """
-    path = Path(cache_dir or default_cache_dir()) / "tables" / f"{name}-{config_hash(config)}.json"
-    if path.exists() and not recompute:
-        stored = read_json(path, required=("value",))
-        if stored is not None:
-            return stored["value"], True
-    value = compute()
-    write_json(path, {"name": name, "config": config, "value": value})
-    return value, False
+    return ResultCache(cache_dir).table(name, config, compute, recompute)

@@ -6,7 +6,7 @@ from the seed alone (the same for every optimizer), the data order of epoch e fr
 results are keyed by the configuration, and a sweep can be spread over processes or
 machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_executor``) or any
 ``concurrent.futures`` executor; the runs share nothing but the cache folder, whose files are
-written atomically.
+written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
@@ -42,8 +42,8 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import CorruptCacheWarning, atomic_write, config_hash, default_cache_dir, quarantine, read_json, write_json
-from .validation import (check_bool, check_choice, check_float, check_int, check_writable)
+from .cache import CorruptCacheWarning, ResultCache, atomic_write, config_hash, quarantine, read_json
+from .validation import check_bool, check_choice, check_float, check_int
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
 from .schedules import PaperSchedule
@@ -322,8 +322,7 @@ def find_cached(config: RunConfig, cache_dir=None):
 
 def load_cached(config: RunConfig, cache_dir=None):
     """The finished ``RunResult`` of ``config`` from the cache, or None."""
-    runs = Path(cache_dir or default_cache_dir()) / "runs"
-    for path in sorted(runs.glob(f"*-{config.key()}.json")) if runs.exists() else []:
+    for path in ResultCache(cache_dir).find("runs", config.key()):
         stored = read_json(path, required=RUN_KEYS)
         if stored is None:
             continue
@@ -336,8 +335,7 @@ def load_cached(config: RunConfig, cache_dir=None):
 
 def find_failed(config: RunConfig, cache_dir=None):
     """Path of the failure record of ``config`` (``failed/<slug>-<key>.json``), or None."""
-    folder = Path(cache_dir or default_cache_dir()) / "failed"
-    for path in sorted(folder.glob(f"*-{config.key()}.json")) if folder.exists() else []:
+    for path in ResultCache(cache_dir).find("failed", config.key()):
         if read_json(path, required=("status", "reason")) is not None:
             return path
     return None
@@ -430,11 +428,6 @@ def _summary(history, sizes):
     return summary
 
 
-def _check_cache_writable(cache_root, checkpoint=True):
-    for sub in ("runs", "failed") + (("partial",) if checkpoint else ()):
-        check_writable(cache_root / sub, f"cache folder ({sub})")
-
-
 def non_finite_reason(model, logs=None):
     """Why the model's state is unusable (a non-finite loss or variable), or None."""
     for name, value in (logs or {}).items():
@@ -473,7 +466,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         check_bool(name, value)
     config = config.resolved()
     key = config.key()
-    cache_root = Path(cache_dir or default_cache_dir())
+    store = ResultCache(cache_dir)
+    cache_root = store.root
     if not recompute:
         cached = load_cached(config, cache_root)
         if cached is not None:
@@ -481,7 +475,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         failed = find_failed(config, cache_root)
         if failed is not None and not retry_failed:
             raise _failed_error(config, failed)
-    _check_cache_writable(cache_root, checkpoint)  # before any training: a result must not be lost
+    store.check_writable("runs", "failed", *(("partial",) if checkpoint else ()))  # before any training
 
     enable_determinism()
     data = _load_data(config.dataset, config.train_subset, config.validation_size, config.seed)
@@ -506,7 +500,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
                            keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     optimizer.build(model.trainable_variables)
 
-    partial = cache_root / "partial" / f"{config.slug()}-{key}.npz"
+    partial = store.path("partial", store.run_name(config, ".npz"))
     history, start_epoch = None, 0
     if checkpoint and partial.exists() and not recompute:
         history, start_epoch = _restore(partial, model, optimizer, key)
@@ -554,11 +548,11 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
                                 refresh=False)
                 bar.update(1)
     except _Diverged as exc:
-        path = _record_failure(cache_root, config, key, exc.reason, epoch + 1, history, data)
+        path = _record_failure(store, config, key, exc.reason, epoch + 1, history, data)
         raise RunFailedError(config.slug(), exc.reason, epoch + 1, path) from None
     except Exception as exc:  # training raised: a record too (KeyboardInterrupt is not: the run resumes)
         reason = f"training raised {type(exc).__name__}: {exc}"
-        path = _record_failure(cache_root, config, key, reason, epoch + 1, history, data)
+        path = _record_failure(store, config, key, reason, epoch + 1, history, data)
         raise RunFailedError(config.slug(), reason, epoch + 1, path) from exc
     finally:
         if bar is not None:
@@ -571,19 +565,17 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         "dataset_variant": data.variant, "dense_sizes": sizes, "environment": environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    path = cache_root / "runs" / f"{config.slug()}-{key}.json"
-    write_json(path, stored)
+    path = store.write_json("runs", store.run_name(config), stored)
     partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
-    (cache_root / "failed" / path.name).unlink(missing_ok=True)  # a retried failure succeeded
+    store.path("failed", store.run_name(config)).unlink(missing_ok=True)  # a retried failure succeeded
     return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"])
 
 
-def _record_failure(cache_root, config, key, reason, epoch, history, data):
-    path = cache_root / "failed" / f"{config.slug()}-{key}.json"
-    write_json(path, {"key": key, "status": "failed", "reason": reason, "epoch": epoch, "config": config.to_dict(),
-                      "history": history, "dataset_variant": data.variant, "environment": environment(),
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return path
+def _record_failure(store, config, key, reason, epoch, history, data):
+    return store.write_json("failed", store.run_name(config), {
+        "key": key, "status": "failed", "reason": reason, "epoch": epoch, "config": config.to_dict(),
+        "history": history, "dataset_variant": data.variant, "environment": environment(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 class SweepResults(list):
@@ -738,9 +730,10 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
     configs = [c.resolved() for c in configs]  # every config is validated before any training
     from .progress import tqdm
 
-    cache_root = Path(cache_dir or default_cache_dir()).resolve()
+    cache_root = ResultCache(cache_dir).root.resolve()
+    store = ResultCache(cache_root)
     if not cached_only:
-        _check_cache_writable(cache_root)
+        store.check_writable("runs", "failed", "partial")
     results = SweepResults()
     todo = []  # configs to run (or fetch) in this process or on the executor
     for config in configs:

@@ -349,10 +349,10 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
         return None
     check_across(notebook, namespace)
     from . import outputs as outputs_lib
-    from .cache import default_cache_dir
+    from .cache import ResultCache
 
     chosen = outputs_lib.for_notebook(notebook, namespace)
-    check_writable(default_cache_dir(), "results cache folder")
+    ResultCache().check_writable()
     if namespace.get("save_outputs", False):
         check_writable(chosen.results_dir(create=False), "results folder")
     if namespace.get("save_outputs", False) or namespace.get("save_figures", False):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import budget, data, experiments, models, pruning, runner, validation
+from helpers.pruning import costs
 from helpers.runner import RunConfig, run_experiment, run_sweep
 from helpers.validation import Choice, Float, Int, List, Optional, check_notebook_parameters
 
@@ -50,8 +51,8 @@ def budget_call(**kwargs):
         y = np.zeros(20, "int32")
         fake = SimpleNamespace(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
         args = {"budget": 0.5, "eval_size": 10, **kwargs}
-        cost = budget.ParameterFraction(model)
-        return budget.prune_to_budget(model, fake, cost, args.pop("budget"), progress=False, **args)
+        cost = costs.ParameterFraction(model)
+        return experiments.prune_to_budget(model, fake, cost, args.pop("budget"), progress=False, **args)
     return call
 
 

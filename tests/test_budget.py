@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import budget, models, pruning
+from helpers import budget, experiments, models, pruning
 from helpers.pruning import costs
 
 
@@ -24,7 +24,7 @@ def small_cnn():
 
 def test_cost_functions_against_brute_force():
     model = small_cnn()
-    parameter_cost, flop_cost = budget.make_cost("parameters", model), budget.make_cost("flops", model)
+    parameter_cost, flop_cost = costs.make_cost("parameters", model), costs.make_cost("flops", model)
     assert parameter_cost(model) == 1.0 and flop_cost(model) == 1.0
     env = budget.LayerwisePruningEnv(model, np.zeros((4, 8, 8, 1)), np.zeros(4), parameter_cost)
     env.apply(env.layer_masks(np.array([0.5, 0.9, 0.25])))
@@ -36,13 +36,13 @@ def test_cost_functions_against_brute_force():
     assert flop_cost(model) == pytest.approx(brute / (64 * sizes[0] + sizes[1] + sizes[2]))
     assert costs.flops(model, nonzero_only=True) == brute
     with pytest.raises(ValueError, match="budget kind"):
-        budget.make_cost("energy", model)
+        costs.make_cost("energy", model)
 
 
 def test_environment_masks_drop_the_smallest_and_restore_everything():
     model = small_cnn()
     before = [w.copy() for w in model.get_weights()]
-    env = budget.LayerwisePruningEnv(model, np.zeros((4, 8, 8, 1)), np.zeros(4), budget.ParameterFraction(model))
+    env = budget.LayerwisePruningEnv(model, np.zeros((4, 8, 8, 1)), np.zeros(4), costs.ParameterFraction(model))
     assert env.n_layers == 3 and [layer.name for layer in env.layers] == ["conv", "hidden", "out"]
     masks = env.layer_masks(np.array([0.3, 0.6, 0.0]))
     for mask, kernel, f in zip(masks, env.kernels, (0.3, 0.6, 0.0)):
@@ -64,16 +64,16 @@ def test_environment_masks_drop_the_smallest_and_restore_everything():
     assert env.observation(2, [0.5, 0.5])[-3] == pytest.approx(0.5 * (env.sizes[0] + env.sizes[1]) / env.sizes.sum())
 
 
-@pytest.mark.parametrize("method", [budget.uniform_fraction, budget.global_fraction])
+@pytest.mark.parametrize("method", [experiments.uniform_fraction, experiments.global_fraction])
 def test_baselines_find_the_least_pruning_that_meets_the_budget(method):
     model = small_cnn()
-    cost = budget.ParameterFraction(model)
+    cost = costs.ParameterFraction(model)
     env = budget.LayerwisePruningEnv(model, np.zeros((4, 8, 8, 1)), np.zeros(4), cost)
     for target in (0.1, 0.35, 0.8):
         fraction, masks = method(env, target)
         env.apply(masks)
         assert cost(model) <= target
-        masks_for = env.global_masks if method is budget.global_fraction else (lambda f: env.layer_masks(np.full(3, f)))
+        masks_for = env.global_masks if method is experiments.global_fraction else (lambda f: env.layer_masks(np.full(3, f)))
         env.apply(masks_for(max(0.0, fraction - 2e-3)))  # a little less pruning misses the budget
         assert cost(model) > target - 0.02
         env.restore()
@@ -164,7 +164,7 @@ def test_bad_parameters_are_rejected_before_any_work():
     with pytest.raises(TypeError, match="callable"):
         budget.LayerwisePruningEnv(model, np.zeros((2, 8, 8, 1)), np.zeros(2), cost=0.5)
     with pytest.raises(ValueError, match="finetune_data"):
-        budget.LayerwisePruningEnv(model, np.zeros((2, 8, 8, 1)), np.zeros(2), budget.ParameterFraction(model),
+        budget.LayerwisePruningEnv(model, np.zeros((2, 8, 8, 1)), np.zeros(2), costs.ParameterFraction(model),
                                    finetune_steps=3)
 
 
@@ -182,7 +182,7 @@ def test_prune_to_budget_meets_every_budget_on_a_real_network():
     data = SimpleNamespace(x_train=x[:400], y_train=y[:400], x_val=x[400:500], y_val=y[400:500],
                            x_test=x[500:], y_test=y[500:])
     trained = [w.copy() for w in model.get_weights()]
-    result = budget.prune_to_budget(model, data, budget.ParameterFraction(model), 0.4, eval_size=100, updates=12,
+    result = experiments.prune_to_budget(model, data, costs.ParameterFraction(model), 0.4, eval_size=100, updates=12,
                                     episodes_per_update=4, finetune_epochs=1, episode_finetune_steps=2,
                                     progress=False)
     assert [r["method"] for r in result["rows"]] == ["rl", "uniform", "global"]
@@ -191,7 +191,7 @@ def test_prune_to_budget_meets_every_budget_on_a_real_network():
     for a, b in zip(trained, model.get_weights()):  # the caller's network comes back unchanged
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="validation split"):
-        budget.prune_to_budget(model, data, budget.ParameterFraction(model), 0.4, eval_size=1000)
+        experiments.prune_to_budget(model, data, costs.ParameterFraction(model), 0.4, eval_size=1000)
 
 
 def test_search_goes_on_until_feasible_when_allowed():

@@ -8,6 +8,7 @@ import pytest
 
 from helpers import budget, experiments, models, pruning
 from helpers.layers import prunable_layers
+from helpers.pruning import costs
 
 # --------------------------------------------------------------- the replaced builders (reference)
 
@@ -124,7 +125,7 @@ def test_structure_masks_equal_the_replaced_builders(network, k):
 def test_budget_environment_masks_equal_the_replaced_ones(network):
     """Notebook 08's environment: per-layer fractions and the global baseline."""
     env = budget.LayerwisePruningEnv(network, np.zeros((2, *network.input_shape[1:])), np.zeros(2),
-                                     budget.ParameterFraction(network))
+                                     costs.ParameterFraction(network))
     rng = np.random.default_rng(0)
     for fractions in (rng.uniform(0, 0.98, env.n_layers), np.full(env.n_layers, 0.5), np.zeros(env.n_layers)):
         for new, old in zip(env.layer_masks(fractions), legacy_env_layer_masks(env.kernels, fractions)):

@@ -203,7 +203,7 @@ def test_every_committed_cached_run_is_still_found():
     committed cache holds is still found there."""
     configs = (experiments.weighted_sum_grid() + experiments.smgd_comparison("mnist", seeds=(0, 1, 2))
                + experiments.smgd_comparison("cifar10", epochs=20, train_subset=10_000))
-    root = runner.default_cache_dir()
+    root = cache.default_cache_dir()
     if not (root / "runs").exists():
         pytest.skip("no committed cache")
     # globbed, not find_cached: this test must never move a committed file aside

@@ -1,7 +1,9 @@
 """What a network costs and how sparse it is: parameters, FLOPs, latency, saved size, sparsity.
 
 Each cost takes a model and returns a number, so any of them (or a user's own callable) can serve
-as the budget of budget-constrained pruning (notebook 08). Every count of nonzero weights in the
+as the budget of budget-constrained pruning (notebook 08); ``ParameterFraction`` and
+``FlopFraction`` (``make_cost(kind, model)``) are the two named ones, fractions of the dense
+network. Every count of nonzero weights in the
 package goes through ``count_nonzero``; every parameter count through ``parameters``, which
 says explicitly whether biases count (``include_bias``).
 """
@@ -125,3 +127,42 @@ def effective_sparsity(model):
                         changed = True
     total = sum(a.size for a in alive)
     return 1.0 - sum(int(a.sum()) for a in alive) / total
+
+
+# Budget costs: fractions of the dense network, for budget-constrained pruning (notebook 08).
+
+
+class ParameterFraction:
+    """Fraction of the prunable kernels' weights that are nonzero (the seed's cost, /100)."""
+
+    kind = "parameters"
+
+    def __init__(self, model, layers=None):
+        self.layers = None if layers is None else list(layers)
+        self.total = parameters(model, nonzero_only=False, include_bias=False, layers=self.layers)
+
+    def __call__(self, model):
+        return parameters(model, include_bias=False, layers=self.layers) / self.total
+
+
+class FlopFraction:
+    """Multiply-accumulates of one forward pass with zero weights skipped, as a fraction of the
+    dense network's (the ideal a sparse kernel could reach; ``flops``)."""
+
+    kind = "flops"
+
+    def __init__(self, model):
+        self.total = flops(model, nonzero_only=False)
+
+    def __call__(self, model):
+        return flops(model, nonzero_only=True) / self.total
+
+
+COST_KINDS = {"parameters": ParameterFraction, "flops": FlopFraction}
+
+
+def make_cost(kind, model):
+    """The named cost function (``"parameters"`` or ``"flops"``) measured against ``model``."""
+    if kind not in COST_KINDS:
+        raise ValueError(f"budget kind must be one of {sorted(COST_KINDS)} (or pass your own callable), got {kind!r}")
+    return COST_KINDS[kind](model)

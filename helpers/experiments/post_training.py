@@ -1,0 +1,147 @@
+"""Classic post-training pruning (notebook 06, seed 002): per-layer and global weight and unit
+pruning of a trained MLP, one-shot and fine-tuned, and the compaction timing of unit pruning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..validation import Bool, Fraction, Int, List, check_parameters
+from .training import trained_model
+
+SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+
+
+def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_size=128, prune_bias=True,
+                        progress=True):
+    """Seed 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
+    evaluate it on the test set.
+
+    methods x variants: ``weight`` (per-layer magnitude; ``prune_bias`` = the seed's bias quirk)
+    and ``unit`` (column L2 norm), each ``one-shot`` (the seed), ``fine-tuned`` (masks kept,
+    ``finetune_epochs`` of Adam) and ``global`` (one threshold over all hidden layers; for
+    ``unit`` the units are ranked across layers by their norm). The output layer is never pruned.
+    Returns a list of rows ``dataset, method, variant, k, nominal_sparsity, effective_sparsity,
+    test_acc, test_loss``.
+    """
+    import keras
+    from ..progress import tqdm
+
+    from .. import pruning
+
+    checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
+                                    prune_bias=prune_bias, progress=progress),
+                               dict(ks=List(Fraction()), finetune_epochs=Int(0), batch_size=Int(1), prune_bias=Bool(),
+                                    progress=Bool()))
+    ks = checked["ks"]
+    trained = model.get_weights()
+    optimizer_config = model.optimizer.get_config() if model.optimizer else None
+    rows = []
+    jobs = [(method, variant, k) for method in ("weight", "unit") for variant in ("one-shot", "fine-tuned", "global")
+            for k in ks]
+    for method, variant, k in tqdm(jobs, desc=f"{data.name} sweep", disable=not progress, leave=False):
+        model.set_weights(trained)
+        pruning.detach_masks(model)
+        masks = post_training_masks(model, method, variant, k, prune_bias)
+        if variant == "fine-tuned" and k > 0:
+            pruning.attach_masks(model, masks)
+            model.compile(optimizer=keras.optimizers.Adam.from_config(optimizer_config) if optimizer_config
+                          else "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0)
+        else:
+            pruning.apply_masks(model, masks)
+        loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
+        rows.append({"dataset": data.name, "method": method, "variant": variant, "k": k,
+                     "nominal_sparsity": pruning.sparsity(model, include_output=False)["total"],
+                     "effective_sparsity": pruning.effective_sparsity(model),
+                     "test_acc": float(accuracy), "test_loss": float(loss)})
+    model.set_weights(trained)
+    pruning.detach_masks(model)
+    return rows
+
+
+class PostTraining:
+    """Notebook 06's procedure: the trained MLP per dataset (trained, or loaded from the model
+    cache, only when a result needs it), its cached pruning sweep and the cached compaction timing.
+    The cache keys are the configurations the notebook has always used."""
+
+    def __init__(self, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
+        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
+        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
+        self._trained = {}
+
+    def pretrained(self, name):
+        """``(model, data)`` of the MLP trained on dataset ``name``."""
+        if name not in self._trained:
+            self._trained[name] = trained_model("mlp", name, self.epochs, self.batch_size, self.learning_rate,
+                                                seed=self.seed, train_subset=self.train_subset,
+                                                recompute=self.recompute)
+        return self._trained[name]
+
+    def _config(self, **more):
+        return dict(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                    seed=self.seed, train_subset=self.train_subset, **more)
+
+    def sweep(self, datasets, ks=SEED002_KS, finetune_epochs=1, prune_bias=True):
+        """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
+        from ..cache import cached
+
+        rows, hits = [], {}
+        for name in datasets:
+            config = dict(dataset=name, **self._config(ks=list(ks), finetune_epochs=finetune_epochs,
+                                                        prune_bias=prune_bias))
+            part, hits[name] = cached("post_training_sweep", config, lambda: post_training_sweep(
+                *self.pretrained(name), ks, finetune_epochs, self.batch_size, prune_bias), recompute=self.recompute)
+            rows += part
+        return rows, hits
+
+    def compaction_timing(self, datasets, compact_ks, latency_repeats=30):
+        """``(rows, from the cache?)``: unit-pruned networks at each k compacted, timed and compared."""
+        from ..cache import cached
+
+        config = dict(datasets=list(datasets), **self._config(compact_ks=list(compact_ks),
+                                                               latency_repeats=latency_repeats))
+        return cached("compaction_timing", config, lambda: [
+            row for name in datasets for row in compaction_rows(*self.pretrained(name), compact_ks, latency_repeats)],
+            recompute=self.recompute)
+
+
+def compaction_rows(model, data, compact_ks, latency_repeats=30):
+    """Per k in ``[0, *compact_ks]``: one-shot unit pruning, compaction, and the compact network's
+    size, FLOPs, latency (batch 1 and 1024), gzip size, accuracy and largest output difference."""
+    import tempfile
+
+    from .. import pruning
+    from ..pruning import costs
+
+    rows, trained, dense_flops = [], model.get_weights(), costs.flops(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [0.0, *compact_ks]:
+            model.set_weights(trained)
+            pruning.apply_masks(model, post_training_masks(model, "unit", "one-shot", k))
+            small, _ = pruning.compact(model) if k > 0 else (model, None)
+            x = data.x_test[:1024]
+            max_diff = float(np.abs(small.predict_on_batch(x) - model.predict_on_batch(x)).max())
+            acc = float(np.mean(np.argmax(small.predict_on_batch(data.x_test), axis=1) == data.y_test))
+            rows.append({"dataset": data.name, "k": k, "params": small.count_params(),
+                         "flop_ratio": costs.flops(small) / dense_flops,
+                         "latency_b1_ms": 1e3 * costs.latency(small, 1, latency_repeats),
+                         "latency_b1024_ms": 1e3 * costs.latency(small, 1024, latency_repeats),
+                         "gzip_kb": costs.saved_size(small, f"{tmp}/m.keras") / 1024,
+                         "test_acc": acc, "max_abs_diff_vs_masked": max_diff})
+    model.set_weights(trained)
+    return rows
+
+
+def post_training_masks(model, method, variant, k, prune_bias=True):
+    """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
+    quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
+    ranked across layers by their norm over sqrt(fan-in)); the output layer is never pruned."""
+    from ..pruning import masks_for, output_layer
+
+    granularity = "weight" if method == "weight" else "unit"
+    scope = "global" if variant == "global" else "layer"
+    return masks_for(model, k, importance="l2" if method == "unit" else "magnitude", granularity=granularity,
+                     scope=scope, ignored_layers=[output_layer(model)],
+                     include_bias=prune_bias and method == "weight" and scope == "layer",
+                     normalize="fan_in" if granularity == "unit" and scope == "global" else None)

@@ -1,0 +1,164 @@
+"""Structured, global and iterative pruning of the CIFAR CNN (notebook 07, seed 003)."""
+
+from __future__ import annotations
+
+from ..validation import Bool, Choice, Float, Fraction, Int, List, check_parameters
+from .training import trained_model
+
+SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
+STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
+
+
+def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
+    """Notebook 07: per-layer sparsity of each one-shot method at ``target`` (weights restored)."""
+    from .. import pruning
+
+    weights, table = model.get_weights(), {}
+    for method in methods:
+        pruning.apply_masks(model, structure_masks(model, method, target))
+        table[method.replace("_", " ")] = {k: v for k, v in pruning.sparsity(model).items() if k != "total"}
+        model.set_weights(weights)
+    return table
+
+
+def structure_masks(model, method, target):
+    """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
+    layer included (the seed's case (c)); structured pruning removes filters/units of every
+    layer but the output one (its 10 classes must stay)."""
+    from ..pruning import masks_for, output_layer
+
+    if method == "l1_unstructured":
+        return masks_for(model, target)
+    if method == "l2_structured":
+        return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)])
+    if method == "global_unstructured":
+        return masks_for(model, target, scope="global")
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
+
+
+def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
+                    gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
+                    progress=True):
+    """Notebook 07's experiment: every method one-shot (prune, no retraining) and iterative
+    (prune to each target in turn, retraining ``retrain_epochs`` after each step), plus gradual
+    magnitude pruning (per layer, polynomial schedule over ``gmp_epochs`` of fine-tuning) to each
+    target. Structured networks are compacted before timing. Returns rows with
+    ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
+    """
+    import keras
+    from ..progress import tqdm
+
+    from .. import pruning
+    from ..pruning import compact, costs
+
+    checked = check_parameters(
+        dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+             batch_size=batch_size, learning_rate=learning_rate, latency_batch=latency_batch,
+             latency_repeats=latency_repeats, progress=progress),
+        dict(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True), retrain_epochs=Int(0),
+             gmp_epochs=Int(1), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), latency_batch=Int(1),
+             latency_repeats=Int(1), progress=Bool()))
+    targets, methods = checked["targets"], checked["methods"]
+    trained = model.get_weights()
+    dense_flops = costs.flops(model)
+
+    def recompile():
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def row(method, schedule, target):
+        _, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
+        timed = compact(model)[0] if method == "l2_structured" else model
+        return {"method": method, "schedule": schedule, "target_sparsity": target,
+                "achieved_sparsity": pruning.sparsity(model, include_output=True)["total"],
+                "test_acc": float(accuracy), "params": costs.parameters(timed),
+                "flop_ratio": costs.flops(timed, nonzero_only=method != "l2_structured") / dense_flops,
+                "latency_ms": 1e3 * costs.latency(timed, latency_batch, latency_repeats)}
+
+    def reset():
+        pruning.detach_masks(model)
+        model.set_weights(trained)
+        recompile()
+
+    rows = []
+    total = len(methods) * 2 * len(targets) + len(targets)
+    bar = tqdm(total=total, desc="structure sweep", disable=not progress, leave=False)
+    reset()
+    rows.append(row("dense", "none", 0.0))
+    for method in methods:
+        def make_masks(m, target, method=method):
+            return structure_masks(m, method, target)
+
+        def retrain(m, target, method=method):
+            m.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
+            rows.append(row(method, "iterative", target))
+            bar.update(1)
+
+        for target in targets:  # one-shot, from the trained weights each time
+            reset()
+            pruning.one_shot(model, make_masks, target)
+            rows.append(row(method, "one-shot", target))
+            bar.update(1)
+        reset()  # iterative: each step prunes the retrained network further
+        pruning.iterative_pruning(model, make_masks, sorted(targets), retrain)
+    steps_per_epoch = -(-len(data.x_train) // batch_size)
+    for target in targets:
+        reset()
+        gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
+                                              end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
+                                              frequency=max(1, steps_per_epoch // 10))
+        model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=gmp_epochs, verbose=0, callbacks=[gmp])
+        rows.append(row("gmp", "gradual", target))
+        bar.update(1)
+    bar.close()
+    reset()
+    return rows
+
+
+class StructureStudy:
+    """Notebook 07's procedure: the seed's CNN trained with SGD on CIFAR-10 (inputs normalised
+    with mean 0.5 and std 0.5), loaded from the model cache or trained only when a result needs
+    it, and its cached sweep and per-layer table. The cache keys are the configurations the
+    notebook has always used; ``data`` is the (subset of the) data they were computed on.
+    """
+
+    def __init__(self, width, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
+        from pathlib import Path
+
+        from .. import data as data_lib
+
+        self.width, self.epochs, self.batch_size, self.learning_rate = width, epochs, batch_size, learning_rate
+        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
+        self.data = data_lib.load_dataset("cifar10", train_subset=train_subset, seed=seed, cifar_normalization="half")
+        # The data file's name is part of the key: the JPEG stand-in and the official images differ.
+        self.config = dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                           train_subset=train_subset, source=Path(self.data.source).name)
+        self._model = None
+
+    def pretrained(self):
+        """The trained base CNN."""
+        if self._model is None:
+            self._model = trained_model(
+                "cifar_cnn", "cifar10", self.epochs, self.batch_size, self.learning_rate, seed=self.seed,
+                train_subset=self.train_subset, model_kwargs={"width": self.width}, optimizer="sgd",
+                data_kwargs={"cifar_normalization": "half"}, recompute=self.recompute)[0]
+        return self._model
+
+    def sweep(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
+        """``(rows, from the cache?)`` of ``structure_sweep`` (retraining at ``retrain_batch``)."""
+        from ..cache import cached
+
+        config = dict(self.config, targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+                      retrain_batch=retrain_batch, latency_batch=latency_batch, latency_repeats=latency_repeats)
+        return cached("structure_sweep", config, lambda: structure_sweep(
+            self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+            batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
+            latency_repeats=latency_repeats), recompute=self.recompute)
+
+    def per_layer_sparsity(self, target):
+        """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
+        sweep so that a fresh clone redraws the figure without the base network."""
+        from ..cache import cached
+
+        return cached("per_layer_sparsity", dict(self.config, target=target),
+                      lambda: per_layer_sparsity(self.pretrained(), target), recompute=self.recompute)

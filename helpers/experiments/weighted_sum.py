@@ -1,0 +1,200 @@
+"""Notebooks 04 and 05: weighted-sum runs of the search scripts (REPRODUCTION_NOTES.md §6.2), the
+dense grid of Fig. 4 and its tables, and ``KneeSearch``, the weighted-sum searches of spec 7 on
+real training runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import pareto
+from ..runner import RunConfig, run_experiment
+from ..validation import check_bool, check_float, check_int
+
+# The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
+ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 1e-3, 3e-3, 5e-3, 7e-3, 9e-3,
+                 1e-2, 2e-2, 1.5e-2, 2.5e-2, 3e-2, 3.5e-2, 5e-2, 7e-2, 9e-2, 0.1)
+
+
+def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subset=None, validation_size=0,
+                     protocol="faithful", optimizer="madam", lambda1=None, scalarization="separate"):
+    """One weighted-sum run of the search scripts (REPRODUCTION_NOTES.md §6.2): MAdam with fixed weights
+    (lambda1, lambda2), lambda1 = 1 - lambda2 unless given, ITP on, no schedule and no decay,
+    batch 32, on MNIST. ``scalarization="separate"`` is the published MAdam (one moment stream
+    per objective); ``"joint"`` is Adam on the weighted sum itself."""
+    lambda2 = check_float("lambda2", lambda2, minimum=0.0, maximum=1.0)
+    lambda1 = 1.0 - lambda2 if lambda1 is None else check_float("lambda1", lambda1, minimum=0.0)
+    return RunConfig(dataset="mnist", optimizer=optimizer, weights=(lambda1, lambda2), itp=True,
+                     epochs=epochs, seed=seed, learning_rate=learning_rate, lr_schedule="constant",
+                     train_subset=train_subset, validation_size=validation_size, protocol=protocol,
+                     eval_train=False, scalarization=scalarization).resolved()
+
+
+def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, **run_kwargs):
+    """Configs of notebook 04: the original 26 weightings plus ``dense_points`` values of lambda2
+    evenly spaced in [0, dense_max] (Fig. 4's range), without duplicates."""
+    dense_points = check_int("dense_points", dense_points, minimum=0)
+    dense_max = check_float("dense_max", dense_max, minimum=0.0, maximum=1.0)
+    include_original = check_bool("include_original", include_original)
+    values = list(ORIGINAL_GRID) if include_original else []
+    values += [float(v) for v in np.linspace(0.0, dense_max, dense_points)] if dense_points else []
+    unique = list(dict.fromkeys(round(v, 12) for v in values))
+    return [weighted_sum_run(v, **run_kwargs) for v in unique]
+
+
+def grid_table(results, select_on="test"):
+    """Notebook 04's ``grid.csv``: one row per weighted-sum run, sorted by scalarization (separate
+    first) and lambda2; ``nondominated`` marks, per scalarization, the points no other point of
+    the same grid beats in both cross-entropy (on ``select_on``) and l1."""
+    import pandas as pd
+
+    rows = [{"scalarization": r.config.scalarization, "lambda2": r.config.weights[1],
+             "test_ce": r.summary["test_ce"], "l1_dense": r.summary["l1_dense"], "nnz_dense": r.summary["nnz_dense"],
+             "test_acc": r.summary["test_acc"],
+             **({"val_ce": r.history["val_ce"][-1], "val_acc": r.history["val_accuracy"][-1]}
+                if select_on == "val" else {})} for r in results]
+    grid = pd.DataFrame(rows)
+    grid["order"] = grid.scalarization.map({"separate": 0, "joint": 1})
+    grid = grid.sort_values(["order", "lambda2"]).drop(columns="order").reset_index(drop=True)
+    grid["nondominated"] = False
+    for _, part in grid.groupby("scalarization"):
+        grid.loc[part.index, "nondominated"] = pareto.nondominated_mask(part[[f"{select_on}_ce", "l1_dense"]].to_numpy())
+    return grid
+
+
+def fig4_band_table(grid):
+    """Fig. 4's lambda bands (``helpers.paper.FIG4_BANDS``): the paper's ranges beside the median
+    (and range) of each scalarization's runs in the band."""
+    import pandas as pd
+
+    from ..paper import FIG4_BANDS
+
+    def fmt(values, digits):
+        return f"{values.min():,.{digits}f}-{values.max():,.{digits}f}" if len(values) else "-"
+
+    columns = (("nnz_dense", 0), ("l1_dense", 0), ("test_ce", 3), ("test_acc", 3))
+    rows = []
+    for band in FIG4_BANDS:
+        for source in ("paper", *dict.fromkeys(grid.scalarization)):
+            row = {"lambda2 band": band["band"], "source": source}
+            if source == "paper":
+                row.update({"runs": "", **{k: f"{band[k][0]:,.{d}f}-{band[k][1]:,.{d}f}" for k, d in columns}})
+            else:
+                g = grid[(grid.scalarization == source) & (grid.lambda2 >= band["lo"]) & (grid.lambda2 < band["hi"])]
+                row["runs"] = str(len(g))
+                for column, digits in columns:
+                    row[column] = f"{g[column].median():,.{digits}f} ({fmt(g[column], digits)})" if len(g) else "-"
+            rows.append(row)
+    return pd.DataFrame(rows).rename(columns={"nnz_dense": "nonzeros", "l1_dense": "l1 (dense)",
+                                              "test_ce": "test CE", "test_acc": "test acc"})
+
+
+# Knee search (notebook 05): the weighted-sum searches of spec 7 on real training runs.
+
+SEARCH_METHODS = ("bisection", "dichotomic", "stochastic", "grid")
+
+
+@dataclass(frozen=True)
+class KneeSearch:
+    """The settings of notebook 05's searches; every candidate is one cached weighted-sum run.
+
+    ``protocol="faithful"``: the original filter, no filter after the last level (B21);
+    ``"clean"``: convex filter, always filtered. ``select_on="val"`` scores candidates on the
+    last 10,000 training images instead of the test set (B22).
+    """
+
+    epochs: int = 10
+    seed: int = 0
+    learning_rate: float = 1e-3
+    train_subset: int | None = None
+    select_on: str = "test"
+    protocol: str = "faithful"
+    max_history: int = 20
+    grid_lambda2: tuple | None = None
+    scalarization: str = "separate"
+
+    def __post_init__(self):
+        if self.protocol not in ("faithful", "clean"):
+            raise ValueError(f"protocol must be 'faithful' or 'clean', got {self.protocol!r}")
+        if self.select_on not in ("test", "val"):
+            raise ValueError(f"select_on must be 'test' or 'val', got {self.select_on!r}")
+        weights = self.grid_weights
+        if len(weights) < 2 or not all(0 <= w <= 1 for w in weights):
+            raise ValueError("grid_lambda2 needs at least two values in [0, 1]")
+        self.config((1.0, 0.0))  # validates the run settings before any training
+
+    @property
+    def grid_weights(self):
+        return list(ORIGINAL_GRID if self.grid_lambda2 is None else self.grid_lambda2)
+
+    @property
+    def filter(self):
+        return ("original", False) if self.protocol == "faithful" else ("convex", True)
+
+    def config(self, weights, epochs=None, seed=None):
+        return weighted_sum_run(weights[1], lambda1=weights[0], epochs=epochs or self.epochs,
+                                seed=self.seed if seed is None else seed, learning_rate=self.learning_rate,
+                                train_subset=self.train_subset,
+                                validation_size=10_000 if self.select_on == "val" else 0,
+                                scalarization=self.scalarization)
+
+    def run(self, weights, epochs=None, seed=None, recompute=False):
+        return run_experiment(self.config(weights, epochs, seed), recompute=recompute, progress=False)
+
+    def evaluate(self, weights, recompute=False):
+        result = self.run(weights, recompute=recompute)
+        return {"point": (result.history[f"{self.select_on}_ce"][-1], result.summary["l1_dense"]), "result": result}
+
+    def search(self, method, recompute=False):
+        """Run one search (``SEARCH_METHODS``) and return its ``pareto.SearchResult``."""
+        evaluate = functools.partial(self.evaluate, recompute=recompute)
+        filter_method, filter_last = self.filter
+        if method == "bisection":
+            return pareto.bisection_search(evaluate, max_history=self.max_history, filter_method=filter_method,
+                                           filter_last=filter_last)
+        if method in ("dichotomic", "stochastic"):
+            return pareto.dichotomic_search(evaluate, stochastic=method == "stochastic", seed=self.seed,
+                                            max_history=self.max_history, filter_method=filter_method,
+                                            filter_last=filter_last)
+        if method == "grid":  # paretofront.py: its 26 weightings, the first 26 of notebook 04's grid
+            return pareto.grid_search(evaluate, [(1.0 - w, w) for w in self.grid_weights], filter_method=filter_method)
+        raise ValueError(f"unknown search method {method!r}; choose from {', '.join(SEARCH_METHODS)}")
+
+    def knees(self, found, knee_epochs=30, recompute=False):
+        """Each search's knee by both rules, retrained for ``knee_epochs``: (table, runs by (method, rule))."""
+        import pandas as pd
+
+        rows, runs = [], {}
+        for method, result in found.items():
+            for rule, pick in pareto.pick_knees(result.candidates).items():
+                knee = self.run(pick.weights, epochs=knee_epochs, recompute=recompute)
+                runs[(method, rule)] = knee
+                rows.append({"method": method, "rule": rule, "scalarization": self.scalarization,
+                             "runs": len(result.history), "distinct_weightings": len({c.weights for c in result.history}),
+                             "lambda1": pick.weights[0], "lambda2": pick.weights[1],
+                             "test_ce": knee.summary["test_ce"], "l1_dense": knee.summary["l1_dense"],
+                             "nnz_dense": knee.summary["nnz_dense"], "test_acc": knee.summary["test_acc"]})
+        return pd.DataFrame(rows), runs
+
+    def knee_seeds(self, knee_runs, seeds=(0, 1, 2), knee_epochs=30, recompute=False):
+        """Every distinct clean-rule knee retrained from each seed: mean and sample std."""
+        import pandas as pd
+
+        clean = {}
+        for (method, rule), run in knee_runs.items():
+            if rule == "max-distance":
+                clean.setdefault(tuple(run.config.weights), []).append(method)
+        rows = []
+        for weights, found_by in clean.items():
+            runs = [self.run(weights, epochs=knee_epochs, seed=s, recompute=recompute) for s in seeds]
+            acc, nnz, ce = (np.array([r.summary[k] for r in runs]) for k in ("test_acc", "nnz_dense", "test_ce"))
+            std = (lambda v: v.std(ddof=1)) if len(runs) > 1 else (lambda v: float("nan"))
+            rows.append({"methods": "+".join(found_by), "scalarization": self.scalarization, "lambda2": weights[1],
+                         "seeds": len(runs), "test_acc_mean": acc.mean(), "test_acc_std": std(acc),
+                         "test_ce_mean": ce.mean(), "test_ce_std": std(ce),
+                         "nnz_dense_mean": nnz.mean(), "nnz_dense_std": std(nnz),
+                         "pruned_mean": 1 - nnz.mean() / runs[0].summary["dense_weights"]})
+        return pd.DataFrame(rows)

@@ -1,0 +1,172 @@
+"""One cache for runs, tables and trained weights (``helpers.cache.ResultCache``): every existing
+key and file name stays what it was (a changed key would silently recompute), and the shared
+behaviour (atomic writes, corrupt files moved aside and recomputed, the writability check before
+any work) holds for every kind."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from helpers import cache, experiments
+from helpers.cache import CorruptCacheWarning, ResultCache, config_hash
+from helpers.runner import RunConfig
+
+COMMITTED = cache.default_cache_dir()
+
+# Real files of the committed cache, one of each kind of run: min-norm, fixed weights, the joint
+# scalarization, CIFAR-10, a baseline without ITP.
+RUN_FILES = ("mnist-madam-joint-itp-e30-s0-184a03819f17eb9f.json", "mnist-madam-w0-itp-e10-s0-398e3d7c219ebb5b.json",
+             "mnist-madam-w0-joint-itp-e10-s0-51b6dcd2702c3455.json", "cifar10-smgd-itp-e20-s0-6ffa7937c4613410.json",
+             "cifar10-mrmsprop-noitp-e20-s0-533ab758dac65c90.json")
+TABLE_FILES = ("structure_sweep-5bab00a4a3dd58b5.json", "per_layer_sparsity-36310baf8b69b2b7.json",
+               "budget_pruning-5e19708170cf94a7.json", "post_training_sweep-65c8d446bbadef34.json",
+               "compaction_timing-9a49a9c3c7d9a613.json")
+# Weights file names of the notebooks' pre-trained networks, as trained_model named them before
+# the cache had one home (no weights are committed, so the names are pinned here).
+WEIGHTS = {
+    "cifar_cnn-cifar10-db5a6caa99931019.weights.h5": dict(
+        model_name="cifar_cnn", dataset="cifar10", epochs=2, batch_size=4, learning_rate=1e-3, train_subset=10000,
+        model_kwargs={"width": 0.25}, optimizer="sgd", data_kwargs={"cifar_normalization": "half"}),
+    "lenet5-mnist-72209df347f42a8f.weights.h5": dict(
+        model_name="lenet5", dataset="mnist", epochs=10, batch_size=32, learning_rate=1e-3,
+        data_kwargs={"validation_size": 5000}),
+    "vgg-cifar10-a98ec81228de1d0b.weights.h5": dict(
+        model_name="vgg", dataset="cifar10", epochs=10, batch_size=64, learning_rate=1e-3, train_subset=10000,
+        data_kwargs={"validation_size": 5000}),
+    "mlp-mnist-bac302cd42ab9f1e.weights.h5": dict(
+        model_name="mlp", dataset="mnist", epochs=10, batch_size=128, learning_rate=1e-3),
+}
+
+
+def committed(kind, name):
+    path = COMMITTED / kind / name
+    if not path.exists():
+        pytest.skip(f"no committed {kind}/{name}")
+    return path
+
+
+def run_config(stored):
+    config = dict(stored["config"])
+    if isinstance(config["weights"], list):
+        config["weights"] = tuple(config["weights"])
+    return RunConfig(**config)
+
+
+@pytest.mark.parametrize("name", RUN_FILES)
+def test_run_keys_and_file_names_are_unchanged(name):
+    path = committed("runs", name)
+    stored = json.loads(path.read_text())
+    config = run_config(stored)
+    assert config.key() == stored["key"] == name.rsplit("-", 1)[1].removesuffix(".json")
+    assert ResultCache(COMMITTED).path("runs", ResultCache.run_name(config)) == path
+
+
+def test_every_committed_run_is_named_by_its_key():
+    paths = sorted((COMMITTED / "runs").glob("*.json"))
+    if not paths:
+        pytest.skip("no committed cache")
+    for path in paths:
+        config = run_config(json.loads(path.read_text()))
+        assert path.name == f"{config.slug()}-{config.key()}.json"
+
+
+@pytest.mark.parametrize("name", TABLE_FILES)
+def test_table_file_names_are_unchanged(name):
+    path = committed("tables", name)
+    stored = json.loads(path.read_text())
+    assert f"{stored['name']}-{config_hash(stored['config'])}.json" == name
+    assert ResultCache(COMMITTED).table_path(stored["name"], stored["config"]) == path
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
+def test_weights_file_names_are_unchanged(name):
+    assert experiments.training.weights_name(**WEIGHTS[name]) == name
+
+
+@pytest.mark.needs_data("cifar10")
+def test_notebook_07_configurations_hit_the_committed_tables():
+    committed("tables", TABLE_FILES[0])
+    study = experiments.StructureStudy(0.25, 2, 4, 1e-3, seed=0, train_subset=10000)
+    store = ResultCache(COMMITTED)
+    sweep = dict(study.config, targets=[0.1, 0.3, 0.5, 0.6, 0.7, 0.9], retrain_epochs=1, gmp_epochs=2,
+                 retrain_batch=32, latency_batch=256, latency_repeats=10)
+    assert store.table_path("structure_sweep", sweep).name == TABLE_FILES[0]
+    assert store.table_path("per_layer_sparsity", dict(study.config, target=0.7)).name == TABLE_FILES[1]
+
+
+def test_layout_and_round_trip(tmp_path):
+    store = ResultCache(tmp_path)
+    assert ResultCache().root == cache.default_cache_dir()
+    path = store.write_json("failed", "x-abc.json", {"status": "failed", "reason": "r"})
+    assert path == tmp_path / "failed" / "x-abc.json" and store.find("failed", "abc") == [path]
+    assert store.read_json(path, required=("status",)) == {"status": "failed", "reason": "r"}
+    assert store.find("runs", "abc") == []  # a failure record is never in runs/
+    assert [p.name for p in (tmp_path / "failed").iterdir()] == ["x-abc.json"]  # no temporary file left
+
+
+def test_corrupt_json_of_any_kind_is_moved_aside(tmp_path):
+    store = ResultCache(tmp_path)
+    for kind in ("runs", "failed", "tables"):
+        path = store.write_json(kind, "a-1.json", {"value": 1})
+        path.write_text('{"value": [1,')
+        with pytest.warns(CorruptCacheWarning, match="a-1.json"):
+            assert store.read_json(path, required=("value",)) is None
+        assert not path.exists() and len(list(path.parent.glob("a-1.json.corrupt-*"))) == 1
+
+
+def test_corrupt_table_is_recomputed(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [1, 2]
+
+    assert cache.cached("t", {"a": 1}, compute, cache_dir=tmp_path) == ([1, 2], False)
+    path = ResultCache(tmp_path).table_path("t", {"a": 1})
+    path.write_bytes(b"\x00garbage")
+    with pytest.warns(CorruptCacheWarning):
+        assert cache.cached("t", {"a": 1}, compute, cache_dir=tmp_path) == ([1, 2], False)
+    assert len(calls) == 2 and cache.cached("t", {"a": 1}, compute, cache_dir=tmp_path) == ([1, 2], True)
+
+
+def test_nothing_is_computed_when_the_cache_cannot_be_written(tmp_path):
+    (tmp_path / "tables").write_text("a file where the folder should be")
+    with pytest.raises(NotADirectoryError, match="tables"):
+        cache.cached("t", {"a": 1}, lambda: pytest.fail("computed although the result could not be stored"),
+                     cache_dir=tmp_path)
+    with pytest.raises(NotADirectoryError):
+        ResultCache(tmp_path).check_writable("tables")
+
+
+def _fake_mnist(monkeypatch, root):
+    from helpers import data as data_lib
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = (np.arange(64) % 10).astype("int32")
+    fake = data_lib.Dataset("mnist", "official", "fake", x, y, x[:16], y[:16])
+    monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: fake)
+    monkeypatch.setenv("MOPRUNE_ROOT", str(root))
+
+
+def test_corrupt_weights_file_is_moved_aside_and_retrained(tmp_path, monkeypatch):
+    _fake_mnist(monkeypatch, tmp_path)
+    args = dict(train_subset=64, progress=False, model_kwargs={"hidden": (8,)})
+    model, _ = experiments.trained_model("mlp", "mnist", 1, 32, 1e-3, **args)
+    (path,) = (tmp_path / "results" / "cache" / "models").iterdir()
+    assert path.name == experiments.training.weights_name("mlp", "mnist", 1, 32, 1e-3, train_subset=64,
+                                                          model_kwargs={"hidden": (8,)})
+    trained = model.get_weights()
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(CorruptCacheWarning, match=path.name):
+        again, _ = experiments.trained_model("mlp", "mnist", 1, 32, 1e-3, **args)
+    assert len(list(path.parent.glob(path.name + ".corrupt-*"))) == 1
+    for a, b in zip(trained, again.get_weights()):  # retrained from the same seed
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptCacheWarning)  # the new file is whole: loaded, not retrained
+        loaded, _ = experiments.trained_model("mlp", "mnist", 1, 32, 1e-3, **args)
+    for a, b in zip(again.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
