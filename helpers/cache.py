@@ -147,7 +147,6 @@ class ResultCache:
     def load_weights(self, model, name):
         """Load ``models/<name>`` into ``model``: True if loaded, None if there is no such file,
         False if it was unreadable (then it is moved aside and ``model`` may be half-loaded)."""
-        import warnings
 
         path = self.path("models", name)
         if not path.exists():

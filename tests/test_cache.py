@@ -20,7 +20,7 @@ COMMITTED = cache.default_cache_dir()
 RUN_FILES = ("mnist-madam-joint-itp-e30-s0-184a03819f17eb9f.json", "mnist-madam-w0-itp-e10-s0-398e3d7c219ebb5b.json",
              "mnist-madam-w0-joint-itp-e10-s0-51b6dcd2702c3455.json", "cifar10-smgd-itp-e20-s0-6ffa7937c4613410.json",
              "cifar10-mrmsprop-noitp-e20-s0-533ab758dac65c90.json")
-TABLE_FILES = ("structure_sweep-5bab00a4a3dd58b5.json", "per_layer_sparsity-36310baf8b69b2b7.json",
+TABLE_FILES = ("structure_sweep-f177f9d8fd695724.json", "per_layer_sparsity-36310baf8b69b2b7.json",
                "budget_pruning-5e19708170cf94a7.json", "post_training_sweep-65c8d446bbadef34.json",
                "compaction_timing-9a49a9c3c7d9a613.json")
 # Weights file names of the notebooks' pre-trained networks, as trained_model named them before
@@ -90,8 +90,8 @@ def test_notebook_07_configurations_hit_the_committed_tables():
     committed("tables", TABLE_FILES[0])
     study = experiments.StructureStudy(0.25, 2, 4, 1e-3, seed=0, train_subset=10000)
     store = ResultCache(COMMITTED)
-    sweep = dict(study.config, targets=[0.1, 0.3, 0.5, 0.6, 0.7, 0.9], retrain_epochs=1, gmp_epochs=2,
-                 retrain_batch=32, latency_batch=256, latency_repeats=10)
+    sweep = study.sweep_config(targets=[0.1, 0.3, 0.5, 0.6, 0.7, 0.9], retrain_epochs=1, gmp_epochs=2,
+                               retrain_batch=32, latency_batch=256, latency_repeats=10)
     assert store.table_path("structure_sweep", sweep).name == TABLE_FILES[0]
     assert store.table_path("per_layer_sparsity", dict(study.config, target=0.7)).name == TABLE_FILES[1]
 

@@ -144,12 +144,21 @@ class StructureStudy:
                 data_kwargs={"cifar_normalization": "half"}, recompute=self.recompute)[0]
         return self._model
 
+    # The gradual-magnitude rows depend on GMP's semantics, so they are part of the sweep's key:
+    # the sweep cached before GMP followed tfmot 0.8 step for step is not served for it.
+    GMP_SEMANTICS = "tfmot-0.8"
+
+    def sweep_config(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
+        """The cache configuration of ``sweep``."""
+        return dict(self.config, targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+                    retrain_batch=retrain_batch, latency_batch=latency_batch, latency_repeats=latency_repeats,
+                    gmp=self.GMP_SEMANTICS)
+
     def sweep(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
         """``(rows, from the cache?)`` of ``structure_sweep`` (retraining at ``retrain_batch``)."""
         from ..cache import cached
 
-        config = dict(self.config, targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
-                      retrain_batch=retrain_batch, latency_batch=latency_batch, latency_repeats=latency_repeats)
+        config = self.sweep_config(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats)
         return cached("structure_sweep", config, lambda: structure_sweep(
             self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
