@@ -52,6 +52,14 @@ def epoch_order(seed, epoch, n):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def gmp_end_step(epochs, n_train, batch_size=32, end_fraction=0.7):
+    """The step at which both GMP implementations reach the final sparsity: ``end_fraction`` of
+    all training steps."""
+    import math
+
+    return int(end_fraction * (epochs * math.ceil(n_train / batch_size)))  # grouped as the runs were cached
+
+
 def median(values):
     values = sorted(values)
     n = len(values)

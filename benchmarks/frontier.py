@@ -20,7 +20,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import epoch_order, run_tfmot_worker, write_csv
+from common import epoch_order, gmp_end_step, run_tfmot_worker, write_csv
 
 from helpers.runtime import quiet_import
 
@@ -56,10 +56,10 @@ def save_initial_weights(path, seed):
 def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
             weights_out=None, trace=None, **fair):
     data = data_lib.load_dataset("mnist", train_subset=train_subset)
-    steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
     model = lenet5("multi", seed=seed)
     dense = [layer.name for layer in dense_layers(model)]
-    gmp = pruning.GradualMagnitudePruning(model, final_sparsity, end_step=int(end_fraction * steps),
+    end_step = gmp_end_step(epochs, len(data.x_train), batch_size, end_fraction)
+    gmp = pruning.GradualMagnitudePruning(model, final_sparsity, end_step=end_step,
                                             frequency=frequency, layers=dense)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import frontier
 import numpy as np
-from common import run_tfmot_worker
+from common import gmp_end_step, run_tfmot_worker
 
+from helpers import data as data_lib
 from helpers import pruning
 
 
@@ -56,9 +57,8 @@ def main(argv=None):
     theirs = run_tfmot_worker("gmp", initial_weights=str(folder / "init.npz"), trace=str(folder / "tfmot"), **config)
     model = frontier.lenet5("multi", seed=args.seed)
     sizes = {layer.name: int(np.prod(layer.kernel.shape)) for layer in frontier.dense_layers(model)}
-    steps = args.epochs * int(np.ceil(60_000 / 32))
-    epoch, update = first_differences(folder / "ours", folder / "tfmot", args.epochs, sizes, args.sparsity,
-                                      int(0.7 * steps))
+    end_step = gmp_end_step(args.epochs, data_lib.TRAIN_SIZES["mnist"])  # our_gmp's defaults: batch 32, 70%
+    epoch, update = first_differences(folder / "ours", folder / "tfmot", args.epochs, sizes, args.sparsity, end_step)
     print(f"test accuracy: ours {ours['test_acc']:.4f}, tfmot {theirs['test_acc']:.4f}; traces in {folder}")
     print("kernels identical after every epoch" if epoch is None else f"kernels first differ after epoch {epoch}")
     if update is None:

@@ -86,12 +86,11 @@ def overhead(epochs, seed=0, batch_size=32, final_sparsity=0.95, train_subset=No
 def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fraction=0.7, train_subset=None,
         initial_weights=None, conv_l2=0.0, weights_out=None, trace=None, **fair):
     """tfmot GMP; epoch by epoch on ``common.epoch_order`` (``shuffle=False``), the order ours sees."""
-    from common import epoch_order
+    from common import epoch_order, gmp_end_step
 
     data = load_dataset("mnist", train_subset=train_subset)
-    steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
-    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final_sparsity, 0, int(end_fraction * steps),
-                                                    frequency=frequency)
+    end_step = gmp_end_step(epochs, len(data.x_train), batch_size, end_fraction)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, final_sparsity, 0, end_step, frequency=frequency)
     model = prune_dense(lenet5(seed, conv_l2, initial_weights), schedule)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     keras.utils.set_random_seed(seed)

@@ -140,19 +140,7 @@ def test_nothing_is_computed_when_the_cache_cannot_be_written(tmp_path):
         ResultCache(tmp_path).check_writable("tables")
 
 
-def _fake_mnist(monkeypatch, root):
-    from helpers import data as data_lib
-
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 28, 28, 1), dtype=np.float32)
-    y = (np.arange(64) % 10).astype("int32")
-    fake = data_lib.Dataset("mnist", "official", "fake", x, y, x[:16], y[:16])
-    monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: fake)
-    monkeypatch.setenv("MOPRUNE_ROOT", str(root))
-
-
-def test_corrupt_weights_file_is_moved_aside_and_retrained(tmp_path, monkeypatch):
-    _fake_mnist(monkeypatch, tmp_path)
+def test_corrupt_weights_file_is_moved_aside_and_retrained(tmp_path, fake_mnist):
     args = dict(train_subset=64, progress=False, model_kwargs={"hidden": (8,)})
     model, _ = experiments.trained_model("mlp", "mnist", 1, 32, 1e-3, **args)
     (path,) = (tmp_path / "results" / "cache" / "models").iterdir()

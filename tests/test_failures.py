@@ -158,17 +158,9 @@ def test_concurrent_atomic_writes_of_one_key_never_collide(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left
 
 
-def test_concurrent_trained_model_calls_give_one_result(tmp_path, monkeypatch):
+def test_concurrent_trained_model_calls_give_one_result(tmp_path, fake_mnist):
     """Four concurrent identical calls: no BlockingIOError on a shared temporary file, one
     weights file, the same numbers."""
-    from helpers import data as data_lib
-
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 28, 28, 1), dtype=np.float32)
-    y = (np.arange(64) % 10).astype("int32")
-    fake = data_lib.Dataset("mnist", "official", "fake", x, y, x[:16], y[:16])
-    monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: fake)
-    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
     outputs, errors = [], []
 
     def call():
