@@ -12,8 +12,6 @@ import os
 import shutil
 import tempfile
 
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _OUTPUT_ENV = "MOPRUNE_OUTPUT_DIR"
@@ -31,20 +29,3 @@ def pytest_unconfigure(config):
     for path in _created:
         shutil.rmtree(path, ignore_errors=True)
         os.environ.pop(_OUTPUT_ENV, None)
-
-
-@pytest.fixture
-def fake_mnist(tmp_path, monkeypatch):
-    """64 random 28x28 images as "mnist" (every ``load_dataset`` call returns them), with the
-    project root moved to ``tmp_path`` so the model cache starts empty there."""
-    import numpy as np
-
-    from helpers import data as data_lib
-
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 28, 28, 1), dtype=np.float32)
-    y = (np.arange(64) % 10).astype("int32")
-    fake = data_lib.Dataset("mnist", "official", "fake", x, y, x[:16], y[:16])
-    monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: fake)
-    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
-    return fake

@@ -32,7 +32,7 @@ from helpers import data as data_lib  # noqa: E402
 from helpers import experiments, pruning  # noqa: E402
 from helpers.cache import cached  # noqa: E402
 from helpers.models import LAMBDA_CONV, dense_layers, lenet5  # noqa: E402
-from helpers.runner import run_sweep  # noqa: E402
+from helpers.runner import RunFailedError, non_finite_reason, run_sweep  # noqa: E402
 
 OURS = {"smgd": "SMGD+ITP", "madam": "MAdam+ITP", "adam": "Adam+L1+ITP"}
 
@@ -75,6 +75,9 @@ def our_gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fr
     if trace:
         np.save(f"{trace}-kept.npy", np.array(kept))
     pruning.detach_masks(model)
+    reason = non_finite_reason(model)
+    if reason:  # a diverged GMP is an error, never a cached accuracy
+        raise RunFailedError(f"gmp-s{seed}-{final_sparsity}", reason, epochs)
     if weights_out:
         np.savez(weights_out, **{f"{layer.name}:{i}": w.numpy() for layer in model.layers
                                  for i, w in enumerate(layer.weights)})

@@ -109,6 +109,8 @@ def gmp(final_sparsity, epochs, seed=0, batch_size=32, frequency=100, end_fracti
     if trace:
         np.save(f"{trace}-kept.npy", np.array(kept))
     model = tfmot.sparsity.keras.strip_pruning(model)
+    if not all(np.all(np.isfinite(w)) for w in model.get_weights()):  # the worker fails: nothing is cached
+        raise FloatingPointError("tfmot GMP diverged: non-finite weights")
     if weights_out:
         np.savez(weights_out, **{f"{layer.name}:{i}": w for layer in model.layers
                                  for i, w in enumerate(layer.get_weights())})

@@ -51,3 +51,18 @@ def tiny_images(rng):
     x = rng.random((64, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, 64).astype("int32")
     return x, y
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """64 random 28x28 images as "mnist" (every ``load_dataset`` call returns them), with the
+    project root moved to ``tmp_path`` so the model cache starts empty there."""
+    from helpers import data as data_lib
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = (np.arange(64) % 10).astype("int32")
+    fake = data_lib.Dataset("mnist", "official", "fake", x, y, x[:16], y[:16])
+    monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: fake)
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    return fake
