@@ -12,23 +12,36 @@ Layout (every name ends in the configuration's key, so a changed key is a miss, 
 
 Every write goes to a unique temporary file in the target's folder and is renamed onto the
 target (``os.replace``), so concurrent writers of one key never collide: the last rename wins
-and a reader sees a whole file. A cache file that cannot be read (truncated, not JSON, a bad
-archive) is named in a ``CorruptCacheWarning``, moved aside to ``<name>.corrupt-<time>`` (never
-deleted) and treated as missing, so it is recomputed. The folders a computation will write are
-checked writable before it starts (``check_writable``), so a result is never lost after the work.
-The module functions (``atomic_write``, ``quarantine``, ``read_json``, ``write_json``) are those
-primitives, also used for files outside the cache (checkpoints of a search, decoded data).
+and a reader sees a whole file. Temporary files a killed writer left behind are removed when the
+cache opens, once they are ``ORPHAN_AGE_SECONDS`` old (a younger one may be a live writer's).
+
+A record is valid or it is not a record: every kind is checked against its schema on every read
+(types, finiteness, ranges, and that the stored configuration hashes to the file's key; the run,
+failure and checkpoint schemas are in ``helpers.runner``, the table schema is ``check_table_record``,
+trained weights must be finite). A cache file that cannot be read (truncated, not JSON, a bad
+archive) or fails its schema is named in a ``CorruptCacheWarning`` with the reason, moved aside to
+``<name>.corrupt-<time>-<pid>-<n>`` (never deleted) and treated as missing, so it is recomputed.
+The folders a computation will write are checked writable before it starts (``check_writable``),
+so a result is never lost after the work. The module functions (``atomic_write``, ``quarantine``,
+``read_json``, ``write_json``) are those primitives, also used for files outside the cache
+(checkpoints of a search, decoded data).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
+import re
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from .paths import project_root
 from .validation import check_writable
@@ -44,37 +57,101 @@ def config_hash(config: dict, version=1) -> str:
 
 
 class CorruptCacheWarning(UserWarning):
-    """A cache file could not be read; it was moved aside and will be recomputed."""
+    """A cache file could not be read or is not a valid record; it was moved aside and will be recomputed."""
+
+
+class RecordError(ValueError):
+    """A stored record that is not what its kind must be (the message names the field and why)."""
+
+
+def check_record(condition, message):
+    """Raise ``RecordError(message)`` unless ``condition``."""
+    if not condition:
+        raise RecordError(message)
+
+
+def record_field(spec, name, value):
+    """``spec(name, value)`` (a ``helpers.validation`` spec) with its TypeError / ValueError as a ``RecordError``."""
+    try:
+        return spec(name, value)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(str(exc)) from None
+
+
+def check_record_object(value, name, required=()):
+    """``value`` is a dict (a JSON object) that has the keys ``required``."""
+    check_record(isinstance(value, dict), f"{name} must be a JSON object, got {type(value).__name__}")
+    missing = [k for k in required if k not in value]
+    check_record(not missing, f"{name} misses the keys {missing}")
+    return value
+
+
+def check_finite_json(value, name="value"):
+    """Every number in the JSON data ``value`` is finite (None stands for a missing number)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite_json(v, f"{name}[{k!r}]")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_finite_json(v, f"{name}[{i}]")
+    elif isinstance(value, float):
+        check_record(math.isfinite(value), f"{name} is {value}: a non-finite number is never a stored result")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise RecordError(f"{name} is an int too large for a float") from None
+
+
+def non_finite_values(named_arrays):
+    """Why a set of weights is unusable (the first array with a NaN or an infinity), or None.
+    ``named_arrays`` yields ``(name, array)``; arrays that are not floating point are skipped."""
+    for name, value in named_arrays:
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            return f"{int(np.count_nonzero(~np.isfinite(value)))} non-finite values in {name}"
+    return None
+
+
+# Quarantine names are unique within a process (the counter) and across processes (the pid), even
+# for two quarantines of one file name in the same second.
+_quarantines = itertools.count()
 
 
 def quarantine(path: Path, reason) -> Path | None:
-    """Move the unreadable cache file ``path`` aside (``<name>.corrupt-<time>``) and warn."""
+    """Move the unusable cache file ``path`` aside (``<name>.corrupt-<time>-<pid>-<n>``) and warn,
+    naming it and ``reason``."""
     path = Path(path)
-    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target = path.with_name(f"{path.name}.corrupt-{stamp}-{next(_quarantines)}")
+    while target.exists():  # a pid reused within the second
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{next(_quarantines)}")
     try:
         os.replace(path, target)
     except FileNotFoundError:  # another process moved it already
         target = None
-    warnings.warn(f"cache file {path} is unreadable ({reason}); "
+    warnings.warn(f"cache file {path} cannot be used ({reason}); "
                   + (f"moved to {target.name} and recomputing" if target else "recomputing"),
                   CorruptCacheWarning, stacklevel=3)
     return target
 
 
-def read_json(path: Path, required=()):
-    """The JSON object in ``path``, or None (after ``quarantine``) if it is missing keys or unreadable."""
+def read_json(path: Path, required=(), check=None):
+    """The JSON object in ``path``, or None (after ``quarantine``) if it is unreadable, misses the
+    keys ``required`` or fails ``check(value)`` (a schema: raises ``RecordError`` saying why)."""
     path = Path(path)
     try:
         with open(path) as f:
             value = json.load(f)
-        if required and not (isinstance(value, dict) and all(k in value for k in required)):
-            raise ValueError(f"missing keys {[k for k in required if k not in value]}"
-                             if isinstance(value, dict) else "not a JSON object")
+        if required:
+            check_record_object(value, "the record", required)
+        if check is not None:
+            check(value)
         return value
     except FileNotFoundError:
         return None
-    except (ValueError, UnicodeDecodeError, OSError) as exc:  # JSONDecodeError is a ValueError
-        quarantine(path, f"{type(exc).__name__}: {exc}")
+    except (ValueError, UnicodeDecodeError, OSError) as exc:  # JSONDecodeError and RecordError are ValueErrors
+        quarantine(path, str(exc) if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}")
         return None
 
 
@@ -101,6 +178,36 @@ def write_json(path: Path, obj):
     atomic_write(path, write)
 
 
+# A temporary file of ``atomic_write`` (``.<target name>.<8 random characters><suffix>``, mkstemp's
+# names) or of ``check_writable``'s probe.
+_TEMPORARY = re.compile(r"^(\..+\.[a-z0-9_]{8}(\.tmp|\.weights\.h5)|\.write-check-[a-z0-9_]{8}\.tmp)$")
+# A writer renames its temporary file within seconds of its last write, so one older than this was
+# left by a killed process; a younger one may belong to a live writer and is left alone.
+ORPHAN_AGE_SECONDS = 600
+_opened, _opened_lock = set(), threading.Lock()
+
+
+def remove_orphans(root: Path, kinds, age=ORPHAN_AGE_SECONDS) -> list[Path]:
+    """Remove the temporary files older than ``age`` seconds in ``root`` and its ``kinds``
+    folders; returns them."""
+    removed, now = [], time.time()
+    for folder in [root, *(root / kind for kind in kinds)]:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no such folder (yet)
+            continue
+        for entry in entries:
+            if not _TEMPORARY.match(entry.name):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > age:
+                    os.remove(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:  # renamed or removed meanwhile
+                continue
+    return removed
+
+
 class ResultCache:
     """The cache folder ``root`` (default ``results/cache`` of the project): where each kind of
     result lives and how it is read and written (see the module docstring for the layout)."""
@@ -109,6 +216,11 @@ class ResultCache:
 
     def __init__(self, root=None):
         self.root = Path(root) if root else default_cache_dir()
+        with _opened_lock:  # once per folder and process: the cache is opened for every lookup
+            first = self.root not in _opened
+            _opened.add(self.root)
+        if first:
+            remove_orphans(self.root, self.KINDS)
 
     def path(self, kind, name) -> Path:
         if kind not in self.KINDS:
@@ -146,7 +258,8 @@ class ResultCache:
 
     def load_weights(self, model, name):
         """Load ``models/<name>`` into ``model``: True if loaded, None if there is no such file,
-        False if it was unreadable (then it is moved aside and ``model`` may be half-loaded)."""
+        False if it was unreadable or not finite (then it is moved aside and ``model`` may be
+        half-loaded)."""
 
         path = self.path("models", name)
         if not path.exists():
@@ -155,10 +268,14 @@ class ResultCache:
             with warnings.catch_warnings():  # the compiled optimizer's slots are not needed: no warning
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 model.load_weights(path)
-            return True
         except Exception as exc:  # a truncated or foreign weights file
             quarantine(path, f"{type(exc).__name__}: {exc}")
             return False
+        reason = non_finite_values((v.path, v.numpy()) for v in model.weights)
+        if reason:  # a NaN-poisoned network is never a cached result
+            quarantine(path, f"{reason}: the weights are not finite")
+            return False
+        return True
 
     def save_weights(self, model, name) -> Path:
         path = self.path("models", name)
@@ -171,13 +288,33 @@ class ResultCache:
         """``(value, from_cache)`` of the table ``name`` for ``config`` (see ``cached``)."""
         path = self.table_path(name, config)
         if path.exists() and not recompute:
-            stored = read_json(path, required=("value",))
+            key = config_hash(config)
+            stored = read_json(path, check=lambda stored: check_table_record(stored, name, key))
             if stored is not None:
                 return stored["value"], True
         self.check_writable("tables")
         value = compute()
+        # What could not be read back is never written: a non-finite number is an error now, not
+        # a file quarantined and recomputed on every later read.
+        check_table_value(value, f"table {name!r}: value")
         write_json(path, {"name": name, "config": config, "value": value})
         return value, False
+
+
+def check_table_value(value, name="value"):
+    check_record(isinstance(value, (dict, list)), f"{name} must be a JSON object or list, got {type(value).__name__}")
+    check_finite_json(value, name)
+
+
+def check_table_record(stored, name, key):
+    """The schema of a stored table ``tables/<name>-<key>.json``: its name, a configuration that
+    hashes to ``key``, and a value (an object or a list) whose numbers are all finite."""
+    check_record_object(stored, "the table record", ("name", "config", "value"))
+    check_record(stored["name"] == name, f"name is {stored['name']!r}, not {name!r}: the record of another table")
+    check_record(isinstance(stored["config"], dict), "config must be a JSON object")
+    stored_key = config_hash(stored["config"])
+    check_record(stored_key == key, f"config hashes to {stored_key}, not to the file's key {key}")
+    check_table_value(stored["value"])
 
 
 def cached(name: str, config: dict, compute, recompute=False, cache_dir=None):

@@ -34,6 +34,9 @@ CACHE_DIR_ENV = "PRUNING_CACHE_DIR"  # where decoded CIFAR-10 JPEGs are kept (de
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 # Training images of the official datasets (the runner checks subsets and batches against them).
 TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+# Training images of each dataset's smallest class (MNIST: the 5,421 fives); bounds how many images
+# per class a figure can show.
+TRAIN_CLASS_MIN = {"mnist": 5_421, "fashion_mnist": 6_000, "cifar10": 5_000}
 IMAGE_SHAPES = {"mnist": ((28, 28), (28, 28, 1)), "fashion_mnist": ((28, 28), (28, 28, 1)),
                 "cifar10": ((32, 32, 3),)}
 NUM_CLASSES = 10

@@ -4,73 +4,97 @@ A notebook checks its parameters, right after its ``parameters`` cell and before
 call: ``outputs = check_notebook_parameters(globals(), "03_smgd")`` (``helpers.validation``). The
 values are only checked, never rewritten, so a bad ``papermill -p`` value fails in the first second
 with a message naming the parameter. ``tests/test_reproducibility.py`` checks that each notebook's
-parameters cell declares exactly the parameters listed here.
+parameters cell declares exactly the parameters listed here; a name papermill injects that is not
+listed is an error naming the closest listed one.
+
+Every count has an upper bound, so that a typo (an extra digit or three) fails in the first second
+instead of running for days or hanging (``per_class=200000`` asked matplotlib for 2 million axes):
+counts of images are bounded by the data (``helpers.data``), epochs and seeds by the specs that
+``RunConfig`` uses (``Epochs``, ``Seed``), the other counts by ``MAX_*`` below, about a hundred
+times the largest value any notebook uses.
 """
 
 from __future__ import annotations
 
-from .validation import Bool, Budget, Choice, Dict, Float, Fraction, Int, List, Optional, Str, Tuple
+import os
+
+from .data import TRAIN_CLASS_MIN, TRAIN_SIZES
+from .validation import (Bool, Budget, Choice, Dict, Epochs, Float, Fraction, Int, List, Optional, Seed, Str,
+                         Tuple)
 
 OPTIMIZER = Choice("smgd", "madam", "mrmsprop", "sgd", "adam", "rmsprop")
 SCALARIZATIONS = List(Choice("separate", "joint"), unique=True)
+SEEDS = List(Seed(), unique=True)
+
+MAX_IMAGES = max(TRAIN_SIZES.values())   # train subsets and batches: the largest training set
+MAX_WIDTH = 4.0                          # CNN width multipliers: 4x the seed's 10 M-parameter network
+MAX_GRID_POINTS = 1_000                  # weightings of notebook 04's grid (each one is a training run)
+MAX_SEARCH_RUNS = 1_000                  # candidates of one knee search (each one is a training run)
+MAX_REPEATS = 10_000                     # timings of one latency measurement
+MAX_LATENCY_BATCH = 10_000               # a test set's worth of random inputs
+MAX_UPDATES = 10_000                     # agent updates of the budget search
+MAX_EPISODES = 1_000                     # episodes per agent update
+MAX_STEPS = 10_000                       # fine-tuning steps per episode
+# Local worker processes beyond the cores only slow each other down (a cluster: scheduler=...).
+MAX_WORKERS = os.cpu_count() or 1
 
 NOTEBOOK_PARAMETERS = {
     "01_biobjective_problem": dict(
-        seed=Int(0),
+        seed=Seed(),
         save_figures=Bool(),
     ),
     "02_data_and_models": dict(
         datasets=List(Choice("mnist", "fashion_mnist", "cifar10"), unique=True),
-        per_class=Int(1),
-        cnn_width=Float(0, min_open=True),
+        per_class=Int(1, max(TRAIN_CLASS_MIN.values())),  # and <= the smallest class shown (check_across)
+        cnn_width=Float(0, MAX_WIDTH, min_open=True),
         save_outputs=Bool(),
     ),
     "03_smgd": dict(
         dataset=Choice("mnist", "cifar10"),
         optimizers=Optional(List(OPTIMIZER, unique=True)),
         itp=Choice("on", "off", "both"),
-        epochs=Optional(Int(1)),
-        batch_size=Optional(Int(1)),
+        epochs=Optional(Epochs()),
+        batch_size=Optional(Int(1, MAX_IMAGES)),
         learning_rates=Dict(OPTIMIZER, Float(0, min_open=True)),
-        seeds=Optional(List(Int(0), unique=True)),
-        train_subset=Optional(Int(1)),
+        seeds=Optional(SEEDS),
+        train_subset=Optional(Int(1, MAX_IMAGES)),  # and <= the dataset's (check_across)
         paper_protocol=Bool(),
         protocol=Choice("faithful", "clean"),
         recompute=Bool(),
         cached_only=Bool(),
         lr_ablation=Bool(),
-        ablation_seeds=List(Int(0), unique=True),
+        ablation_seeds=SEEDS,
         ablation_rates=Optional(Dict(Choice("smgd/separate", "madam/separate", "madam/joint", "mrmsprop/separate", "mrmsprop/joint"), List(Float(0, min_open=True), unique=True))),
         save_outputs=Bool(),
-        workers=Int(0),
+        workers=Int(0, MAX_WORKERS),
         scheduler=Str(),
     ),
     "04_pareto_front": dict(
         scalarizations=SCALARIZATIONS,
-        dense_points=Int(0),
+        dense_points=Int(0, MAX_GRID_POINTS),
         dense_max=Float(0, 1),
         include_original=Bool(),
-        epochs=Int(1),
-        seed=Int(0),
+        epochs=Epochs(),
+        seed=Seed(),
         learning_rate=Float(0, min_open=True),
-        train_subset=Optional(Int(1)),
+        train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
         select_on=Choice("test", "val"),
         recompute=Bool(),
         save_outputs=Bool(),
-        workers=Int(0),
+        workers=Int(0, MAX_WORKERS),
         scheduler=Str(),
     ),
     "05_knee_search": dict(
         scalarizations=SCALARIZATIONS,
         methods=List(Choice("bisection", "dichotomic", "stochastic", "grid"), unique=True),
-        epochs=Int(1),
-        knee_epochs=Int(1),
-        knee_seeds=List(Int(0), unique=True),
-        max_history=Int(1),
+        epochs=Epochs(),
+        knee_epochs=Epochs(),
+        knee_seeds=SEEDS,
+        max_history=Int(1, MAX_SEARCH_RUNS),
         grid_lambda2=Optional(List(Float(0, 1), min_length=2)),
-        seed=Int(0),
+        seed=Seed(),
         learning_rate=Float(0, min_open=True),
-        train_subset=Optional(Int(1)),
+        train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
         protocol=Choice("faithful", "clean"),
         select_on=Choice("test", "val"),
         recompute=Bool(),
@@ -78,32 +102,32 @@ NOTEBOOK_PARAMETERS = {
     ),
     "06_post_training_pruning": dict(
         datasets=List(Choice("mnist", "fashion_mnist"), unique=True),
-        epochs=Int(1),
-        batch_size=Int(1),
+        epochs=Epochs(),
+        batch_size=Int(1, TRAIN_SIZES["mnist"]),
         learning_rate=Float(0, min_open=True),
         ks=List(Fraction()),
-        finetune_epochs=Int(0),
+        finetune_epochs=Epochs(0),
         prune_bias=Bool(),
         compact_ks=List(Fraction()),
-        latency_repeats=Int(1),
-        train_subset=Optional(Int(1, 60_000)),
-        seed=Int(0),
+        latency_repeats=Int(1, MAX_REPEATS),
+        train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
+        seed=Seed(),
         recompute=Bool(),
         save_outputs=Bool(),
     ),
     "07_structured_global_iterative": dict(
-        width=Float(0, min_open=True),
-        epochs=Int(1),
-        batch_size=Int(1),
+        width=Float(0, MAX_WIDTH, min_open=True),
+        epochs=Epochs(),
+        batch_size=Int(1, TRAIN_SIZES["cifar10"]),
         learning_rate=Float(0, min_open=True),
         targets=List(Fraction()),
-        retrain_epochs=Int(0),
-        gmp_epochs=Int(1),
-        retrain_batch=Int(1),
-        train_subset=Optional(Int(1, 50_000)),
-        latency_batch=Int(1),
-        latency_repeats=Int(1),
-        seed=Int(0),
+        retrain_epochs=Epochs(0),
+        gmp_epochs=Epochs(),
+        retrain_batch=Int(1, TRAIN_SIZES["cifar10"]),
+        train_subset=Optional(Int(1, TRAIN_SIZES["cifar10"])),
+        latency_batch=Int(1, MAX_LATENCY_BATCH),
+        latency_repeats=Int(1, MAX_REPEATS),
+        seed=Seed(),
         recompute=Bool(),
         save_outputs=Bool(),
     ),
@@ -111,19 +135,19 @@ NOTEBOOK_PARAMETERS = {
         models=List(Choice("lenet5", "vgg"), unique=True),
         budgets=List(Tuple(Choice("parameters", "flops"), Budget())),
         methods=List(Choice("rl", "uniform", "global"), unique=True),
-        lenet_epochs=Int(1),
-        lenet_train_subset=Optional(Int(1)),
-        vgg_epochs=Int(1),
-        vgg_train_subset=Optional(Int(1)),
-        validation_size=Int(1),
-        eval_size=Int(1),
-        updates=Int(1),
-        vgg_updates=Int(1),
-        episodes_per_update=Int(2),
-        episode_finetune_steps=Int(0),
-        vgg_episode_finetune_steps=Int(0),
-        finetune_epochs=Int(0),
-        seed=Int(0),
+        lenet_epochs=Epochs(),
+        lenet_train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
+        vgg_epochs=Epochs(),
+        vgg_train_subset=Optional(Int(1, TRAIN_SIZES["cifar10"])),
+        validation_size=Int(1, min(TRAIN_SIZES.values()) - 1),
+        eval_size=Int(1),  # and <= validation_size (check_across)
+        updates=Int(1, MAX_UPDATES),
+        vgg_updates=Int(1, MAX_UPDATES),
+        episodes_per_update=Int(2, MAX_EPISODES),
+        episode_finetune_steps=Int(0, MAX_STEPS),
+        vgg_episode_finetune_steps=Int(0, MAX_STEPS),
+        finetune_epochs=Epochs(0),
+        seed=Seed(),
         recompute=Bool(),
         save_outputs=Bool(),
     ),
@@ -136,5 +160,15 @@ NOTEBOOK_PARAMETERS = {
 
 def check_across(notebook: str, values: dict) -> None:
     """Checks that involve several parameters of one notebook."""
+    if notebook == "02_data_and_models":
+        smallest = min(values["datasets"], key=TRAIN_CLASS_MIN.get)
+        if values["per_class"] > TRAIN_CLASS_MIN[smallest]:
+            raise ValueError(f"per_class must be <= {TRAIN_CLASS_MIN[smallest]}, the training images of the smallest "
+                             f"class of {smallest}, got {values['per_class']}")
+    if notebook == "03_smgd" and values["train_subset"] is not None:
+        available = TRAIN_SIZES[values["dataset"]]
+        if values["train_subset"] > available:
+            raise ValueError(f"train_subset must be <= the {available} training images of {values['dataset']}, "
+                             f"got {values['train_subset']}")
     if notebook == "08_budget_constrained_pruning" and values["eval_size"] > values["validation_size"]:
         raise ValueError(f"eval_size must be <= validation_size ({values['validation_size']}), got {values['eval_size']}")

@@ -12,23 +12,35 @@ written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
   git); an interrupted run resumes from its last finished epoch with identical numbers. A
   checkpoint records its configuration key and is ignored (moved aside) when the key differs.
-* Failed runs: a run whose loss or weights become non-finite (diverged), or whose training
-  raises, is a *record*, never a result: ``results/cache/failed/<slug>-<key>.json`` with
-  ``"status": "failed"``, the reason and the epoch. ``find_cached`` never returns it, a later
-  ``run_experiment`` raises ``RunFailedError`` instead of retraining unless asked
-  (``retry_failed=True`` or ``recompute=True``), and ``run_sweep`` leaves it out of its results
-  and lists it (``results.failed`` and a warning). Finished runs carry ``"status": "finished"``;
-  older files without the field load as finished, unchanged.
+* Failed runs: a run that fails is a *record*, never a result: ``results/cache/failed/<slug>-<key>.json``
+  with ``"status": "failed"``, its ``kind``, the reason and the epoch. Kinds (``FAILURE_KINDS``):
+  ``diverged`` (a non-finite loss or weights; its checkpoint is discarded, so a retry starts from
+  the initial weights), ``raised`` (training raised) and ``io`` (the disk, permissions, a missing
+  folder). ``find_cached`` never returns a failure; a later ``run_experiment`` raises
+  ``RunFailedError`` instead of retraining a diverged or raised run unless asked
+  (``retry_failed=True`` or ``recompute=True``), while an ``io`` failure is not the run's fault
+  and is retried by the next call; ``run_sweep`` leaves failures out of its results and lists
+  them (``results.failed`` and a warning). Finished runs carry ``"status": "finished"``; older
+  files without the field load as finished, unchanged, and older failure records without a kind
+  get it from their reason.
+* Every record is checked against its schema when it is read back (``check_run_record``,
+  ``check_failure_record``, the checkpoint's in ``_restore``): types, finite numbers, ranges
+  (accuracies in [0, 1], nonzero counts within the layers' sizes), histories of exactly the
+  recorded epochs, a summary that agrees with the history, and a stored configuration that is
+  resolved and hashes to the file's key. A record that fails is quarantined like an unreadable
+  file (``helpers.cache``) and the run is recomputed.
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import functools
 import json
 import math
 import os
 import platform
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,8 +54,9 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import CorruptCacheWarning, ResultCache, atomic_write, config_hash, quarantine, read_json
-from .validation import check_bool, check_choice, check_float, check_int
+from .cache import (RecordError, ResultCache, atomic_write, check_record, check_record_object, config_hash,
+                    non_finite_values, quarantine, read_json, record_field)
+from .validation import Float, Int, Optional, check_bool, check_choice, check_epochs, check_float, check_int, check_seed
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
 from .schedules import PaperSchedule
@@ -71,16 +84,43 @@ def glorot_limits(model):
     return {name: math.sqrt(6.0 / (fan_in + fan_out)) for name, (fan_in, fan_out) in DENSE_FANS[model].items()}
 
 
-class RunFailedError(RuntimeError):
-    """A run that failed (diverged, or its training raised): recorded in ``failed/``, not retried
-    unless asked. ``path`` is the record (None if there is none), ``reason`` and ``epoch`` say what
-    happened when."""
+# What made a run fail: a non-finite loss or weights, an exception in training, the disk.
+FAILURE_KINDS = ("diverged", "raised", "io")
+# Failures that are the run's own: not retried unless asked. An io failure is retried by the next call.
+STICKY_FAILURES = ("diverged", "raised")
+# The names of the builtin OSErrors (PermissionError, FileNotFoundError, ...): "raised OSError" in the
+# reason of an older failure record is an io failure.
+_OS_ERRORS = {name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, OSError)}
 
-    def __init__(self, slug, reason, epoch, path=None):
+
+def failure_kind(reason) -> str:
+    """The kind of a failure from its reason (failure records written before kinds existed)."""
+    reason = str(reason)
+    if "diverged" in reason:
+        return "diverged"
+    raised = re.search(r"raised (\w+)", reason)
+    if reason.startswith("I/O error") or (raised and raised.group(1) in _OS_ERRORS):
+        return "io"
+    return "raised"
+
+
+class RunFailedError(RuntimeError):
+    """A run that failed, recorded in ``failed/``. ``kind`` is one of ``FAILURE_KINDS`` (by default
+    read from the reason); ``diverged`` and ``raised`` runs are not retried unless asked, ``io``
+    ones are retried by the next call. ``path`` is the record (None if there is none), ``reason``
+    and ``epoch`` say what happened when."""
+
+    def __init__(self, slug, reason, epoch, path=None, kind=None):
         self.slug, self.reason, self.epoch, self.path = slug, reason, epoch, path
+        self.kind = kind or failure_kind(reason)
         where = f"; record: {path}" if path else ""
-        super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. A failed run is never a result; "
-                         "retry it with retry_failed=True (or recompute=True) once the cause is fixed")
+        if self.kind == "io":
+            advice = ("An I/O failure is not the run's: the next call retries it (free the disk, fix the "
+                      "permissions or the folder first)")
+        else:
+            advice = ("A failed run is never a result; retry it with retry_failed=True (or recompute=True) once "
+                      "the cause is fixed")
+        super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. {advice}")
 
 
 class _Diverged(Exception):
@@ -159,8 +199,8 @@ class RunConfig:
         lr_schedule = check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         itp = check_bool("itp", self.itp)
         eval_train = check_bool("eval_train", self.eval_train)
-        epochs = check_int("epochs", self.epochs, minimum=1)
-        seed = check_int("seed", self.seed, minimum=0)
+        epochs = check_epochs("epochs", self.epochs)
+        seed = check_seed("seed", self.seed)
         threshold = check_float("threshold (ITP)", self.threshold, minimum=0.0)
         cifar = dataset == "cifar10"
         model = check_choice("model", self.model, PAPER_MODELS, allow_none=True) or PAPER_MODEL.get(dataset, "lenet5")
@@ -321,34 +361,225 @@ def find_cached(config: RunConfig, cache_dir=None):
 
 
 def load_cached(config: RunConfig, cache_dir=None):
-    """The finished ``RunResult`` of ``config`` from the cache, or None."""
-    for path in ResultCache(cache_dir).find("runs", config.key()):
-        stored = read_json(path, required=RUN_KEYS)
-        if stored is None:
-            continue
-        if stored.get("status", "finished") != "finished":
-            warnings.warn(f"{path} has status {stored.get('status')!r}, not 'finished': ignored", CorruptCacheWarning)
-            continue
-        return _result_from_stored(stored, path)
+    """The finished ``RunResult`` of ``config`` from the cache, or None. A file that fails
+    ``check_run_record`` is moved aside with a ``CorruptCacheWarning`` and counts as missing."""
+    key = config.key()
+    for path in ResultCache(cache_dir).find("runs", key):
+        stored = read_json(path, check=lambda stored: check_run_record(stored, key))
+        if stored is not None:
+            return _result_from_stored(stored, path)
     return None
 
 
-def find_failed(config: RunConfig, cache_dir=None):
-    """Path of the failure record of ``config`` (``failed/<slug>-<key>.json``), or None."""
-    for path in ResultCache(cache_dir).find("failed", config.key()):
-        if read_json(path, required=("status", "reason")) is not None:
+def find_failed(config: RunConfig, cache_dir=None, sticky_only=False):
+    """Path of the failure record of ``config`` (``failed/<slug>-<key>.json``), or None; with
+    ``sticky_only``, only a failure that is not retried unless asked (``STICKY_FAILURES``). A
+    record that fails ``check_failure_record`` is moved aside and counts as missing."""
+    key = config.key()
+    for path in ResultCache(cache_dir).find("failed", key):
+        record = read_json(path, check=lambda record: check_failure_record(record, key))
+        if record is not None and (not sticky_only or _kind_of(record) in STICKY_FAILURES):
             return path
     return None
 
 
+def _key_of(path):
+    """The configuration key that ends a cache file's name (``<slug>-<key>.json``)."""
+    return Path(path).name.rsplit("-", 1)[-1].split(".", 1)[0]
+
+
 def load_failed(path):
-    """The failure record at ``path`` (a dict with status, reason, epoch, config, ...)."""
-    return read_json(path, required=("status", "reason"))
+    """The failure record at ``path`` (a dict with status, kind, reason, epoch, config, ...), or
+    None if there is none or it fails its schema (then it is moved aside)."""
+    return read_json(path, check=lambda record: check_failure_record(record, _key_of(path)))
+
+
+def _kind_of(record):
+    return record.get("kind") or failure_kind(record["reason"])
 
 
 def _failed_error(config, path):
-    record = load_failed(path) or {}
-    return RunFailedError(config.slug(), record.get("reason", "unknown"), record.get("epoch"), path)
+    record = load_failed(path)
+    if record is None:
+        return RunFailedError(config.slug(), "unknown (its failure record is gone)", None, None, kind="raised")
+    return RunFailedError(config.slug(), record["reason"], record.get("epoch"), path, kind=_kind_of(record))
+
+
+# Records read back: one schema per stored kind. Each check raises RecordError naming the field and
+# the reason; a reader then quarantines the file and recomputes (helpers.cache.read_json).
+
+ACCURACY, NON_NEGATIVE, FINITE = Float(0.0, 1.0), Float(0.0), Float()
+# The per-epoch values of a history, by name (index 0 is the state before training).
+HISTORY_SPECS = {"lr": NON_NEGATIVE, "test_ce": NON_NEGATIVE, "train_ce": NON_NEGATIVE, "val_ce": NON_NEGATIVE,
+                 "test_accuracy": ACCURACY, "train_accuracy": ACCURACY, "val_accuracy": ACCURACY,
+                 "l1_dense": NON_NEGATIVE, "l1_dense_bias": NON_NEGATIVE, "conv_l2": NON_NEGATIVE,
+                 "penalty": Optional(NON_NEGATIVE), "epoch_seconds": NON_NEGATIVE, "c1": FINITE, "c2": FINITE}
+# Values that do not exist before training: epoch 0's time, and the min-norm weights c1, c2.
+NOT_BEFORE_TRAINING = ("epoch_seconds", "c1", "c2")
+
+
+def _schema(check):
+    """A schema check whose unforeseen shapes (a list where a dict was expected, ...) are RecordErrors too."""
+    @functools.wraps(check)
+    def checked(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except RecordError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise RecordError(f"{type(exc).__name__}: {exc}") from None
+    return checked
+
+
+def _layer_sizes(model):
+    """``{dense layer: (kernel size, bias size)}`` of a paper model."""
+    return {name: (fan_in * fan_out, fan_out) for name, (fan_in, fan_out) in DENSE_FANS[model].items()}
+
+
+@_schema
+def stored_config(stored, key, what="config") -> RunConfig:
+    """The resolved ``RunConfig`` of a stored configuration, which must be resolved already (what
+    the runner writes) and hash to ``key``, the file's key."""
+    check_record_object(stored, what)
+    unknown = sorted(set(stored) - {f.name for f in dataclasses.fields(RunConfig)})
+    check_record(not unknown, f"{what} has unknown fields {unknown}")
+    values = dict(stored)
+    if isinstance(values.get("weights"), list):
+        values["weights"] = tuple(values["weights"])
+    try:
+        config = RunConfig(**values).resolved()
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"{what} is not a valid RunConfig: {exc}") from None
+    resolved = config.to_dict()
+    differing = sorted(k for k in stored if stored[k] != resolved[k])
+    check_record(not differing, f"{what} is not resolved: {differing} differ from their resolved values")
+    check_record(config.key() == key, f"{what} hashes to the key {config.key()}, not to the file's key {key}")
+    return config
+
+
+@_schema
+def check_history(history, config, epochs, what="history"):
+    """A history of exactly ``epochs`` epochs (plus row 0, before training) of ``config``'s model:
+    every per-epoch list that long, every number finite and in range, nonzero counts within the
+    layers' sizes."""
+    required = ["epoch", "lr", "test_ce", "test_accuracy", "l1_dense", "nnz", "nnz_bias"]
+    required += ["train_ce", "train_accuracy"] if config.eval_train else []
+    required += ["val_ce", "val_accuracy"] if config.validation_size else []
+    check_record_object(history, what, required)
+    rows = epochs + 1
+    check_record(history["epoch"] == list(range(rows)), f"{what}['epoch'] must be the epochs 0..{epochs} of the "
+                 f"record, got {history['epoch']!r:.120}")
+    sizes = _layer_sizes(config.model)
+    for name, values in history.items():
+        if name in ("nnz", "nnz_bias", "nnz_before_itp"):
+            check_record_object(values, f"{what}[{name!r}]")
+            check_record(sorted(values) == sorted(sizes), f"{what}[{name!r}] must have the layers {sorted(sizes)}, "
+                         f"got {sorted(values)}")
+            for layer, (kernel, bias) in sizes.items():
+                spec = Int(0, bias if name == "nnz_bias" else kernel)
+                if name == "nnz_before_itp":
+                    record_field(spec, f"{what}[{name!r}][{layer!r}]", values[layer])
+                    continue
+                counts = values[layer]
+                check_record(isinstance(counts, list) and len(counts) == rows,
+                             f"{what}[{name!r}][{layer!r}] must be a list of {rows} counts")
+                for i, count in enumerate(counts):
+                    record_field(spec, f"{what}[{name!r}][{layer!r}][{i}]", count)
+            continue
+        check_record(isinstance(values, list), f"{what}[{name!r}] must be a list, got {type(values).__name__}")
+        if name.startswith("batch_"):  # per-batch weights (batch_weights=True): one per batch, not per epoch
+            for i, value in enumerate(values):
+                record_field(FINITE, f"{what}[{name!r}][{i}]", value)
+            continue
+        check_record(len(values) == rows, f"{what}[{name!r}] has {len(values)} values, not one per epoch 0..{epochs}")
+        spec = HISTORY_SPECS.get(name, Optional(FINITE))
+        for i, value in enumerate(values):
+            if i == 0 and name in NOT_BEFORE_TRAINING and (value is None or value != value):  # None or NaN
+                continue
+            record_field(spec, f"{what}[{name!r}][{i}]", value)
+
+
+def _same(a, b):
+    return a is None and b is None or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9,
+                                                                                        abs_tol=1e-12))
+
+
+@_schema
+def check_summary(summary, history, config):
+    """A run's summary: every number in range, and what it repeats of the history's last epoch the same."""
+    sizes = _layer_sizes(config.model)
+    dense_weights = sum(kernel for kernel, _ in sizes.values())
+    layers = [f"nnz/{layer}" for layer in sizes] + [f"pruned_fraction/{layer}" for layer in sizes]
+    check_record_object(summary, "summary", ["epochs", "test_acc", "train_acc", "test_ce", "train_ce", "l1_dense",
+                                             "nnz_dense", "dense_weights", "pruned_fraction_dense", "train_seconds",
+                                             *layers])
+    specs = {"epochs": Int(1), "test_acc": ACCURACY, "train_acc": Optional(ACCURACY), "test_ce": NON_NEGATIVE,
+             "train_ce": Optional(NON_NEGATIVE), "l1_dense": NON_NEGATIVE, "nnz_dense": Int(0, dense_weights),
+             "dense_weights": Int(0), "pruned_fraction_dense": Float(0.0, 1.0), "train_seconds": NON_NEGATIVE,
+             "c1_last_epoch": Optional(FINITE), "c2_last_epoch": Optional(FINITE)}
+    specs.update({f"nnz/{layer}": Int(0, kernel) for layer, (kernel, _) in sizes.items()})
+    specs.update({f"pruned_fraction/{layer}": Float(0.0, 1.0) for layer in sizes})
+    for name, value in summary.items():
+        record_field(specs.get(name, Optional(FINITE)), f"summary[{name!r}]", value)
+    check_record(summary["epochs"] == config.epochs, f"summary['epochs'] is {summary['epochs']}, not the config's "
+                 f"{config.epochs} epochs")
+    check_record(summary["dense_weights"] == dense_weights, f"summary['dense_weights'] is {summary['dense_weights']}, "
+                 f"not the {dense_weights} dense weights of {config.model}")
+    last = {"test_acc": history["test_accuracy"][-1], "test_ce": history["test_ce"][-1],
+            "l1_dense": history["l1_dense"][-1], "train_acc": history.get("train_accuracy", [None])[-1],
+            "train_ce": history.get("train_ce", [None])[-1],
+            **{f"nnz/{layer}": history["nnz"][layer][-1] for layer in sizes}}
+    for name, value in last.items():
+        check_record(_same(summary[name], value), f"summary[{name!r}] is {summary[name]}, but the history's last "
+                     f"epoch has {value}")
+    nnz = sum(summary[f"nnz/{layer}"] for layer in sizes)
+    check_record(summary["nnz_dense"] == nnz, f"summary['nnz_dense'] is {summary['nnz_dense']}, not the sum {nnz} of "
+                 "its layers")
+    fractions = {"pruned_fraction_dense": 1.0 - nnz / dense_weights,
+                 **{f"pruned_fraction/{layer}": 1.0 - summary[f"nnz/{layer}"] / kernel
+                    for layer, (kernel, _) in sizes.items()}}
+    for name, fraction in fractions.items():
+        check_record(_same(summary[name], fraction), f"summary[{name!r}] is {summary[name]}, not {fraction} (its "
+                     "nonzeros)")
+
+
+@_schema
+def check_run_record(stored, key) -> RunConfig:
+    """The schema of a finished run ``runs/<slug>-<key>.json``; returns its resolved ``RunConfig``."""
+    check_record_object(stored, "the run record", RUN_KEYS)
+    check_record(stored.get("status", "finished") == "finished", f"status is {stored.get('status')!r}, not "
+                 "'finished': not a finished run")
+    check_record(stored["key"] == key, f"key is {stored['key']!r}, not the file's key {key}")
+    config = stored_config(stored["config"], key)
+    if "dense_sizes" in stored:  # older records lack it
+        sizes = {layer: kernel for layer, (kernel, _) in _layer_sizes(config.model).items()}
+        check_record(stored["dense_sizes"] == sizes, f"dense_sizes is {stored['dense_sizes']!r}, not {config.model}'s "
+                     f"{sizes}")
+    check_history(stored["history"], config, config.epochs)
+    check_summary(stored["summary"], stored["history"], config)
+    environment = stored.get("environment")
+    check_record(environment is None or (isinstance(environment, dict) and all(
+        isinstance(v, (str, int)) or v is None for v in environment.values())),
+        f"environment must be a JSON object of versions, got {environment!r:.80}")
+    return config
+
+
+@_schema
+def check_failure_record(stored, key):
+    """The schema of a failure record ``failed/<slug>-<key>.json``: status "failed", a known kind
+    (or none: an older record, whose kind is read from its reason), a reason, an epoch within the
+    run, and the configuration of the file's key."""
+    check_record_object(stored, "the failure record", ("key", "status", "reason", "config"))
+    check_record(stored["status"] == "failed", f"status is {stored['status']!r}, not 'failed'")
+    check_record(stored["key"] == key, f"key is {stored['key']!r}, not the file's key {key}")
+    config = stored_config(stored["config"], key)
+    check_record(isinstance(stored["reason"], str) and stored["reason"], f"reason must be a non-empty str, got "
+                 f"{stored['reason']!r}")
+    check_record(stored.get("kind") is None or stored["kind"] in FAILURE_KINDS,
+                 f"kind is {stored.get('kind')!r}, not one of {FAILURE_KINDS}")
+    record_field(Optional(Int(0, config.epochs)), "epoch", stored.get("epoch"))
+    check_record(isinstance(stored.get("history", {}), dict), "history must be a JSON object")
+    return config
 
 
 def _result_from_file(path: Path, from_cache=True):
@@ -433,12 +664,8 @@ def non_finite_reason(model, logs=None):
     for name, value in (logs or {}).items():
         if name in ("loss", "ce") and value is not None and not math.isfinite(float(value)):
             return f"training {name} is {float(value)} (diverged)"
-    for variable in model.variables:
-        value = np.asarray(keras.ops.convert_to_numpy(variable))
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            bad = int(np.count_nonzero(~np.isfinite(value)))
-            return f"{bad} non-finite values in {variable.path} (diverged)"
-    return None
+    reason = non_finite_values((v.path, keras.ops.convert_to_numpy(v)) for v in model.variables)
+    return f"{reason} (diverged)" if reason else None
 
 
 def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=True, checkpoint=True,
@@ -472,7 +699,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         cached = load_cached(config, cache_root)
         if cached is not None:
             return cached
-        failed = find_failed(config, cache_root)
+        failed = find_failed(config, cache_root, sticky_only=True)  # an io failure is retried
         if failed is not None and not retry_failed:
             raise _failed_error(config, failed)
     store.check_writable("runs", "failed", *(("partial",) if checkpoint else ()))  # before any training
@@ -503,7 +730,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     partial = store.path("partial", store.run_name(config, ".npz"))
     history, start_epoch = None, 0
     if checkpoint and partial.exists() and not recompute:
-        history, start_epoch = _restore(partial, model, optimizer, key)
+        history, start_epoch = _restore(partial, model, optimizer, key, config)
     if history is None:
         history = {"epoch": [0], "lr": [_lr_value(optimizer, 0)], "epoch_seconds": [float("nan")]}
         if config.is_multi:
@@ -548,12 +775,16 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
                                 refresh=False)
                 bar.update(1)
     except _Diverged as exc:
-        path = _record_failure(store, config, key, exc.reason, epoch + 1, history, data)
-        raise RunFailedError(config.slug(), exc.reason, epoch + 1, path) from None
+        # The checkpoint holds the epochs that led to the divergence: a retry starts from the
+        # initial weights, not from them.
+        partial.unlink(missing_ok=True)
+        raise _failure(store, config, key, "diverged", exc.reason, epoch + 1, history, data) from None
+    except OSError as exc:  # the disk, permissions, a missing folder: not the run's fault, retried next time
+        raise _failure(store, config, key, "io", f"I/O error: {type(exc).__name__}: {exc}", epoch + 1, history,
+                       data) from exc
     except Exception as exc:  # training raised: a record too (KeyboardInterrupt is not: the run resumes)
-        reason = f"training raised {type(exc).__name__}: {exc}"
-        path = _record_failure(store, config, key, reason, epoch + 1, history, data)
-        raise RunFailedError(config.slug(), reason, epoch + 1, path) from exc
+        raise _failure(store, config, key, "raised", f"training raised {type(exc).__name__}: {exc}", epoch + 1,
+                       history, data) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -565,17 +796,27 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         "dataset_variant": data.variant, "dense_sizes": sizes, "environment": environment(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    path = store.write_json("runs", store.run_name(config), stored)
+    try:
+        path = store.write_json("runs", store.run_name(config), stored)
+    except OSError as exc:
+        raise _failure(store, config, key, "io", f"I/O error writing the finished run: {type(exc).__name__}: {exc}",
+                       config.epochs, history, data) from exc
     partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
     store.path("failed", store.run_name(config)).unlink(missing_ok=True)  # a retried failure succeeded
     return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"])
 
 
-def _record_failure(store, config, key, reason, epoch, history, data):
-    return store.write_json("failed", store.run_name(config), {
-        "key": key, "status": "failed", "reason": reason, "epoch": epoch, "config": config.to_dict(),
-        "history": history, "dataset_variant": data.variant, "environment": environment(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFailedError:
+    """Record the failure of ``kind`` in ``failed/`` and return its ``RunFailedError``. The record
+    is written if it can be: after an io failure the disk may refuse it too (then ``path`` is None)."""
+    try:
+        path = store.write_json("failed", store.run_name(config), {
+            "key": key, "status": "failed", "kind": kind, "reason": reason, "epoch": epoch, "config": config.to_dict(),
+            "history": history, "dataset_variant": data.variant, "environment": environment(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    except OSError as exc:
+        path, reason = None, f"{reason} (the failure record could not be written either: {exc})"
+    return RunFailedError(config.slug(), reason, epoch, path, kind=kind)
 
 
 class SweepResults(list):
@@ -762,7 +1003,7 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
             done, pending = {}, {}
             for i, config in enumerate(todo):
                 found = None if recompute else find_cached(config, cache_root)
-                failed = None if recompute or retry_failed else find_failed(config, cache_root)
+                failed = None if recompute or retry_failed else find_failed(config, cache_root, sticky_only=True)
                 if found is not None:
                     done[i] = _result_from_file(found)
                 elif failed is not None:
@@ -836,27 +1077,45 @@ def _save_checkpoint(path, model, optimizer, history, epochs_done, key=None):
     atomic_write(path, write)
 
 
-def _restore(path, model, optimizer, key=None):
+def _restore(path, model, optimizer, key=None, config=None):
     """``(history, epochs_done)`` restored from the checkpoint ``path``, or ``(None, 0)`` if it is
-    unreadable or belongs to another configuration (then it is moved aside, with a warning)."""
+    unreadable, belongs to another configuration or fails the checkpoint's schema (then it is
+    moved aside, with a warning, and nothing is restored).
+
+    The schema: ``epochs_done`` an int of finished epochs (with ``config``, fewer than its epochs: a
+    finished run has no checkpoint), a history of exactly those epochs (``check_history``), arrays
+    of the model's and optimizer's shapes, every one finite (a checkpoint is written only from
+    finite weights)."""
     try:
         with np.load(path) as f:
             meta = json.loads(str(f["meta"]))
             model_arrays = [f[f"model_{i}"] for i in range(len(model.variables))]
             opt_arrays = [f[f"opt_{i}"] for i in range(len(optimizer.variables))]
             extra = len([k for k in f.files if k != "meta"]) - len(model_arrays) - len(opt_arrays)
-        history, epochs_done = meta["history"], int(meta["epochs_done"])
-        for variable, value in zip([*model.variables, *optimizer.variables], [*model_arrays, *opt_arrays]):
+        check_record_object(meta, "the checkpoint's meta", ("history", "epochs_done"))
+        stored_key = meta.get("key")
+        if key is not None and stored_key is not None and stored_key != key:  # older checkpoints have no key
+            raise RecordError(f"checkpoint of another configuration (key {stored_key}, this run's is {key})")
+        maximum = config.epochs - 1 if config is not None else None
+        epochs_done = record_field(Int(1, maximum), "epochs_done", meta["epochs_done"])
+        history = meta["history"]
+        if config is not None:
+            check_history(history, config, epochs_done)
+        else:
+            check_record_object(history, "history", ("epoch",))
+            check_record(history["epoch"] == list(range(epochs_done + 1)),
+                         f"history['epoch'] must be the epochs 0..{epochs_done}, got {history['epoch']!r:.120}")
+        variables = [*model.variables, *optimizer.variables]
+        for variable, value in zip(variables, [*model_arrays, *opt_arrays]):
             if tuple(value.shape) != tuple(variable.shape):
                 raise ValueError(f"{variable.path} has shape {tuple(variable.shape)}, the checkpoint {value.shape}")
         if extra:
             raise ValueError(f"{extra} more arrays than the model and optimizer have")
-    except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError, ...
-        quarantine(path, f"{type(exc).__name__}: {exc}")
-        return None, 0
-    stored_key = meta.get("key")
-    if key is not None and stored_key is not None and stored_key != key:  # older checkpoints have no key
-        quarantine(path, f"checkpoint of another configuration (key {stored_key}, this run's is {key})")
+        reason = non_finite_values(zip([v.path for v in variables], [*model_arrays, *opt_arrays]))
+        if reason:
+            raise RecordError(f"{reason}: a checkpoint is written only from finite weights")
+    except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError, RecordError, ...
+        quarantine(path, str(exc) if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}")
         return None, 0
     for variable, value in zip([*model.variables, *optimizer.variables], [*model_arrays, *opt_arrays]):
         variable.assign(value)

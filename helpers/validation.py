@@ -15,14 +15,22 @@ Two ways to use it:
 
 * functions: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
   minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
-  ``check_budget``, ``check_int_list``, ``check_writable``;
+  ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed``, ``check_writable``;
 * specs, for notebooks (declared per notebook in ``helpers.notebook_parameters``):
   ``check_notebook_parameters(globals(), "03_smgd")``; ad hoc specs are keywords, e.g.
-  ``check_parameters(values, dict(epochs=Int(1), seeds=List(Int(0)), ks=List(Fraction())))``.
+  ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``.
+
+Epochs and seeds have one spec each, used by ``RunConfig`` and by every procedure and notebook that
+takes them (``Epochs``: at most ``MAX_EPOCHS``; ``Seed``: what Keras can seed, at most ``MAX_SEED``).
+A number too large for a float (``10**400``) is a ``ValueError`` naming the parameter, never a bare
+``OverflowError``. A notebook's check also rejects a parameter that papermill injected but the
+notebook does not have, naming the closest one (``-p epoch 3``: did you mean 'epochs'?).
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
 import math
 import numbers
 import os
@@ -32,6 +40,12 @@ from pathlib import Path
 import numpy as np
 
 PAPERMILL_LIST_HINT = "pass lists to papermill with -y, e.g. -y 'seeds: [0, 1]'"
+
+# The longest protocol of the paper is 125 epochs; a bound keeps a typo (an extra digit or three)
+# from starting a run that never ends. Raise it here if a study needs longer runs.
+MAX_EPOCHS = 1000
+# keras.utils.set_random_seed seeds NumPy's global generator, which takes seeds below 2**32.
+MAX_SEED = 2 ** 32 - 1
 
 
 def _show(value):
@@ -126,7 +140,10 @@ class Float(Spec):
     def __call__(self, name, value):
         if not _is_real(value):
             self.fail_type(name, value)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int (or Fraction) beyond the largest float, e.g. 10**400
+            self.fail_value(name, value, "; it is too large for a float")
         if not math.isfinite(value):
             self.fail_value(name, value)
         lo, hi = self.minimum, self.maximum
@@ -135,6 +152,16 @@ class Float(Spec):
         if hi is not None and (value > hi or (self.max_open and value == hi)):
             self.fail_value(name, value)
         return value
+
+
+def Epochs(minimum=1):
+    """A number of epochs in ``[minimum, MAX_EPOCHS]`` (``minimum=0``: epochs of fine-tuning that may be none)."""
+    return Int(minimum, MAX_EPOCHS)
+
+
+def Seed():
+    """A random seed Keras can use: an int in ``[0, MAX_SEED]``."""
+    return Int(0, MAX_SEED)
 
 
 def Fraction():
@@ -263,6 +290,14 @@ def check_choice(name, value, choices, normalize=None, allow_none=False):
     return (Optional(spec) if allow_none else spec)(name, value)
 
 
+def check_epochs(name, value, minimum=1):
+    return Epochs(minimum)(name, value)
+
+
+def check_seed(name, value):
+    return Seed()(name, value)
+
+
 def check_fraction(name, value):
     """A pruning fraction in [0, 1]."""
     return Fraction()(name, value)
@@ -290,24 +325,30 @@ def check_callable(name, value):
 
 
 def check_writable(folder, what="folder"):
-    """Raise ``PermissionError`` now, not after training, if files cannot be written in ``folder``.
+    """Make sure, now and not after training, that files can be written in ``folder``: raise
+    ``NotADirectoryError`` or ``PermissionError`` naming it otherwise.
 
-    A missing folder is not created: its nearest existing parent must be a writable folder
-    (a unique temporary file is created there and removed)."""
+    Symlinks are resolved first (a symlink to a missing folder is not a writable folder: writes
+    through it would fail after the work) and a missing folder is created, with its parents, so
+    the check is the first write; then a unique temporary file is created there and removed.
+    Returns ``folder``."""
     folder = Path(folder)
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise NotADirectoryError(f"the {what} {folder} cannot be created: {probe} is a file, not a folder")
     try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".write-check-", suffix=".tmp")
+        target = folder.resolve()  # follows symlinks, dangling ones too; raises on a loop
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise NotADirectoryError(f"the {what} {folder} cannot be created: its path is a symlink loop "
+                                 f"({type(exc).__name__}: {exc})") from exc
+    shown = f"{folder} (-> {target})" if target != folder.absolute() else str(folder)
+    blocking = next((p for p in [target, *target.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"the {what} {shown} cannot be created: {blocking} is a file, not a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=".write-check-", suffix=".tmp")
         os.close(fd)
         os.remove(tmp)
     except OSError as exc:
-        raise PermissionError(f"the {what} {folder} is not writable ({type(exc).__name__}: {exc}); "
+        raise PermissionError(f"the {what} {shown} is not writable ({type(exc).__name__}: {exc}); "
                               "results would be lost after the work: fix the permissions or point the "
                               "project elsewhere (MOPRUNE_ROOT)") from exc
     return folder
@@ -321,6 +362,38 @@ def check_parameters(values: dict, specs: dict) -> dict:
     return {name: spec(name, values[name]) for name, spec in specs.items()}
 
 
+def injected_parameters(namespace: dict) -> list[str]:
+    """The names papermill injected into a running notebook: the assignments of its injected
+    ``# Parameters`` cell, read from IPython's input history (``In``) in ``namespace``. Outside
+    IPython (no history) there are none."""
+    history = namespace.get("In")
+    if not isinstance(history, (list, tuple)):
+        return []
+    names = []
+    for source in history:
+        if not (isinstance(source, str) and source.lstrip().startswith("# Parameters")):
+            continue
+        try:
+            body = ast.parse(source).body
+        except SyntaxError:
+            continue
+        for node in body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def check_known_parameters(names, known, where="the notebook") -> None:
+    """Raise ``TypeError`` for the first of ``names`` that is not in ``known``, naming the closest
+    known one (a typo would otherwise run on the default)."""
+    known = sorted(known)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TypeError(f"unknown parameter {name!r} of {where}: {hint}its parameters are {', '.join(known)}")
+
+
 def check_notebook_parameters(namespace: dict, notebook: str | None = None, **specs):
     """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
 
@@ -328,9 +401,11 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
     ``"03_smgd"``) the specs are the ones declared for it in ``helpers.notebook_parameters``, the
     results cache and, when ``save_outputs`` (or ``save_figures``) is true, its output folders must
     be writable, and the return value says where this run writes (``helpers.outputs``: the
-    committed folders on the default parameters only). Keyword specs (``epochs=Int(1)``, ...) are
-    checked too. Values are only checked, never rewritten (so cache keys stay what they were).
-    Raises TypeError / ValueError naming the parameter.
+    committed folders on the default parameters only), and a name papermill injected that is not
+    one of the notebook's parameters is a ``TypeError`` naming the closest one
+    (``injected_parameters``). Keyword specs (``epochs=Epochs()``, ...) are checked too. Values are
+    only checked, never rewritten (so cache keys stay what they were). Raises TypeError /
+    ValueError naming the parameter.
 
     In a notebook, one cell right after the parameters cell::
 
@@ -344,6 +419,7 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
         if notebook not in NOTEBOOK_PARAMETERS:
             raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebook_parameters")
         specs = {**NOTEBOOK_PARAMETERS[notebook], **specs}
+        check_known_parameters(injected_parameters(namespace), specs, f"notebook {notebook}")
     check_parameters(namespace, specs)
     if notebook is None:
         return None

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import budget, data, experiments, models, pruning, runner, validation
+from helpers import budget, data, experiments, models, outputs, plotting, pruning, runner, validation
 from helpers.pruning import costs
 from helpers.runner import RunConfig, run_experiment, run_sweep
 from helpers.validation import Choice, Float, Int, List, Optional, check_notebook_parameters
@@ -64,6 +64,28 @@ def trained(**kwargs):
 
 def notebook(values, **specs):
     return lambda tmp, model: check_notebook_parameters(dict(values), **specs)
+
+
+def papermill(name, **injected):
+    """Notebook ``name``'s check cell after papermill injected ``injected``: the defaults, the
+    injected values, and the injected cell in IPython's input history (``In``)."""
+    def call(tmp, model):
+        source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in injected.items())
+        values = {**outputs.parameter_defaults(name), **injected, "In": ["", "import helpers", source]}
+        return check_notebook_parameters(values, name)
+    return call
+
+
+def symlinked_cache(target):
+    def call(tmp, model):
+        (tmp / "file").write_text("x")
+        link = tmp / "link"
+        link.symlink_to(target(tmp))
+        return run_experiment(RunConfig(**TINY), cache_dir=link, progress=False)
+    return call
+
+
+HUGE = 10 ** 400  # beyond any float
 
 
 CASES = {
@@ -153,6 +175,67 @@ CASES = {
     "nb-lr-bool": (notebook({"learning_rate": True}, learning_rate=Float(0, min_open=True)), TypeError,
                    "learning_rate"),
     "nb-missing": (notebook({}, epochs=Int(1)), NameError, "epochs"),
+    # unknown papermill parameters, with the closest valid name (issue 21)
+    "nb-unknown-epoch": (papermill("04_pareto_front", epoch=3), TypeError, "did you mean 'epochs'?"),
+    "nb-unknown-widht": (papermill("07_structured_global_iterative", widht=0.5), TypeError, "did you mean 'width'?"),
+    "nb-unknown-learningrate": (papermill("06_post_training_pruning", learningrate=0.1), TypeError,
+                                "did you mean 'learning_rate'?"),
+    "nb-unknown-per_clas": (papermill("02_data_and_models", per_clas=10), TypeError, "did you mean 'per_class'?"),
+    "nb-unknown-far-from-any": (papermill("01_biobjective_problem", zzz=1), TypeError, "'zzz'"),
+    # upper bounds of count parameters
+    "nb-per_class-200000": (papermill("02_data_and_models", per_class=200_000), ValueError, "per_class"),
+    "nb-per_class-above-mnist-smallest-class": (papermill("02_data_and_models", per_class=5500), ValueError,
+                                                "per_class"),
+    "nb-dense_points-million": (papermill("04_pareto_front", dense_points=10 ** 6), ValueError, "dense_points"),
+    "nb-epochs-million": (papermill("04_pareto_front", epochs=10 ** 6), ValueError, "epochs"),
+    "nb-workers-million": (papermill("03_smgd", workers=10 ** 6), ValueError, "workers"),
+    "nb-latency_batch-10M": (papermill("07_structured_global_iterative", latency_batch=10 ** 7), ValueError,
+                             "latency_batch"),
+    "nb-latency_repeats-billion": (papermill("06_post_training_pruning", latency_repeats=10 ** 9), ValueError,
+                                   "latency_repeats"),
+    "nb-updates-billion": (papermill("08_budget_constrained_pruning", updates=10 ** 9), ValueError, "updates"),
+    "nb-train_subset-above-cifar": (papermill("03_smgd", dataset="cifar10", train_subset=55_000), ValueError,
+                                    "train_subset"),
+    "nb-seed-2**32": (papermill("01_biobjective_problem", seed=2 ** 32), ValueError, "seed"),
+    "nb-learning_rate-huge": (papermill("04_pareto_front", learning_rate=HUGE), ValueError, "learning_rate"),
+    "nb-keyword-spec-huge": (notebook({"learning_rate": HUGE}, learning_rate=Float(0, min_open=True)), ValueError,
+                             "learning_rate"),
+    "image_grid-per_class-above-class-size": (lambda tmp, m: plotting.image_grid(
+        np.zeros((20, 28, 28, 1)), np.arange(20) % 10, data.CLASS_NAMES["mnist"], per_class=3), ValueError,
+        "per_class"),
+    # every procedure that takes epochs checks them like RunConfig
+    "knee-config-epochs-0": (lambda tmp, m: experiments.KneeSearch().config((1.0, 0.0), epochs=0), ValueError,
+                             "epochs"),
+    "knee-epochs-0": (lambda tmp, m: experiments.KneeSearch(epochs=0), ValueError, "epochs"),
+    "knee-knee_epochs-0": (lambda tmp, m: experiments.KneeSearch().knees({}, knee_epochs=0), ValueError,
+                           "knee_epochs"),
+    "knee-seeds-empty": (lambda tmp, m: experiments.KneeSearch().knee_seeds({}, seeds=[]), ValueError, "seeds"),
+    "knee-max_history-0": (lambda tmp, m: experiments.KneeSearch(max_history=0), ValueError, "max_history"),
+    "knee-grid-strings": (lambda tmp, m: experiments.KneeSearch(grid_lambda2=("a", "b")), TypeError,
+                          "grid_lambda2"),
+    "lr_ablation-epochs-0": (lambda tmp, m: experiments.lr_ablation(epochs=0), ValueError, "epochs"),
+    "post-training-epochs-0": (lambda tmp, m: experiments.PostTraining(0, 128, 1e-3), ValueError, "epochs"),
+    "structure-study-epochs-0": (lambda tmp, m: experiments.StructureStudy(0.25, 0, 4, 1e-3), ValueError, "epochs"),
+    "budget-pruning-epochs-0": (lambda tmp, m: experiments.BudgetPruning(
+        {"lenet5": dict(epochs=0, batch_size=32, learning_rate=1e-3, train_subset=None)}, {"lenet5": (2, 2)}, ["rl"]),
+        ValueError, "epochs"),
+    "budget-pruning-finetune_epochs-string": (lambda tmp, m: experiments.BudgetPruning(
+        {"lenet5": dict(epochs=1, batch_size=32, learning_rate=1e-3, train_subset=None)}, {"lenet5": (2, 2)}, ["rl"],
+        finetune_epochs="1"), TypeError, "finetune_epochs"),
+    "smgd-epochs-huge": (lambda tmp, m: experiments.smgd_comparison("mnist", epochs=HUGE), ValueError, "epochs"),
+    # huge numbers: the package's own error, never a bare OverflowError
+    "learning_rate-huge": (run(learning_rate=HUGE), ValueError, "learning_rate"),
+    "epochs-huge": (run(epochs=HUGE), ValueError, "epochs"),
+    "seed-2**32": (run(seed=2 ** 32), ValueError, "seed"),
+    "threshold-huge": (run(threshold=HUGE), ValueError, "threshold"),
+    "weights-huge": (run(weights=(HUGE, 0.1)), ValueError, "weights[0]"),
+    "trained-lr-huge": (trained(learning_rate=HUGE), ValueError, "learning_rate"),
+    "trained-seed-2**32": (trained(seed=2 ** 32), ValueError, "seed"),
+    "masks_for-huge": (lambda tmp, m: pruning.masks_for(m, HUGE), ValueError, "amount"),
+    "masks_for-per-layer-huge": (lambda tmp, m: pruning.masks_for(m, [HUGE] * 5), ValueError, "amount[0]"),
+    # a cache folder that cannot be created fails before training, naming the path
+    "cache-symlink-under-a-file": (symlinked_cache(lambda tmp: tmp / "file" / "cache"), NotADirectoryError, "file"),
+    "cache-symlink-loop": (symlinked_cache(lambda tmp: tmp / "link"), OSError, "loop"),
     # data loading arguments
     "load-subset-float": (lambda tmp, m: _REAL_LOAD("mnist", train_subset=1.5), TypeError,
                           "train_subset"),
@@ -175,7 +258,7 @@ def test_there_are_at_least_40_cases():
 def test_messages_say_what_is_allowed():
     with pytest.raises(ValueError) as info:
         RunConfig(epochs=0).resolved()
-    assert str(info.value) == "epochs must be an int >= 1, got 0 (int)"
+    assert str(info.value) == "epochs must be an int >= 1 and <= 1000, got 0 (int)"
     with pytest.raises(TypeError, match=r"pass lists to papermill with -y, e\.g\. -y 'seeds: \[0, 1\]'"):
         validation.check_int_list("seeds", "[0]")
     with pytest.raises(ValueError, match="must be one of 'mnist', 'cifar10'"):

@@ -4,6 +4,9 @@ behaviour (atomic writes, corrupt files moved aside and recomputed, the writabil
 any work) holds for every kind."""
 
 import json
+import os
+import re
+import time
 import warnings
 
 import numpy as np
@@ -158,3 +161,54 @@ def test_corrupt_weights_file_is_moved_aside_and_retrained(tmp_path, fake_mnist)
         loaded, _ = experiments.trained_model("mlp", "mnist", 1, 32, 1e-3, **args)
     for a, b in zip(again.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_orphan_temporary_files_are_removed_when_the_cache_opens(tmp_path):
+    """Temporary files left by a killed writer go when the cache opens; a live writer's (recent)
+    temporary file and every other file stay."""
+    hour_ago = time.time() - 3600
+    orphans = [tmp_path / "runs" / ".a-1.json.k2j4h5g6.tmp", tmp_path / "partial" / ".r-1.npz.zzzz9999.tmp",
+               tmp_path / "models" / ".m-1.weights.h5.ab_d1234.weights.h5",
+               tmp_path / "tables" / ".t-1.json.x1y2z3w4.tmp", tmp_path / "failed" / ".f-1.json.qwertyui.tmp",
+               tmp_path / ".write-check-abcd1234.tmp"]
+    live = tmp_path / "runs" / ".b-2.json.q1w2e3r4.tmp"
+    kept = [tmp_path / "runs" / "a-1.json", tmp_path / "runs" / "a-1.json.corrupt-20260101-000000-1-0",
+            tmp_path / "runs" / ".gitkeep", tmp_path / "notes.tmp"]
+    for path in [*orphans, live, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    for path in [*orphans, *kept]:
+        os.utime(path, (hour_ago, hour_ago))
+    ResultCache(tmp_path)
+    assert [p for p in orphans if p.exists()] == []
+    assert live.exists() and all(p.exists() for p in kept)
+
+
+def test_quarantines_in_the_same_second_never_overwrite_each_other(tmp_path):
+    path = tmp_path / "x.json"
+    for text in ("first", "second", "third"):
+        path.write_text(text)
+        with pytest.warns(CorruptCacheWarning, match="x.json"):
+            cache.quarantine(path, "test")
+    assert sorted(p.read_text() for p in tmp_path.glob("x.json.corrupt-*")) == ["first", "second", "third"]
+
+
+def test_writability_check_creates_the_folder_through_a_dangling_symlink(tmp_path):
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "a" / "b")
+    ResultCache(link).check_writable("runs")
+    assert (tmp_path / "a" / "b" / "runs").is_dir()
+    cache.write_json(link / "runs" / "x.json", {"ok": 1})  # what used to end in FileExistsError
+    assert json.loads((tmp_path / "a" / "b" / "runs" / "x.json").read_text()) == {"ok": 1}
+
+
+def test_writability_check_fails_early_naming_the_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "file" / "cache")
+    with pytest.raises(NotADirectoryError, match=re.escape(str(tmp_path / "file"))):
+        ResultCache(link).check_writable("runs")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError, match=f"{re.escape(str(loop))}.*loop"):
+        ResultCache(loop).check_writable("runs")

@@ -1,6 +1,7 @@
 """A run that fails is a record, never a result; corrupt cache files are moved aside and
 recomputed; concurrent writers of one key do not collide; the committed cache still loads."""
 
+import errno
 import json
 import threading
 
@@ -29,7 +30,7 @@ def test_diverged_run_is_a_failed_record_not_a_result(itp, tmp_path, monkeypatch
     record = json.loads(info.value.path.read_text())
     assert record["status"] == "failed" and "diverged" in record["reason"] and record["epoch"] == 1
     assert record["config"]["learning_rate"] == 1e12 and record["key"] == config.key()
-    assert runner.find_cached(config, tmp_path) is None and not (tmp_path / "runs").exists()
+    assert runner.find_cached(config, tmp_path) is None and not list((tmp_path / "runs").iterdir())
     assert runner.find_failed(config, tmp_path) == info.value.path
 
     monkeypatch.setattr(keras.Model, "fit", _no_training)  # a later call reports, never retrains
@@ -71,16 +72,21 @@ def test_training_that_raises_is_recorded(tmp_path, monkeypatch):
 
 
 def test_old_cached_runs_without_status_load_unchanged(tmp_path):
-    config = RunConfig(optimizer="madam", **TINY)
-    path = tmp_path / "runs" / f"{config.slug()}-{config.key()}.json"
+    """A committed record from before the status field (copied: the committed file is only read)."""
+    old = next((p for p in sorted((cache.default_cache_dir() / "runs").glob("*.json"))
+                if "status" not in json.loads(p.read_text())), None)
+    if old is None:
+        pytest.skip("no committed record without a status")
+    path = tmp_path / "runs" / old.name
     path.parent.mkdir(parents=True)
-    stored = {"key": config.key(), "config": config.resolved().to_dict(), "summary": {"test_acc": 0.5},
-              "history": {"epoch": [0, 1]}}
-    path.write_text(json.dumps(stored))
-    before = path.read_bytes()
-    result = runner.load_cached(config, tmp_path)
-    assert result.summary == {"test_acc": 0.5} and result.from_cache
-    assert path.read_bytes() == before
+    path.write_bytes(old.read_bytes())
+    stored = json.loads(old.read_text())
+    config = dict(stored["config"])
+    if isinstance(config["weights"], list):
+        config["weights"] = tuple(config["weights"])
+    result = runner.load_cached(RunConfig(**config), tmp_path)
+    assert result.summary == stored["summary"] and result.from_cache
+    assert path.read_bytes() == old.read_bytes()
 
 
 @pytest.mark.parametrize("content", ["", '{"key": "abc", "conf', "[1, 2]", '{"key": 1}'])
@@ -201,3 +207,98 @@ def test_every_committed_cached_run_is_still_found():
     # globbed, not find_cached: this test must never move a committed file aside
     missing = [c.slug() for c in configs if not list((root / "runs").glob(f"*-{c.key()}.json"))]
     assert not missing
+
+
+# Failures have kinds: diverged (non-finite loss or weights), raised (training raised) and io (the
+# disk, permissions, a missing folder); io failures are not sticky.
+
+
+@pytest.mark.needs_data("mnist")
+def test_full_disk_is_an_io_failure_that_the_next_call_retries(tmp_path, monkeypatch):
+    config = RunConfig(optimizer="adam", **{**TINY, "epochs": 2})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner, "_save_checkpoint", disk_full)
+    with pytest.raises(RunFailedError, match="No space left on device") as info:
+        run_experiment(config, cache_dir=tmp_path, progress=False)
+    assert info.value.kind == "io" and "next call" in str(info.value)
+    record = json.loads(info.value.path.read_text())
+    assert record["kind"] == "io" and record["status"] == "failed"
+    monkeypatch.undo()  # space is freed
+    result = run_experiment(config, cache_dir=tmp_path, progress=False)  # no retry_failed needed
+    assert not result.from_cache and result.summary["epochs"] == 2
+    assert runner.find_failed(config, tmp_path) is None
+
+
+@pytest.mark.needs_data("mnist")
+def test_io_failure_is_retried_by_the_next_sweep(tmp_path, monkeypatch):
+    config = RunConfig(optimizer="adam", **TINY)
+    real_write = runner.ResultCache.write_json
+
+    def runs_unwritable(self, kind, name, obj):
+        if kind == "runs":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self.root / kind / name))
+        return real_write(self, kind, name, obj)
+
+    monkeypatch.setattr(runner.ResultCache, "write_json", runs_unwritable)
+    with pytest.warns(RuntimeWarning, match="FAILED"), pytest.raises(RuntimeError, match="every run"):
+        run_sweep([config], cache_dir=tmp_path, progress=False)
+    assert runner._failed_error(config, runner.find_failed(config, tmp_path)).kind == "io"
+    monkeypatch.undo()
+    (result,) = run_sweep([config], cache_dir=tmp_path, progress=False)
+    assert not result.from_cache
+
+
+@pytest.mark.needs_data("mnist")
+def test_diverged_run_discards_its_checkpoint_so_a_retry_starts_fresh(tmp_path, monkeypatch):
+    config = RunConfig(optimizer="adam", **{**TINY, "epochs": 3})
+    real_check, checks = runner.non_finite_reason, []
+
+    def diverges_in_epoch_2(model, logs=None):
+        checks.append(1)
+        return "training loss is nan (diverged)" if len(checks) == 2 else real_check(model, logs)
+
+    monkeypatch.setattr(runner, "non_finite_reason", diverges_in_epoch_2)
+    with pytest.raises(RunFailedError, match="diverged") as info:
+        run_experiment(config, cache_dir=tmp_path, progress=False)
+    assert info.value.kind == "diverged" and info.value.epoch == 2
+    assert json.loads(info.value.path.read_text())["kind"] == "diverged"
+    partial = tmp_path / "partial" / runner.ResultCache.run_name(config, ".npz")
+    assert not partial.exists()  # the epoch-1 checkpoint led to the divergence: not resumed
+
+    monkeypatch.setattr(runner, "non_finite_reason", real_check)
+    fit, starts = keras.Model.fit, []
+
+    def spy(model, *args, **kwargs):
+        starts.append(kwargs.get("initial_epoch"))
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    with pytest.raises(RunFailedError, match="retry_failed"):  # diverged is sticky
+        run_experiment(config, cache_dir=tmp_path, progress=False)
+    result = run_experiment(config, cache_dir=tmp_path, progress=False, retry_failed=True)
+    assert starts[0] == 0 and result.history["epoch"] == [0, 1, 2, 3]
+
+
+@pytest.mark.needs_data("mnist")
+def test_training_that_raises_is_a_raised_failure(tmp_path, monkeypatch):
+    def broken_fit(*args, **kwargs):
+        raise MemoryError("simulated out of memory")
+
+    monkeypatch.setattr(keras.Model, "fit", broken_fit)
+    config = RunConfig(optimizer="adam", **TINY)
+    with pytest.raises(RunFailedError, match="MemoryError") as info:
+        run_experiment(config, cache_dir=tmp_path, progress=False)
+    assert info.value.kind == "raised" and json.loads(info.value.path.read_text())["kind"] == "raised"
+    with pytest.raises(RunFailedError, match="retry_failed"):  # sticky until asked
+        run_experiment(config, cache_dir=tmp_path, progress=False)
+
+
+@pytest.mark.needs_data("mnist")
+def test_a_cache_folder_that_is_a_dangling_symlink_is_created_and_used(tmp_path):
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "elsewhere" / "cache")
+    result = run_experiment(RunConfig(optimizer="adam", **TINY), cache_dir=link, progress=False)
+    assert result.path.exists() and (tmp_path / "elsewhere" / "cache" / "runs" / result.path.name).exists()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..validation import Bool, Budget, Callable, Choice, Float, Int, List, check_float, check_int, check_parameters
-from .training import trained_model
+from ..validation import (Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_epochs,
+                          check_float, check_int, check_parameters)
+from .training import TRAINING_SPECS, trained_model
 
 BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10"}
 
@@ -59,7 +60,7 @@ def finetune_masked(model, masks, x, y, epochs, batch_size, learning_rate, seed=
 
     from ..pruning import attach_masks, detach_masks
 
-    epochs = check_int("epochs", epochs, minimum=0)
+    epochs = check_epochs("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
     if epochs == 0:
@@ -100,7 +101,7 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
         episode_finetune_lr=episode_finetune_lr, progress=progress), dict(
         budget=Budget() if fraction_cost else Float(0.0, min_open=True),
         methods=List(Choice(*BUDGET_METHODS), unique=True),
-        eval_size=Int(1), updates=Int(1), episodes_per_update=Int(2), seed=Int(0), finetune_epochs=Int(0),
+        eval_size=Int(1), updates=Int(1), episodes_per_update=Int(2), seed=Seed(), finetune_epochs=Epochs(0),
         finetune_batch=Int(1), finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
         episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool()))
     budget, methods = checked["budget"], checked["methods"]
@@ -164,6 +165,17 @@ class BudgetPruning:
         unknown = sorted(set(pretrain) - set(BUDGET_DATASETS))
         if unknown:
             raise ValueError(f"unknown models {unknown}; choose from {sorted(BUDGET_DATASETS)}")
+        # Everything is checked now, as trained_model and prune_to_budget would check it on a
+        # cache miss (after the work of other budgets).
+        check_parameters(dict(methods=methods, validation_size=validation_size, eval_size=eval_size,
+                              episodes_per_update=episodes_per_update, finetune_epochs=finetune_epochs, seed=seed,
+                              recompute=recompute),
+                         dict(methods=List(Choice(*BUDGET_METHODS), unique=True), validation_size=Int(1),
+                              eval_size=Int(1), episodes_per_update=Int(2), finetune_epochs=Epochs(0), seed=Seed(),
+                              recompute=Bool()))
+        for name in pretrain:
+            check_parameters({"seed": seed, **pretrain[name]}, TRAINING_SPECS)
+            Tuple(Int(1), Int(0))(f"search[{name!r}] (updates, episode_finetune_steps)", search.get(name))
         self.pretrain, self.search, self.methods = pretrain, search, list(methods)
         self.validation_size, self.eval_size, self.episodes_per_update = validation_size, eval_size, episodes_per_update
         self.finetune_epochs, self.seed, self.recompute = finetune_epochs, seed, recompute

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ..validation import Bool, Choice, Float, Int, Optional, check_int, check_parameters
+from ..validation import Bool, Choice, Epochs, Float, Int, Optional, Seed, check_int, check_parameters
+
+# The arguments of trained_model that procedures pass on (BudgetPruning checks them when built).
+TRAINING_SPECS = dict(epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), seed=Seed(),
+                      train_subset=Optional(Int(1)))
 
 
 def weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None, model_kwargs=None,
@@ -36,8 +40,7 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     checked = check_parameters(
         dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
              train_subset=train_subset, recompute=recompute, progress=progress, optimizer=optimizer),
-        dict(model_name=Choice(*MODELS), epochs=Int(1), batch_size=Int(1), learning_rate=Float(0.0, min_open=True),
-             seed=Int(0), train_subset=Optional(Int(1)), recompute=Bool(), progress=Bool(),
+        dict(model_name=Choice(*MODELS), **TRAINING_SPECS, recompute=Bool(), progress=Bool(),
              optimizer=Choice("adam", "sgd")))
     dataset = data_lib.check_dataset_name(dataset)
     for name, value in (("model_kwargs", model_kwargs), ("data_kwargs", data_kwargs)):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import pareto
 from ..runner import RunConfig, run_experiment
-from ..validation import check_bool, check_float, check_int
+from ..validation import Float, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
 
 # The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
 ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 1e-3, 3e-3, 5e-3, 7e-3, 9e-3,
@@ -121,10 +121,9 @@ class KneeSearch:
             raise ValueError(f"protocol must be 'faithful' or 'clean', got {self.protocol!r}")
         if self.select_on not in ("test", "val"):
             raise ValueError(f"select_on must be 'test' or 'val', got {self.select_on!r}")
-        weights = self.grid_weights
-        if len(weights) < 2 or not all(0 <= w <= 1 for w in weights):
-            raise ValueError("grid_lambda2 needs at least two values in [0, 1]")
-        self.config((1.0, 0.0))  # validates the run settings before any training
+        check_int("max_history", self.max_history, minimum=1)
+        Optional(List(Float(0.0, 1.0), min_length=2))("grid_lambda2", self.grid_lambda2)
+        self.config((1.0, 0.0))  # validates the run settings (epochs, seed, ...) as RunConfig does, before any training
 
     @property
     def grid_weights(self):
@@ -135,7 +134,9 @@ class KneeSearch:
         return ("original", False) if self.protocol == "faithful" else ("convex", True)
 
     def config(self, weights, epochs=None, seed=None):
-        return weighted_sum_run(weights[1], lambda1=weights[0], epochs=epochs or self.epochs,
+        """The run of ``weights`` (lambda1, lambda2); ``epochs`` and ``seed`` default to the search's
+        (None, never 0, means the default: epochs=0 is an error, as in ``RunConfig``)."""
+        return weighted_sum_run(weights[1], lambda1=weights[0], epochs=self.epochs if epochs is None else epochs,
                                 seed=self.seed if seed is None else seed, learning_rate=self.learning_rate,
                                 train_subset=self.train_subset,
                                 validation_size=10_000 if self.select_on == "val" else 0,
@@ -167,6 +168,9 @@ class KneeSearch:
         """Each search's knee by both rules, retrained for ``knee_epochs``: (table, runs by (method, rule))."""
         import pandas as pd
 
+        check_epochs("knee_epochs", knee_epochs)
+        check_bool("recompute", recompute)
+
         rows, runs = [], {}
         for method, result in found.items():
             for rule, pick in pareto.pick_knees(result.candidates).items():
@@ -182,6 +186,10 @@ class KneeSearch:
     def knee_seeds(self, knee_runs, seeds=(0, 1, 2), knee_epochs=30, recompute=False):
         """Every distinct clean-rule knee retrained from each seed: mean and sample std."""
         import pandas as pd
+
+        seeds = List(Seed(), unique=True)("seeds", seeds)
+        check_epochs("knee_epochs", knee_epochs)
+        check_bool("recompute", recompute)
 
         clean = {}
         for (method, rule), run in knee_runs.items():
