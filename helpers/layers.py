@@ -1,22 +1,121 @@
-"""Layer queries shared by pruning, compaction and costs: which layers a model has, in order,
-and which of them pruning touches.
+"""Layer and weight queries shared by pruning, compaction and costs: which layers a model has, in
+order, which weights they own, and which of them pruning touches.
 
-Nested models (a ``keras.Model`` used as a layer) are walked into, so a query sees the layers
-that own the weights.
+Nested models (a ``keras.Model`` used as a layer) and the sublayers of composite layers
+(``MultiHeadAttention``'s projections, an RNN's cell) are walked into, so a query sees the layers
+that own the weights. Every weight has a **key** that is unique in the model and survives a
+``.keras`` save and load: the names of the layers that lead to it and the variable's own name,
+``"encoder/fc/kernel"``. (Keras' own ``variable.path`` is not unique: two nested models with a
+``Dense`` named ``fc`` both give ``fc/kernel`` after reloading.) For a layer of the top-level model
+the key is ``variable.path`` (``"hidden1/kernel"``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
+
+# Weights that carry a layer's connections (pruned by unstructured masks): the variable's
+# attribute -> the layer attribute holding its constraint (what a layer's config saves).
+KERNEL_ATTRIBUTES = {"kernel": "kernel_constraint", "depthwise_kernel": "depthwise_constraint",
+                     "pointwise_kernel": "pointwise_constraint", "embeddings": "embeddings_constraint",
+                     "recurrent_kernel": "recurrent_constraint"}
+# Per-unit weights a structured mask also covers.
+VECTOR_ATTRIBUTES = {"bias": "bias_constraint", "gamma": "gamma_constraint", "beta": "beta_constraint",
+                     "moving_mean": None, "moving_variance": None}
+
+
+@dataclass(frozen=True)
+class WeightRef:
+    """One weight of a model: its unique key, the variable, the layer that owns it, the owning
+    layer's key, the variable's attribute on the layer and the layer attribute of its constraint
+    (None when the layer has none)."""
+
+    key: str
+    variable: object
+    layer: object
+    layer_key: str
+    attribute: str
+    constraint_attribute: str | None
+
+    @property
+    def is_kernel(self):
+        return self.attribute in KERNEL_ATTRIBUTES
+
+
+def _sublayers(layer):
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    return list(getattr(layer, "_layers", []) or [])
+
+
+def named_layers(model, prefix=""):
+    """``(key, layer)`` for every layer of ``model`` that owns weights or has no sublayers, in
+    order, descending into nested models and composite layers; a layer's key is the names of the
+    layers leading to it joined by ``/``."""
+    for layer in _sublayers(model):
+        key = f"{prefix}{layer.name}"
+        children = _sublayers(layer)
+        if not children or not isinstance(layer, keras.Model):
+            yield key, layer
+        if children:
+            yield from named_layers(layer, prefix=f"{key}/")
 
 
 def all_layers(model):
-    """Every non-model layer of ``model`` in order, descending into nested models."""
+    """Every non-model layer of ``model`` in order, descending into nested models (not into the
+    sublayers of composite layers: those are reached through ``named_layers``)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from all_layers(layer)
         else:
             yield layer
+
+
+def _attribute_of(layer, variable):
+    for attribute in (*KERNEL_ATTRIBUTES, *VECTOR_ATTRIBUTES):
+        try:
+            candidate = getattr(layer, attribute, None)
+        except Exception:  # a property that raises (a quantized or unbuilt layer)
+            continue
+        if candidate is variable:
+            return attribute
+    return None
+
+
+def weights(model):
+    """``{key: WeightRef}`` of every weight of ``model`` that a layer owns directly, in order."""
+    table = {}
+    for layer_key, layer in named_layers(model):
+        if not layer.built:
+            continue
+        own = list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))
+        for variable in own:
+            attribute = _attribute_of(layer, variable)
+            name = attribute or variable.name
+            constraint_attribute = {**KERNEL_ATTRIBUTES, **VECTOR_ATTRIBUTES}.get(attribute)
+            if attribute == "kernel" and not hasattr(layer, "kernel_constraint"):
+                constraint_attribute = "depthwise_constraint"  # DepthwiseConv's kernel
+            if constraint_attribute is not None and not hasattr(layer, constraint_attribute):
+                constraint_attribute = None
+            key = f"{layer_key}/{name}"
+            table[key] = WeightRef(key, variable, layer, layer_key, attribute or name, constraint_attribute)
+    return table
+
+
+def kernel_weights(model):
+    """The ``WeightRef`` of every connection weight (``KERNEL_ATTRIBUTES``) of ``model``, in order."""
+    return [ref for ref in weights(model).values() if ref.is_kernel]
+
+
+def skipped_layers(model):
+    """Keys of the layers with trainable weights of which none is a known kernel, bias or
+    normalisation weight: what unstructured pruning and ``sparsity`` do not touch (a user's
+    custom layer, PReLU's slopes)."""
+    known = {ref.layer_key for ref in weights(model).values() if ref.attribute in {**KERNEL_ATTRIBUTES, **VECTOR_ATTRIBUTES}}
+    return [key for key, layer in named_layers(model)
+            if layer.built and getattr(layer, "_trainable_variables", None) and key not in known]
 
 
 def dense_layers(model):
@@ -32,9 +131,18 @@ def conv_layers(model):
 PRUNABLE = (keras.layers.Dense, keras.layers.Conv2D)
 
 
+def output_layers(model):
+    """Names of the kernel layers whose output channels reach the model's outputs, found from the
+    graph (``helpers.pruning.dependency``), not from the order the layers were defined in."""
+    from .pruning.dependency import DependencyGraph
+
+    return DependencyGraph.of(model).output_layers()
+
+
 def prunable_layers(model, layers=None, include_output=False, ignored_layers=None):
     """Dense and Conv2D layers to prune, in order: ``layers`` by name if given, else all but the
-    last (output) one unless ``include_output``; minus ``ignored_layers`` (names or layers)."""
+    output layers (``output_layers``) unless ``include_output``; minus ``ignored_layers`` (names
+    or layers)."""
     candidates = [layer for layer in all_layers(model) if isinstance(layer, PRUNABLE)]
     names = {layer.name for layer in candidates}
     ignored = {getattr(item, "name", item) for item in (ignored_layers or ())}
@@ -44,14 +152,18 @@ def prunable_layers(model, layers=None, include_output=False, ignored_layers=Non
             raise ValueError(f"no prunable (Dense/Conv2D) layer named {sorted(unknown)}; have {sorted(names)}")
     if layers is not None:
         selected = [layer for layer in candidates if layer.name in set(layers)]
+    elif include_output:
+        selected = candidates
     else:
-        selected = candidates if include_output else candidates[:-1]
+        outputs = set(output_layers(model))
+        selected = [layer for layer in candidates if layer.name not in outputs]
     return [layer for layer in selected if layer.name not in ignored]
 
 
 def output_layer(model):
-    """The name of the model's last Dense/Conv2D layer (the classifier, usually left unpruned)."""
-    candidates = [layer for layer in all_layers(model) if isinstance(layer, PRUNABLE)]
-    if not candidates:
-        raise ValueError(f"{model.name} has no Dense or Conv2D layer")
-    return candidates[-1].name
+    """The name of the model's output kernel layer (the classifier, usually left unpruned), from
+    the graph; the last one if the model has several outputs."""
+    names = output_layers(model)
+    if not names:
+        raise ValueError(f"{model.name} has no kernel layer that produces its outputs")
+    return names[-1]

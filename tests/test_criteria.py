@@ -138,12 +138,21 @@ def test_budget_environment_masks_equal_the_replaced_ones(network):
 
 def test_criteria_axes_and_ignored_layers():
     model = NETWORKS["lenet5"]()
-    masks = pruning.masks_for(model, 0.5, granularity="filter", ignored_layers=["denselayer3", "denselayer1"])
+    masks = pruning.masks_for(model, 0.5, granularity="filter", ignored_layers=["denselayer3", "denselayer1"],
+                              members="producers")
     assert set(masks) == {"conv1/kernel", "conv1/bias", "conv2/kernel", "conv2/bias", "denselayer2/kernel",
                           "denselayer2/bias"}
+    # every member of a group: the consumers' input slices too (denselayer1 reads conv2 through Flatten)
+    coupled = pruning.masks_for(model, 0.5, granularity="filter", ignored_layers=["denselayer3", "denselayer1"])
+    assert set(coupled) == set(masks) | {"denselayer1/kernel", "denselayer1/bias", "denselayer3/kernel",
+                                         "denselayer3/bias"}
+    flat_rows = ~coupled["denselayer1/kernel"].all(axis=1)  # (positions x 16 channels) rows removed
+    np.testing.assert_array_equal(flat_rows, np.tile(~coupled["conv2/bias"], flat_rows.size // 16))
+    assert coupled["denselayer1/bias"].all() and coupled["denselayer3/bias"].all()
     conv1 = model.get_layer("conv1").kernel.numpy()
     l1 = np.abs(conv1).reshape(-1, 6).sum(axis=0)
-    by_l1 = pruning.masks_for(model, 0.5, importance="l1", granularity="filter", layers=["conv1"])["conv1/bias"]
+    by_l1 = pruning.masks_for(model, 0.5, importance="l1", granularity="filter", layers=["conv1"],
+                              members="producers")["conv1/bias"]
     assert l1[~by_l1].max() <= l1[by_l1].min() and (~by_l1).sum() == 3
     layer_and_global = [pruning.masks_for(model, 0.8, scope=s, ignored_layers=[model.get_layer("denselayer3")])
                         for s in ("layer", "global")]
@@ -151,7 +160,7 @@ def test_criteria_axes_and_ignored_layers():
         sum(int(0.8 * np.prod(model.get_layer(n).kernel.shape)) for n in ("conv1", "conv2", "denselayer1", "denselayer2"))
     per_layer = pruning.masks_for(model, [0.1, 0.2, 0.3, 0.4, 0.5])
     assert [round(1 - m.mean(), 1) for m in per_layer.values()] == [0.1, 0.2, 0.3, 0.4, 0.5]
-    for bad in (dict(importance="taylor"), dict(granularity="channel"), dict(scope="network"),
+    for bad in (dict(importance="taylor"), dict(importance="hessian"), dict(granularity="channel"), dict(scope="network"),
                 dict(scope="global", include_bias=True), dict(normalize="fan_in"), dict(ignored_layers=["nope"])):
         with pytest.raises(ValueError):
             pruning.masks_for(model, 0.5, **bad)

@@ -49,13 +49,21 @@ def test_global_masks_use_one_threshold():
 
 def test_unit_masks_drop_whole_columns_by_l2_norm():
     model = small_mlp()
-    masks = hidden_masks(model, 0.25, granularity="unit")
+    masks = hidden_masks(model, 0.25, granularity="unit", members="producers")
     kernel = model.get_layer("hidden2").kernel.numpy()
     keep_units = masks["hidden2/bias"]
     assert (~keep_units).sum() == 12
     assert np.all(masks["hidden2/kernel"] == keep_units[None, :])
     norms = np.linalg.norm(kernel, axis=0)
     assert norms[~keep_units].max() <= norms[keep_units].min()
+    # the whole group (Torch-Pruning's default): a unit is scored over its incoming column and its
+    # outgoing row, and both are masked
+    coupled = hidden_masks(model, 0.25, granularity="unit")
+    keep2, keep3 = coupled["hidden2/bias"], coupled["hidden3/bias"]
+    np.testing.assert_array_equal(coupled["hidden3/kernel"], keep2[:, None] & keep3[None, :])
+    outgoing = model.get_layer("hidden3").kernel.numpy()
+    group_norms = np.sqrt(np.square(kernel).sum(axis=0) + np.square(outgoing).sum(axis=1))
+    assert group_norms[~keep2].max() <= group_norms[keep2].min()
     cnn = models.cifar_cnn(width=0.05)
     filters = pruning.masks_for(cnn, 0.5, granularity="filter", layers=["conv2"])
     assert filters["conv2/kernel"].shape == tuple(cnn.get_layer("conv2").kernel.shape)
@@ -248,7 +256,7 @@ def test_iterative_pruning_compounds(tiny_images):
 
 def test_effective_sparsity_counts_dead_units():
     model = small_mlp()
-    pruning.apply_masks(model, hidden_masks(model, 0.5, granularity="unit"))
+    pruning.apply_masks(model, hidden_masks(model, 0.5, granularity="unit", members="producers"))
     nominal = pruning.sparsity(model)["total"]
     # half the units of each hidden layer are dead, so half the rows of the next layer are dead too
     sizes = [784 * 64, 64 * 48, 48 * 32, 32 * 16, 16 * 10]
@@ -312,9 +320,20 @@ def test_compaction_folds_batchnorm_constants_and_refuses_inexact_cases(rng):
     images = rng.random((4, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(compact(vgg)[0].predict_on_batch(images), vgg.predict_on_batch(images), atol=1e-5)
     # ... but a nonzero BN shift makes it a constant feeding a 'same'-padded conv: not exact, refused
+    # ... and with group masks the readers' input slices are zero too, so whatever BN adds to a
+    # removed channel never reaches them: still exact.
     vgg.get_layer("bn1_1").beta.assign(np.full(32, 0.1, "float32"))
-    with pytest.raises(NotImplementedError, match="padding"):
-        compact(vgg)
+    np.testing.assert_allclose(compact(vgg)[0].predict_on_batch(images), vgg.predict_on_batch(images), atol=1e-5)
+    # Producer-only masks (the classic filter) leave the readers' slices: BN's shift is then a
+    # constant read by a 'same'-padded conv, which no bias can replace at the borders, so those
+    # filters are kept (the model stays exact) instead of being removed.
+    vgg = models.vgg()
+    pruning.apply_masks(vgg, hidden_masks(vgg, 0.5, granularity="unit", members="producers"))
+    vgg.get_layer("bn1_1").beta.assign(np.full(32, 0.1, "float32"))
+    small, report = compact(vgg)
+    assert {r["layer"]: r["kept"] for r in report}["conv1_1"] == 32
+    assert {r["layer"]: r["kept"] for r in report}["conv1_2"] == 16
+    np.testing.assert_allclose(small.predict_on_batch(images), vgg.predict_on_batch(images), atol=1e-5)
 
 
 def test_costs():
@@ -327,20 +346,57 @@ def test_costs():
     assert costs.latency(model, batch_size=4, repeats=3, warmup=1) > 0
 
 
-def test_compaction_names_the_layer_it_cannot_handle():
+def test_compaction_through_a_residual_add_and_around_a_layer_it_cannot_follow():
     import keras
 
-    from helpers.pruning import compact
+    from helpers.pruning import DependencyGraph, compact
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
     y = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
     x = keras.layers.Add(name="residual_add")([x, y])
     outputs = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x))
-    with pytest.raises(NotImplementedError, match="residual_add"):
-        compact(keras.Model(inputs, outputs))
+    model = keras.Model(inputs, outputs)
+    masks = pruning.masks_for(model, 0.5, granularity="filter")
+    assert not masks["conv_a/bias"][2:].all() or not masks["conv_a/bias"][:2].all()
+    np.testing.assert_array_equal(masks["conv_a/bias"], masks["conv_b/bias"])  # the Add couples them
+    pruning.apply_masks(model, masks)
+    small, report = compact(model)
+    assert {r["layer"]: r["kept"] for r in report} == {"conv_a": 2, "conv_b": 2, "head": 2}
+    x = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(small.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+    # LayerNormalization over the channels: removing one changes its statistics, so the graph
+    # blocks the channels it reads, says why, and compaction keeps them
     inputs = keras.Input((4,))
     x = keras.layers.Dense(3, name="d1")(inputs)
     x = keras.layers.LayerNormalization(name="norm")(x)
-    with pytest.raises(NotImplementedError, match="LayerNormalization.*norm"):
-        compact(keras.Model(inputs, keras.layers.Dense(2)(x)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    graph = DependencyGraph.of(model)
+    assert graph.groups == [] and any("LayerNormalization" in r and "norm" in r for r in graph.blocked)
+    model.get_layer("d1").kernel.assign(np.zeros((4, 3), "float32"))
+    assert compact(model)[1][0] == {"layer": "d1", "kept": 3, "of": 3}
+
+
+def test_seed003_table_prunes_the_seeds_layers_in_place_order(rng):
+    """Seed 003's three experiments: conv1 only, fc2 only, every kernel (the output layer too);
+    the seed's in-place pruning for increasing amounts equals one-shot masks at each amount."""
+    from types import SimpleNamespace
+
+    from helpers import experiments
+
+    model = models.cifar_cnn(width=0.05)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = SimpleNamespace(x_test=rng.random((20, 32, 32, 3), dtype=np.float32), y_test=rng.integers(0, 10, 20))
+    rows = experiments.seed003_table(model, data, targets=(0.3, 0.9))
+    assert [(r["experiment"], r["target"]) for r in rows] == [
+        ("dense", 0.0), ("conv1 only", 0.3), ("conv1 only", 0.9), ("fc2 only", 0.3), ("fc2 only", 0.9),
+        ("all layers", 0.3), ("all layers", 0.9)]
+    assert rows[-1]["zip_kib"] < rows[0]["zip_kib"] and all(0 <= r["test_acc"] <= 1 for r in rows)
+    trained = model.get_weights()
+    pruning.apply_masks(model, pruning.masks_for(model, 0.3))
+    pruning.apply_masks(model, pruning.masks_for(model, 0.9))  # in place, after the 0.3 step
+    in_place = [w == 0 for w in model.get_weights()]
+    model.set_weights(trained)
+    pruning.apply_masks(model, pruning.masks_for(model, 0.9))
+    for a, b in zip(in_place, [w == 0 for w in model.get_weights()]):
+        np.testing.assert_array_equal(a, b)

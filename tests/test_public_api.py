@@ -52,7 +52,8 @@ def test_readme_example_runs_and_does_what_it_says(example):
         assert np.all(value[~mask] == 0)
     assert model.get_layer("hidden").kernel.constraint.threshold == 1e-3  # ITP and mask together
     assert reloaded.get_layer("hidden").kernel.constraint.threshold == 1e-3
-    assert example["small"].count_params() < example["chain"].count_params()
+    assert [row["kept"] for row in example["report"]] == [4, 4, 8, 4]  # through the residual Add
+    assert example["small"].count_params() < example["plain"].count_params()
 
 
 def test_stripped_model_loads_without_helpers(example):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..validation import Bool, Fraction, Int, List, check_parameters
-from .training import trained_model
+from ..validation import Bool, Epochs, Fraction, Int, List, check_parameters
+from .training import TRAINING_SPECS, trained_model
 
 SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 
@@ -31,8 +31,8 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
 
     checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
                                     prune_bias=prune_bias, progress=progress),
-                               dict(ks=List(Fraction()), finetune_epochs=Int(0), batch_size=Int(1), prune_bias=Bool(),
-                                    progress=Bool()))
+                               dict(ks=List(Fraction()), finetune_epochs=Epochs(0), batch_size=Int(1),
+                                    prune_bias=Bool(), progress=Bool()))
     ks = checked["ks"]
     trained = model.get_weights()
     optimizer_config = model.optimizer.get_config() if model.optimizer else None
@@ -66,6 +66,9 @@ class PostTraining:
     The cache keys are the configurations the notebook has always used."""
 
     def __init__(self, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
+        # Checked now, as trained_model would check them, not when a cache miss first trains.
+        check_parameters(dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                              train_subset=train_subset, recompute=recompute), dict(TRAINING_SPECS, recompute=Bool()))
         self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
         self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
         self._trained = {}
@@ -144,4 +147,10 @@ def post_training_masks(model, method, variant, k, prune_bias=True):
     return masks_for(model, k, importance="l2" if method == "unit" else "magnitude", granularity=granularity,
                      scope=scope, ignored_layers=[output_layer(model)],
                      include_bias=prune_bias and method == "weight" and scope == "layer",
-                     normalize="fan_in" if granularity == "unit" and scope == "global" else None)
+                     normalize="fan_in" if granularity == "unit" and scope == "global" else None,
+                     **(_SEED_UNITS if granularity == "unit" else {}))
+
+
+# The seeds rank a unit by its own incoming weights and mask only its producing side, and put no
+# cap on how many units a layer loses (REPRODUCTION_NOTES.md, seeds 002/003).
+_SEED_UNITS = dict(members="producers", max_ratio=1.0)

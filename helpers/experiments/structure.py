@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
-from ..validation import Bool, Choice, Float, Fraction, Int, List, check_parameters
-from .training import trained_model
+from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, check_parameters
+from .post_training import _SEED_UNITS
+from .training import TRAINING_SPECS, trained_model
 
 SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
+
+
+# Seed 003's three experiments: which layers l1_unstructured prunes (the seed's printed table).
+SEED003_EXPERIMENTS = {"conv1 only": ["conv1"], "fc2 only": ["fc2"], "all layers": None}
+# Its printed test accuracies (%), per experiment and sparsity (REPRODUCTION_NOTES.md, seed 003).
+SEED003_PRINTED = {"conv1 only": (57.74, 57.74, 57.74, 57.74, 48.65, 22.90),
+                   "fc2 only": (68.07, 68.21, 68.16, 68.10, 68.13, 67.77),
+                   "all layers": (67.98, 67.46, 63.14, 54.83, 40.17, 11.39)}
+
+
+def seed003_table(model, data, targets=SEED003_TARGETS, experiments=SEED003_EXPERIMENTS):
+    """Seed 003 at its own protocol: per-layer ``l1_unstructured`` (weights only, biases kept) of
+    the trained network at each sparsity, without retraining, for each experiment's layers (all
+    kernels, the output layer included, for ``"all layers"``). The seed prunes one network in
+    place for increasing amounts with ``prune.remove`` after each step; the zeros it made are
+    the smallest magnitudes, so that is the one-shot mask at each amount, computed here from the
+    trained weights. Rows: experiment, target, test_acc, the deflate-zipped size of the weights
+    (KiB, as the seed zips its state_dict), and the dense network's row."""
+    import io
+    import zipfile
+
+    from .. import pruning
+
+    def zipped_kib():
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for index, weight in enumerate(model.get_weights()):
+                archive.writestr(f"w{index}.npy", weight.astype("float32").tobytes())
+        return len(buffer.getvalue()) / 1024
+
+    def accuracy():
+        return float(model.evaluate(data.x_test, data.y_test, batch_size=500, verbose=0)[1])
+
+    trained = model.get_weights()
+    rows = [{"experiment": "dense", "target": 0.0, "test_acc": accuracy(), "zip_kib": zipped_kib()}]
+    for name, layers in experiments.items():
+        for target in targets:
+            model.set_weights(trained)
+            pruning.apply_masks(model, pruning.masks_for(model, target, layers=layers))
+            rows.append({"experiment": name, "target": target, "test_acc": accuracy(), "zip_kib": zipped_kib()})
+    model.set_weights(trained)
+    return rows
 
 
 def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
@@ -16,7 +59,8 @@ def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
     weights, table = model.get_weights(), {}
     for method in methods:
         pruning.apply_masks(model, structure_masks(model, method, target))
-        table[method.replace("_", " ")] = {k: v for k, v in pruning.sparsity(model).items() if k != "total"}
+        table[method.replace("_", " ")] = {k: v for k, v in pruning.sparsity(model).items()
+                                                   if k not in ("total", "skipped")}
         model.set_weights(weights)
     return table
 
@@ -30,7 +74,8 @@ def structure_masks(model, method, target):
     if method == "l1_unstructured":
         return masks_for(model, target)
     if method == "l2_structured":
-        return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)])
+        return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)],
+                         **_SEED_UNITS)
     if method == "global_unstructured":
         return masks_for(model, target, scope="global")
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
@@ -55,9 +100,9 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
         dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
              batch_size=batch_size, learning_rate=learning_rate, latency_batch=latency_batch,
              latency_repeats=latency_repeats, progress=progress),
-        dict(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True), retrain_epochs=Int(0),
-             gmp_epochs=Int(1), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), latency_batch=Int(1),
-             latency_repeats=Int(1), progress=Bool()))
+        dict(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True),
+             retrain_epochs=Epochs(0), gmp_epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True),
+             latency_batch=Int(1), latency_repeats=Int(1), progress=Bool()))
     targets, methods = checked["targets"], checked["methods"]
     trained = model.get_weights()
     dense_flops = costs.flops(model)
@@ -127,6 +172,10 @@ class StructureStudy:
 
         from .. import data as data_lib
 
+        # Checked before the data is loaded, as trained_model would check them on the first cache miss.
+        check_parameters(dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                              seed=seed, train_subset=train_subset, recompute=recompute),
+                         dict(TRAINING_SPECS, width=Float(0.0, min_open=True), recompute=Bool()))
         self.width, self.epochs, self.batch_size, self.learning_rate = width, epochs, batch_size, learning_rate
         self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
         self.data = data_lib.load_dataset("cifar10", train_subset=train_subset, seed=seed, cifar_normalization="half")
@@ -163,6 +212,13 @@ class StructureStudy:
             self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
             latency_repeats=latency_repeats), recompute=self.recompute)
+
+    def seed003_table(self, targets=SEED003_TARGETS):
+        """``(rows, from the cache?)`` of ``seed003_table`` (the model compiled for evaluation)."""
+        from ..cache import cached
+
+        return cached("seed003_table", dict(self.config, targets=list(targets)),
+                      lambda: seed003_table(self.pretrained(), self.data, targets), recompute=self.recompute)
 
     def per_layer_sparsity(self, target):
         """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the

@@ -1,163 +1,342 @@
-"""Turn a unit- or filter-pruned network into a physically smaller one with the same outputs.
+"""Turn a structurally pruned network into a physically smaller one with the same outputs.
 
-Masked weights save nothing at inference: the matrix multiplications keep their shapes. After
-structured pruning, though, whole units (Dense columns) and filters (Conv2D output channels)
-have an all-zero incoming kernel, so they output a constant, ``activation(bias)`` (0 for a
-pruned ReLU unit). ``compact`` removes them, slices the next layer's inputs to match, and folds
-the constants of the removed inputs into the next layer's bias, so the smaller model computes
-the same function (up to float rounding). The result is an ordinary Keras model: it saves to and
-loads from the standard ``.keras`` format with no custom objects.
+Masked weights save nothing at inference: the matrix multiplications keep their shapes.
+``compact`` rewrites the graph instead: it finds, with the dependency graph
+(``dependency.DependencyGraph``), every channel that can be removed without changing any output,
+builds a new functional model with smaller layers (fewer units / filters, sliced inputs, sliced
+BN statistics and depthwise channels, through residual Adds, Concatenates and squeeze-excite
+Multiplies alike) and copies the weights over. The result is an ordinary Keras model with no
+custom objects.
 
-Supported: sequential chains of the layer types in ``HANDLERS`` (Dense, Conv2D,
-BatchNormalization, pooling, Flatten, Dropout, Activation/ReLU: LeNet-5, the VGG, the MLP and
-the CIFAR CNN of this package). Anything else (a residual ``Add``, a layer with several
-inputs, an unknown layer type) raises ``NotImplementedError`` naming the layer.
+A channel can be removed when no kernel layer that reads it is affected:
+
+- its input slice in the reader is all zero (what a structured mask from ``masks_for`` makes: the
+  masked model is then exactly the compacted one), or
+- the channel's value is exactly 0 everywhere (a zeroed filter before ReLU), or
+- its value is one known constant (a zeroed unit before a sigmoid: 0.5; a zeroed conv before BN:
+  ``beta - gamma * mean / sqrt(var + eps)``) and the reader is a Dense layer or a convolution with
+  ``padding="valid"``: the constant's contribution goes into the reader's bias, which is created
+  when the layer has none. (With "same" padding the border sees zeros instead of the constant, so
+  the channel is kept.)
+
+Channels the graph cannot follow (``DependencyGraph.blocked``) are kept; a layer is never emptied
+(one channel stays). After building, the compacted model is checked against the original on a
+random batch; a difference above float32 rounding raises ``CompactionError`` naming the
+largest-differing output, never a model that computes something else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from ..layers import all_layers
+from .dependency import (KERNEL_LAYERS, MERGE_LAYERS, SEPARABLE_LAYERS, TRANSPOSE_LAYERS, DependencyGraph,
+                         activation_is_elementwise)
+from .errors import CompactionError
+
+L = keras.layers
 
 
-@dataclass
-class _Flow:
-    """What the layers so far did to the channels of the current activation."""
-
-    keep: np.ndarray | None = None      # kept channels (None: all)
-    constant: np.ndarray | None = None  # the value every removed channel carries
-    spatial: tuple | None = None        # (H, W) when the previous Flatten flattened a feature map
+def _f64(variable):
+    return np.asarray(ops.convert_to_numpy(variable), dtype=np.float64)
 
 
-def _activation_values(layer, values):
-    return np.asarray(ops.convert_to_numpy(layer.activation(ops.convert_to_tensor(values.astype("float32")))))
+def _activate(activation, values):
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    out = activation(ops.convert_to_tensor(values.astype("float32")))
+    return np.asarray(ops.convert_to_numpy(out), dtype=np.float64)
 
 
-def _rebuilt(layer, **changes):
+def _kernel_out_slices_zero(call):
+    """Per output channel: is every weight producing it zero?"""
+    layer = call.layer
+    if call.role == "kernel":
+        kernel = _f64(layer.kernel)
+        return ~np.any(kernel != 0, axis=tuple(range(kernel.ndim - 1)))
+    if call.role == "transpose":
+        kernel = _f64(layer.kernel)
+        return ~np.any(np.moveaxis(kernel, -2, -1) != 0, axis=tuple(range(kernel.ndim - 1)))
+    kernel = _f64(layer.pointwise_kernel)
+    return ~np.any(kernel != 0, axis=tuple(range(kernel.ndim - 1)))
+
+
+def _kernel_in_slices_zero(call):
+    """Per input channel: does the layer read it with all-zero weights?"""
+    layer = call.layer
+    if call.role == "kernel":
+        kernel = _f64(layer.kernel)
+        return ~np.any(np.moveaxis(kernel, -2, -1) != 0, axis=tuple(range(kernel.ndim - 1)))
+    if call.role == "transpose":
+        kernel = _f64(layer.kernel)
+        return ~np.any(kernel != 0, axis=tuple(range(kernel.ndim - 1)))
+    depthwise, pointwise = _f64(layer.depthwise_kernel), _f64(layer.pointwise_kernel)
+    m = layer.depth_multiplier
+    dead_depthwise = ~np.any(depthwise != 0, axis=tuple(i for i in range(depthwise.ndim) if i != depthwise.ndim - 2))
+    rows = ~np.any(pointwise != 0, axis=tuple(i for i in range(pointwise.ndim) if i != pointwise.ndim - 2))
+    return dead_depthwise | rows.reshape(-1, m).all(axis=1)
+
+
+def _folds_constants(call):
+    """Can a constant input channel's contribution be moved into this layer's bias exactly?"""
+    return call.role == "kernel" and (isinstance(call.layer, L.Dense) or call.layer.padding == "valid")
+
+
+def _values(graph):
+    """Per space, the constant value of each channel (NaN: not a known constant), at inference."""
+    values = [np.full(s.size, np.nan) for s in graph.spaces]
+    for call in graph.calls:
+        layer, role = call.layer, call.role
+        if role == "blocked" or not call.outputs:
+            continue
+        inputs = [values[s] for s in call.inputs]
+        out = np.full(graph.spaces[call.outputs[0]].size, np.nan)
+        if role in ("kernel", "transpose", "separable"):
+            if not activation_is_elementwise(layer.activation):  # softmax & co.: no per-channel constant
+                continue
+            dead = _kernel_out_slices_zero(call)
+            bias = _f64(layer.bias) if layer.use_bias else np.zeros(dead.size)
+            out[dead] = _activate(layer.activation, bias[dead])
+        elif role == "depthwise":
+            kernel, m = _f64(layer.kernel), layer.depth_multiplier
+            dead = ~np.any(kernel != 0, axis=tuple(range(kernel.ndim - 2))).reshape(-1)
+            dead |= np.repeat(inputs[0] == 0, m)  # a zero input stays zero under any padding
+            bias = _f64(layer.bias) if layer.use_bias else np.zeros(dead.size)
+            out[dead] = _activate(layer.activation, bias[dead])
+        elif role == "norm":
+            gamma = _f64(layer.gamma) if layer.scale else 1.0
+            beta = _f64(layer.beta) if layer.center else 0.0
+            mean, var = _f64(layer.moving_mean), _f64(layer.moving_variance)
+            out = gamma * (inputs[0] - mean) / np.sqrt(var + layer.epsilon) + beta
+        elif role == "channelwise":
+            v = inputs[0]
+            if isinstance(layer, L.Activation):
+                out = _activate(layer.activation, np.nan_to_num(v, nan=0.0))
+                out[np.isnan(v)] = np.nan
+            elif isinstance(layer, (L.ReLU, L.LeakyReLU, L.ELU)):
+                out = np.asarray(ops.convert_to_numpy(layer(np.nan_to_num(v, nan=0.0).astype("float32")[None])),
+                                 dtype=np.float64)[0]
+                out[np.isnan(v)] = np.nan
+            elif isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
+                out = np.where(v == 0, 0.0, np.nan)
+            elif isinstance(layer, L.Rescaling):
+                out = v * float(np.ravel(layer.scale)[0]) + float(np.ravel(layer.offset)[0])
+            else:  # pooling, global pooling, dropout, cropping, up-sampling, reshape: a constant stays
+                out = v.copy()
+        elif role == "flatten":
+            c = graph.spaces[call.inputs[0]].size
+            out = inputs[0][np.arange(out.size) % c]
+        elif role == "merge":
+            size = out.size
+            parts = np.stack([np.broadcast_to(v, size) for v in inputs])
+            if isinstance(layer, L.Add):
+                out = parts.sum(axis=0)
+            elif isinstance(layer, L.Subtract):
+                out = parts[0] - parts[1]
+            elif isinstance(layer, L.Average):
+                out = parts.mean(axis=0)
+            elif isinstance(layer, L.Maximum):
+                out = parts.max(axis=0)
+            elif isinstance(layer, L.Minimum):
+                out = parts.min(axis=0)
+            else:  # Multiply: a zero factor makes the product zero whatever the other factors are
+                out = np.prod(parts, axis=0)
+                out[np.any(parts == 0, axis=0)] = 0.0
+        elif role == "concat":
+            if len(inputs[0]) == out.size:  # concatenation along another axis: constants must agree
+                stacked = np.stack(inputs)
+                out = np.where(np.all(stacked == stacked[0], axis=0), stacked[0], np.nan)
+            else:
+                out = np.concatenate(inputs)
+        for s in call.outputs:
+            values[s] = out
+    return values
+
+
+def removable_channels(model, graph=None):
+    """``(labels, values)``: the channel labels of ``graph`` that can be removed from ``model``
+    without changing its outputs, and the constant values per space (see the module docstring)."""
+    graph = graph or DependencyGraph.of(model)
+    values = _values(graph)
+    labels = graph.labels
+    candidate = graph.produced_component & ~graph.blocked_component
+    harmful = np.zeros(len(labels), bool)
+    for call in graph.calls:
+        if call.role not in ("kernel", "transpose", "separable"):
+            continue
+        space = graph.spaces[call.inputs[0]]
+        v = values[call.inputs[0]]
+        ok = _kernel_in_slices_zero(call) | (v == 0)
+        if _folds_constants(call):
+            ok |= np.isfinite(v)
+        harmful[labels[space.nodes[~ok]]] = True
+    removable = candidate & ~harmful
+    # A layer is never emptied: where every output channel of a producer would go, keep the first.
+    for space in graph.producer_spaces:
+        space_labels = labels[graph.spaces[space].nodes]
+        if space_labels.size and removable[space_labels].all():
+            removable[space_labels[0]] = False
+    return np.flatnonzero(removable[np.arange(len(labels))] & (labels == np.arange(len(labels)))), values
+
+
+def _clean_config(layer, **changes):
     config = layer.get_config()
+    for key, value in list(config.items()):
+        if key.endswith(("_constraint", "_regularizer")) and value is not None:
+            obj = getattr(layer, key, None)
+            if obj is None or type(obj).__module__.split(".")[0] == "helpers" or key == "activity_regularizer":
+                config[key] = None
     config.update(changes)
-    return type(layer).from_config(config)
+    return config
 
 
-def _weighted(layer, flow, is_last):
-    """Dense / Conv2D: drop the removed inputs (their constants go into the bias), then drop the
-    outputs whose incoming kernel is all zero (unless this is the last weighted layer)."""
-    kernel = layer.kernel.numpy().astype(np.float64)
-    bias = layer.bias.numpy().astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
-    dense = isinstance(layer, keras.layers.Dense)
-    if flow.keep is not None:
-        if dense:
-            in_keep, in_const = flow.keep, flow.constant
-            if flow.spatial is not None:  # Flatten of (H, W, C), channels last: channel = index % C
-                in_keep = np.tile(flow.keep, flow.spatial[0] * flow.spatial[1])
-                in_const = np.tile(flow.constant, flow.spatial[0] * flow.spatial[1])
-            bias = bias + in_const[~in_keep] @ kernel[~in_keep]
-            kernel = kernel[in_keep]
+def _new_layer(call, k_in, k_out, fold, names):
+    """The rebuilt layer of one call and its weights (None: copy the old ones)."""
+    layer, role = call.layer, call.role
+    name = names[id(layer)]
+    if role in ("kernel", "transpose", "separable"):
+        size_key = "units" if isinstance(layer, L.Dense) else "filters"
+        bias = _f64(layer.bias)[k_out] if layer.use_bias else np.zeros(int(k_out.sum()))
+        bias = bias + fold[k_out]
+        use_bias = layer.use_bias or bool(np.any(fold[k_out] != 0))
+        config = _clean_config(layer, name=name, use_bias=use_bias, **{size_key: int(k_out.sum())})
+        if role == "kernel":
+            kernel = _f64(layer.kernel)[..., k_in, :][..., k_out]
+            weights = [kernel]
+        elif role == "transpose":
+            kernel = _f64(layer.kernel)[..., k_out, :][..., k_in]
+            weights = [kernel]
         else:
-            removed = ~flow.keep
-            if np.any(flow.constant[removed] != 0) and layer.padding != "valid":
-                raise NotImplementedError(
-                    f"{layer.name}: removed input channels carry a nonzero constant and the padding is "
-                    f"'{layer.padding}', so folding it into the bias would be wrong at the borders")
-            bias = bias + np.einsum("hwco,c->o", kernel[:, :, removed, :], flow.constant[removed])
-            kernel = kernel[:, :, flow.keep, :]
-    out_keep = np.ones(kernel.shape[-1], bool) if is_last else np.any(kernel != 0, axis=tuple(range(kernel.ndim - 1)))
-    out_constant = np.zeros(kernel.shape[-1])
-    if (~out_keep).any():
-        out_constant[~out_keep] = _activation_values(layer, bias[~out_keep])
-    new = _rebuilt(layer, name=layer.name, kernel_constraint=None, bias_constraint=None, kernel_regularizer=None,
-                   bias_regularizer=None, activity_regularizer=None, **{"units" if dense else "filters": int(out_keep.sum())})
-    weights = [kernel[..., out_keep].astype("float32")] + ([bias[out_keep].astype("float32")] if layer.use_bias else [])
-    flow.keep, flow.constant, flow.spatial = out_keep, out_constant, None
-    return new, weights, {"layer": layer.name, "kept": int(out_keep.sum()), "of": int(out_keep.size)}
+            m = layer.depth_multiplier
+            depthwise = _f64(layer.depthwise_kernel)[..., k_in, :]
+            pointwise = _f64(layer.pointwise_kernel)[..., np.repeat(k_in, m), :][..., k_out]
+            weights = [depthwise, pointwise]
+        if use_bias:
+            weights.append(bias)
+        return type(layer).from_config(config), weights
+    if role == "depthwise":
+        m = layer.depth_multiplier
+        weights = [_f64(layer.kernel)[..., k_in, :]]
+        if layer.use_bias:
+            weights.append(_f64(layer.bias)[k_out])
+        return type(layer).from_config(_clean_config(layer, name=name)), weights
+    if role == "norm":
+        weights = [_f64(w)[k_out] for w in layer.weights]
+        return type(layer).from_config(_clean_config(layer, name=name)), weights
+    if isinstance(layer, L.Reshape):
+        target = tuple(layer.target_shape)
+        return type(layer).from_config(_clean_config(layer, name=name, target_shape=(*target[:-1], int(k_out.sum())))), None
+    return type(layer).from_config(_clean_config(layer, name=name)), None
 
 
-def _batchnorm(layer, flow, is_last):
-    gamma, beta, mean, var = (w.numpy().astype(np.float64) for w in layer.weights)
-    if flow.keep is not None:
-        removed = ~flow.keep
-        flow.constant = flow.constant.copy()
-        flow.constant[removed] = gamma[removed] * (flow.constant[removed] - mean[removed]) / np.sqrt(
-            var[removed] + layer.epsilon) + beta[removed]
-        gamma, beta, mean, var = gamma[flow.keep], beta[flow.keep], mean[flow.keep], var[flow.keep]
-    return _rebuilt(layer), [w.astype("float32") for w in (gamma, beta, mean, var)], None
+def _unique_names(graph):
+    names, used = {}, set()
+    for call in graph.calls:
+        if id(call.layer) in names:
+            continue
+        name = call.layer.name if call.layer.name not in used else call.key.replace("/", "_")
+        while name in used:
+            name += "_"
+        used.add(name)
+        names[id(call.layer)] = name
+    return names
 
 
-def _flatten(layer, flow, is_last):
-    feature_shape = layer.input.shape[1:] if hasattr(layer, "input") else None
-    if feature_shape is not None and len(feature_shape) == 3:
-        flow.spatial = (int(feature_shape[0]), int(feature_shape[1]))
-    return _rebuilt(layer), [], None
+def compact(model, name=None, verify=True, atol=1e-5):
+    """A smaller model without the removable channels of ``model`` and with the same outputs.
 
-
-def _elementwise(layer, flow, is_last):
-    if flow.keep is not None and (~flow.keep).any():
-        flow.constant = flow.constant.copy()
-        flow.constant[~flow.keep] = np.asarray(ops.convert_to_numpy(layer(flow.constant[~flow.keep].astype("float32")[None])))[0]
-    return _rebuilt(layer), [], None
-
-
-def _pass_through(layer, flow, is_last):
-    # Pooling a constant map gives the same constant (valid pooling windows); dropout is the
-    # identity at inference.
-    return _rebuilt(layer), [], None
-
-
-# Per layer type: handler(layer, flow, is_last) -> (new layer, its weights, report row or None).
-# Looked up in order with isinstance, so subclasses are handled like their base type.
-HANDLERS = (
-    ((keras.layers.Dense, keras.layers.Conv2D), _weighted),
-    ((keras.layers.BatchNormalization,), _batchnorm),
-    ((keras.layers.Flatten,), _flatten),
-    ((keras.layers.Activation, keras.layers.ReLU), _elementwise),
-    ((keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout), _pass_through),
-)
-_WEIGHTED = HANDLERS[0][0]
-
-
-def _handler(layer):
-    for types, handler in HANDLERS:
-        if isinstance(layer, types):
-            return handler
-    raise NotImplementedError(f"compaction does not support {type(layer).__name__} ({layer.name}); supported: "
-                              + ", ".join(t.__name__ for types, _ in HANDLERS for t in types))
-
-
-def _chain(model):
-    layers = [layer for layer in all_layers(model) if not isinstance(layer, keras.layers.InputLayer)]
-    for layer in layers:
-        inbound = getattr(layer, "_inbound_nodes", [])
-        if len(inbound) > 1 or (inbound and len(inbound[0].input_tensors) > 1):
-            raise NotImplementedError(f"compaction supports sequential chains; {layer.name} "
-                                      f"({type(layer).__name__}) has several inputs")
-    return layers
-
-
-def compact(model, name=None):
-    """A smaller model without the dead units/filters of ``model`` and with the same outputs.
-
-    Returns ``(compact_model, report)`` where ``report`` lists per layer the units kept.
+    Returns ``(compact_model, report)``; ``report`` lists, per kernel layer that produces
+    channels, ``{"layer", "kept", "of"}`` (and ``"reason"`` where the graph could not follow
+    the layer, which is then kept whole). With ``verify`` (default) both models are run on a
+    random batch and a difference above ``atol`` times the largest |output| raises
+    ``CompactionError``. A subclassed model raises ``PruningError`` (no graph to follow).
     """
-    layers = _chain(model)
-    handlers = [_handler(layer) for layer in layers]  # an unsupported layer fails before any work
-    last_weighted = max((i for i, layer in enumerate(layers) if isinstance(layer, _WEIGHTED)), default=-1)
-    flow, built, report = _Flow(), [], []
-    for index, (layer, handler) in enumerate(zip(layers, handlers)):
-        new, weights, row = handler(layer, flow, index == last_weighted)
-        built.append((new, weights))
-        if row is not None:
-            report.append(row)
-    inputs = keras.Input(tuple(model.input_shape[1:]))
-    x = inputs
-    for new, _ in built:
-        x = new(x)
-    small = keras.Model(inputs, x, name=name or f"{model.name}_compact")
-    for new, weights in built:
-        if weights:
-            new.set_weights(weights)
+    graph = DependencyGraph.of(model)
+    removable, values = removable_channels(model, graph)
+    keep = graph.keep_vectors(removable)
+    names = _unique_names(graph)
+    # Constants of removed channels that a reader folds into its bias.
+    folds = {}
+    for index, call in enumerate(graph.calls):
+        if call.role not in ("kernel", "transpose", "separable"):
+            continue
+        k_in, v = keep[call.inputs[0]], values[call.inputs[0]]
+        folded = ~k_in & np.isfinite(v) & (v != 0) & ~_kernel_in_slices_zero(call)
+        out_size = graph.spaces[call.outputs[0]].size
+        fold = np.zeros(out_size)
+        if folded.any():
+            kernel = _f64(call.layer.kernel)  # only Dense / valid convolutions fold (removable_channels)
+            sliced = kernel[..., folded, :]  # every kernel tap sees the constant: sum the taps
+            fold = v[folded] @ sliced.reshape(-1, *sliced.shape[-2:]).sum(axis=0)
+        folds[index] = fold
+    for call in graph.calls:
+        for s in call.outputs:
+            if call.role in ("kernel", "transpose", "separable") and not keep[s].any():
+                raise CompactionError(f"{call.key}: every output channel would be removed")
+    top = model if not isinstance(model, keras.Sequential) else model._functional
+    new_inputs = [keras.Input(tuple(t.shape[1:]), dtype=t.dtype, name=getattr(t, "name", None)) for t in top.inputs]
+    tensor_of = {}
+    for space, tensor in zip(graph.input_spaces, new_inputs):
+        tensor_of[space] = tensor
+    built, to_set, report = {}, [], []
+    for index, call in enumerate(graph.calls):
+        k_in = keep[call.inputs[0]] if call.inputs else None
+        k_out = keep[call.outputs[0]] if call.outputs else None
+        if id(call.layer) not in built:
+            if not isinstance(call.layer, keras.layers.Layer):
+                raise CompactionError(f"{call.key}: a {type(call.layer).__name__} operation in the graph cannot be "
+                                      "rebuilt; wrap it in a layer")
+            new, weights = _new_layer(call, k_in, k_out, folds.get(index, np.zeros(0)), names)
+            built[id(call.layer)] = new
+            to_set.append((new, weights, call.layer))
+            if call.role in ("kernel", "transpose", "separable"):
+                report.append({"layer": call.key, "kept": int(k_out.sum()), "of": int(k_out.size)})
+            elif call.role == "blocked" and isinstance(call.layer, _PRODUCERS):
+                size = getattr(call.layer, "filters", None) or getattr(call.layer, "units", None)
+                report.append({"layer": call.key, "kept": size, "of": size, "reason": call.reason})
+        new = built[id(call.layer)]
+        args = [tensor_of[s] for s in call.inputs]
+        out = new(args if isinstance(call.layer, (*_MULTI_INPUT,)) else args[0])
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for s, t in zip(call.outputs, outs):
+            tensor_of[s] = t
+    small = keras.Model(new_inputs, [tensor_of[s] for s in graph.output_spaces] if len(graph.output_spaces) > 1
+                        else tensor_of[graph.output_spaces[0]], name=name or f"{model.name}_compact")
+    for new, weights, old in to_set:
+        if weights is None:
+            if old.weights:
+                new.set_weights(old.get_weights())
+        else:
+            new.set_weights([np.asarray(w, dtype=v.dtype) for w, v in zip(weights, new.weights)])
+    if verify:
+        _verify(model, small, atol)
     return small, report
+
+
+_MULTI_INPUT = (*MERGE_LAYERS, L.Concatenate)
+_PRODUCERS = (*KERNEL_LAYERS, *TRANSPOSE_LAYERS, *SEPARABLE_LAYERS)
+
+
+def _verify(model, small, atol):
+    rng = np.random.default_rng(0)
+    tensors = model.inputs if not isinstance(model, keras.Sequential) else model._functional.inputs
+    inputs = [rng.integers(0, 2, (2, *t.shape[1:])).astype(t.dtype) if "int" in str(t.dtype)
+              else rng.standard_normal((2, *t.shape[1:])).astype("float32") for t in tensors]
+    feed = inputs if len(inputs) > 1 else inputs[0]
+    with warnings.catch_warnings():  # Keras warns when a one-input model declared as a list gets a tensor
+        warnings.simplefilter("ignore", UserWarning)
+        expected = model(feed, training=False)
+        got = small(feed, training=False)
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    got = got if isinstance(got, (list, tuple)) else [got]
+    for index, (a, b) in enumerate(zip(expected, got)):
+        a, b = np.asarray(ops.convert_to_numpy(a)), np.asarray(ops.convert_to_numpy(b))
+        scale = float(np.max(np.abs(a))) if a.size else 0.0
+        difference = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if not difference <= atol * max(scale, 1e-30):
+            raise CompactionError(f"{model.name}: the compacted model's output {index} differs from the original's by "
+                                  f"{difference:.3g} (scale {scale:.3g}); no model is returned")

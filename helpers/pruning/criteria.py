@@ -1,44 +1,76 @@
 """Which weights to prune: importance x granularity x scope, the shape Torch-Pruning uses.
 
-- **importance**: how a weight or a structure is scored. ``"magnitude"`` (|w| for a weight, the
-  L2 norm for a unit/filter), ``"l1"`` (sum of |w| of a unit's incoming kernel; |w| for a
-  weight), ``"l2"`` (the L2 norm; |w| for a weight, which ranks like w^2).
-- **granularity**: ``"weight"`` (single kernel entries), ``"unit"`` / ``"filter"`` (whole output
-  units of a Dense layer / output filters of a Conv2D layer, with their biases: the two names
-  are the same structure, the last kernel axis).
-- **scope**: ``"layer"`` (every layer loses the same fraction, or the fraction given for it)
-  or ``"global"`` (one ranking across all selected layers; for units ``normalize="fan_in"``
-  divides each unit's norm by sqrt(fan-in) so that wide and narrow layers compete fairly).
+- **granularity**: ``"weight"`` (single kernel entries of every kernel layer: Dense, Conv1D/2D/3D,
+  Conv*Transpose, DepthwiseConv (its depthwise kernel), SeparableConv (both kernels), EinsumDense
+  and MultiHeadAttention's projections, Embedding, LSTM/GRU/SimpleRNN kernels); ``"unit"`` /
+  ``"filter"`` (the same thing: whole output channels, pruned as the **groups** of the dependency
+  graph, ``dependency.DependencyGraph``: a residual stage's channels go together, every member's
+  slices are masked, the output layer's channels are never pruned); ``"n:m"`` such as ``"2:4"``
+  (keep the ``n`` largest of every ``m`` consecutive weights along a Dense/Conv kernel's input
+  axis, as tfmot's ``sparsity_m_by_n``; ``amount`` is ignored).
+- **importance**: a name from ``IMPORTANCES`` or a callable. ``"magnitude"`` (|w| for a weight,
+  the L2 norm of a channel's weights), ``"l1"`` (sum of |w|), ``"l2"`` (L2 norm), ``"taylor"``
+  (first-order Taylor, |w * dL/dw| summed, on a batch ``data=(x, y)``), ``"bn_scale"`` (|gamma| of
+  the channel's BatchNormalization: network slimming). A callable ``importance(layer,
+  granularity)`` returns |w|-shaped scores for ``"weight"`` and one score per output channel for
+  structured granularities (summed over the group's producers): a new criterion needs no change
+  here.
+- **scope**: ``"layer"`` (every layer / group loses the same fraction, or the fraction given for
+  it) or ``"global"`` (one ranking across all of them; ``normalize="fan_in"`` divides a channel's
+  score by the square root of its producers' fan-in so that wide and narrow layers compete
+  fairly). ``max_ratio`` caps the fraction any one group may lose (default: 0.9 under global
+  ranking, so global pruning never empties a layer; per layer no cap but one channel is always
+  kept; ``max_ratio=1`` allows emptying a group).
+  ``round_to`` makes every group keep a multiple of it (hardware likes multiples of 8).
 
-Which layers: every Dense and Conv2D layer, minus ``ignored_layers`` (names or layers, e.g.
-``[output_layer(model)]`` for the classifier), or only ``layers`` (names). Exactly
-``int(n * amount)`` of the ``n`` candidates are pruned, the smallest scores first (stable order).
+Which weights: all of the above, minus ``ignored_layers`` (names or keys of layers, or layers),
+or only ``layers``. For structured granularities a group is pruned when one of its producers is
+selected and none is ignored. ``members="all"`` (default, Torch-Pruning's) scores a channel over
+every member of its group (producers' output slices, consumers' input slices, depthwise
+channels, BN) and masks them all; ``members="producers"`` scores and masks the producers only (a
+filter's own kernel and bias: the classic definition that the seed notebooks follow).
+Exactly ``int(n * amount)`` of the ``n`` candidates are pruned (fewer where caps bind), the
+smallest scores first, ties in index order (linear time: a partition, not a sort).
 
-``masks_for(model, ...)`` returns a ``{variable path: keep-mask}`` dict for ``masks.attach_masks``;
-``keep_masks(kernels, ...)`` does the same ranking on plain arrays (the budget environment
-ranks stored kernels with it).
+``masks_for(model, ...)`` returns a ``{weight key: keep-mask}`` dict for ``masks.attach_masks``;
+``keep_masks(kernels, ...)`` does the weight/unit ranking on plain arrays (the budget
+environment ranks stored kernels with it).
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from ..layers import prunable_layers
-from ..validation import Choice, check_fraction
+from ..layers import kernel_weights, weights as weight_table
+from ..validation import Choice, Fraction, List, check_fraction
+from .errors import PruningError
 
-IMPORTANCES = ("magnitude", "l1", "l2")
+IMPORTANCES = ("magnitude", "l1", "l2", "taylor", "bn_scale")
 GRANULARITIES = ("weight", "unit", "filter")
 SCOPES = ("layer", "global")
 NORMALIZATIONS = (None, "fan_in")
+MEMBERS = ("all", "producers")
+DEFAULT_GLOBAL_MAX_RATIO = 0.9
 
 
 def smallest_k_mask(values, k, order=None):
-    """Keep-mask that drops exactly the ``k`` entries of smallest |value| (stable order);
-    ``order`` is that order when already known (``rank``)."""
-    flat = np.abs(values).ravel()
+    """Keep-mask that drops exactly the ``k`` entries of smallest |value|, ties in index order
+    (what a stable sort gives, found with a partition); ``order`` is ``rank(values)`` when known."""
+    flat = np.abs(np.asarray(values)).ravel()
     keep = np.ones(flat.size, dtype=bool)
-    if k > 0:
-        keep[(rank(flat) if order is None else order)[:k]] = False
+    if k >= flat.size:
+        keep[:] = False
+    elif k > 0:
+        if order is not None:
+            keep[order[:k]] = False
+        else:
+            threshold = np.partition(flat, k - 1)[k - 1]
+            below = flat < threshold
+            ties = np.flatnonzero(flat == threshold)[:k - int(below.sum())]
+            keep[below] = False
+            keep[ties] = False
     return keep.reshape(np.shape(values))
 
 
@@ -58,8 +90,10 @@ def scores(kernel, importance="magnitude", granularity="weight"):
 
 
 def _check(importance, granularity, scope, normalize):
-    Choice(*IMPORTANCES)("importance", importance)
-    Choice(*GRANULARITIES)("granularity", granularity)
+    if not callable(importance):
+        Choice(*IMPORTANCES)("importance", importance)
+    if not _is_n_m(granularity):
+        Choice(*GRANULARITIES)("granularity", granularity)
     Choice(*SCOPES)("scope", scope)
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
@@ -67,17 +101,26 @@ def _check(importance, granularity, scope, normalize):
         raise ValueError("normalize applies to global unit/filter pruning only")
 
 
+def _is_n_m(granularity):
+    if not isinstance(granularity, str) or ":" not in granularity:
+        return False
+    n, _, m = granularity.partition(":")
+    if not (n.isdigit() and m.isdigit() and 0 < int(n) < int(m)):
+        raise ValueError(f"granularity {granularity!r}: N:M needs integers 0 < N < M, e.g. '2:4'")
+    return True
+
+
 def _amounts(amount, count, scope):
-    if np.ndim(amount) == 0:
+    """One fraction per layer/group: the scalar, or the list checked entry by entry like it."""
+    if not isinstance(amount, (list, tuple, np.ndarray)):
         return [check_fraction("amount", amount)] * count
     if scope == "global":
         raise ValueError("global pruning takes one amount, not one per layer")
-    amounts = np.asarray(amount, dtype=np.float64)
-    if amounts.shape != (count,):
-        raise ValueError(f"need one fraction per layer ({count}), got shape {amounts.shape}")
-    if np.any(amounts < 0) or np.any(amounts > 1):
-        raise ValueError(f"amounts must lie in [0, 1], got {amounts}")
-    return list(amounts)
+    amounts = List(Fraction())("amount", list(np.asarray(amount, dtype=object).tolist())
+                               if isinstance(amount, np.ndarray) else list(amount))
+    if len(amounts) != count:
+        raise ValueError(f"need one fraction per layer ({count}), got {len(amounts)}")
+    return amounts
 
 
 def keep_masks(kernels, amount, importance="magnitude", granularity="weight", scope="layer", normalize=None,
@@ -99,29 +142,376 @@ def keep_masks(kernels, amount, importance="magnitude", granularity="weight", sc
     return [part.reshape(s.shape) for part, s in zip(np.split(keep, split), layer_scores)]
 
 
-def masks_for(model, amount, importance="magnitude", granularity="weight", scope="layer", ignored_layers=None,
-          layers=None, include_bias=False, normalize=None):
-    """``{variable path: keep-mask}`` pruning ``amount`` of ``model``'s Dense/Conv2D layers.
+# ---------------------------------------------------------------- selection of layers
 
-    ``include_bias`` (weight granularity, per layer) also drops the ``int(n * amount)`` smallest
-    biases, ranked separately (seed 002's quirk); unit/filter masks always drop the biases of the
-    units they remove.
+
+def _layer_matcher(model, names, what):
+    """The set of layer keys matching ``names`` (layer keys, plain layer names, or layers)."""
+    if names is None:
+        return None
+    refs = weight_table(model).values()
+    keys = {ref.layer_key for ref in refs}
+    by_name = {}
+    for key in keys:
+        by_name.setdefault(key.split("/")[-1], set()).add(key)
+    matched = set()
+    for item in names:
+        name = getattr(item, "name", item)
+        if not isinstance(name, str):
+            raise TypeError(f"{what} must hold layer names or layers, got {item!r}")
+        if name in keys:
+            matched.add(name)
+        elif name in by_name:
+            matched |= by_name[name]
+        else:
+            raise ValueError(f"no prunable layer (a layer with weights) named {name!r} ({what}); have {sorted(by_name)}")
+    return matched
+
+
+def _selected(layer_key, only, ignored):
+    if ignored and layer_key in ignored:
+        return False
+    return only is None or layer_key in only
+
+
+# ---------------------------------------------------------------- importance
+
+
+def _taylor_gradients(model, data, refs):
+    """``{weight key: dL/dw}`` of the model's compiled loss (else sparse cross-entropy) on ``data``."""
+    import keras
+
+    if data is None:
+        raise PruningError("importance='taylor' needs a batch: pass data=(x, y)")
+    x, y = data
+    loss_fn = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
+    loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
+    variables = [ref.variable for ref in refs]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(loss_fn(y, model(x, training=False)))
+        grads = tape.gradient(loss, variables)
+    elif backend == "jax":
+        import jax
+
+        trainable = model.trainable_variables
+        index = {id(v): i for i, v in enumerate(trainable)}
+
+        def f(values):
+            out, _ = model.stateless_call(values, [v.value for v in model.non_trainable_variables], x, training=False)
+            return keras.ops.mean(loss_fn(y, out))
+
+        all_grads = jax.grad(f)([v.value for v in trainable])
+        grads = [all_grads[index[id(v)]] if id(v) in index else None for v in variables]
+    else:
+        raise PruningError(f"importance='taylor' supports the tensorflow and jax backends, not {backend}")
+    return {ref.key: (np.zeros(ref.variable.shape) if g is None else np.asarray(keras.ops.convert_to_numpy(g)))
+            for ref, g in zip(refs, grads)}
+
+
+def _weight_scores(refs, importance, data_gradients):
+    if callable(importance):
+        out = []
+        for ref in refs:
+            s = np.asarray(importance(ref.layer, "weight"), dtype=np.float64)
+            if s.shape != tuple(ref.variable.shape):
+                raise PruningError(f"{ref.layer_key}: importance returned shape {s.shape} for weight "
+                                   f"granularity, the kernel has {tuple(ref.variable.shape)}")
+            out.append(s)
+        return out
+    if importance == "bn_scale":
+        raise PruningError("importance='bn_scale' scores channels: use granularity='filter' or 'unit'")
+    values = [np.asarray(ref.variable.numpy()) for ref in refs]
+    if importance == "taylor":
+        return [np.abs(v * data_gradients[ref.key]) for v, ref in zip(values, refs)]
+    return [np.abs(v) for v in values]
+
+
+# ---------------------------------------------------------------- unstructured
+
+
+def _check_finite(refs):
+    for ref in refs:
+        value = np.asarray(ref.variable.numpy())
+        if not np.all(np.isfinite(value)):
+            raise PruningError(f"{ref.key} has non-finite values: a diverged network is not pruned")
+
+
+def _weight_masks(model, amount, importance, scope, only, ignored, include_bias, data):
+    refs = [ref for ref in kernel_weights(model) if _selected(ref.layer_key, only, ignored)]
+    _check_finite(refs)
+    amounts = _amounts(amount, len(refs), scope)
+    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
+    layer_scores = _weight_scores(refs, importance, gradients)
+    result = {}
+    if scope == "layer":
+        for ref, s, fraction in zip(refs, layer_scores, amounts):
+            result[ref.key] = smallest_k_mask(s, int(s.size * fraction))
+    else:
+        flat = np.concatenate([s.ravel() for s in layer_scores]) if layer_scores else np.zeros(0)
+        keep = smallest_k_mask(flat, int(flat.size * amounts[0]))
+        start = 0
+        for ref, s in zip(refs, layer_scores):
+            result[ref.key] = keep[start:start + s.size].reshape(s.shape)
+            start += s.size
+    if include_bias:  # each bias right after its kernel, ranked on its own
+        table, with_bias = weight_table(model), {}
+        for ref, fraction in zip(refs, amounts):
+            with_bias[ref.key] = result[ref.key]
+            bias = table.get(f"{ref.layer_key}/bias")
+            if bias is not None and ref.attribute == "kernel":
+                value = bias.variable.numpy()
+                with_bias[bias.key] = smallest_k_mask(value, int(value.size * fraction))
+        result = with_bias
+    return result
+
+
+def _n_m_masks(model, granularity, importance, only, ignored, data):
+    from .dependency import KERNEL_LAYERS
+
+    n, m = (int(v) for v in granularity.split(":"))
+    refs = [ref for ref in kernel_weights(model) if _selected(ref.layer_key, only, ignored)
+            and isinstance(ref.layer, KERNEL_LAYERS) and ref.attribute == "kernel"]
+    _check_finite(refs)
+    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
+    result = {}
+    for ref, s in zip(refs, _weight_scores(refs, importance, gradients)):
+        moved = np.moveaxis(s, -2, -1)  # input axis last
+        if moved.shape[-1] % m:
+            raise PruningError(f"{ref.layer_key}: {moved.shape[-1]} input channels are not a multiple of {m} ({granularity})")
+        blocks = moved.reshape(-1, m)
+        order = np.argsort(-blocks, axis=1, kind="stable")  # largest first, ties in index order
+        keep = np.zeros(blocks.shape, bool)
+        np.put_along_axis(keep, order[:, :n], True, axis=1)
+        result[ref.key] = np.moveaxis(keep.reshape(moved.shape), -1, -2)
+    return result
+
+
+# ---------------------------------------------------------------- structured (groups)
+
+
+def _group_scores(graph, group, importance, members, refs_by_layer, gradients, normalize):
+    """One score per channel of ``group``."""
+    from .dependency import _call_masks  # the slices of one call that belong to each channel
+
+    labels = graph.labels
+    scores = np.zeros(group.size)
+    position = {int(label): i for i, label in enumerate(group.channels)}
+    fan_in = 0
+    found_bn = False
+    for call in graph.calls:
+        if call.role in ("blocked", "channelwise", "flatten", "merge", "concat"):
+            continue
+        in_space, out_space = call.inputs[0], call.outputs[0]
+        producing = out_space in group.spaces and call.role in ("kernel", "transpose", "separable")
+        reading = in_space in group.spaces and call.role in ("kernel", "transpose", "separable")
+        channelwise = call.role in ("depthwise", "norm") and out_space in group.spaces and members == "all"
+        if not (producing or channelwise or (reading and members == "all")):
+            continue
+        if producing:
+            fan_in += _fan_in(call)
+        if callable(importance):
+            if producing:
+                s = np.asarray(importance(call.layer, "filter"), dtype=np.float64)
+                index = _channel_index(graph, out_space, position)
+                np.add.at(scores, index[index >= 0], s[index >= 0])
+            continue
+        if importance == "bn_scale":
+            if call.role == "norm" and call.layer.scale:
+                found_bn = True
+                index = _channel_index(graph, out_space, position)
+                gamma = np.abs(call.layer.gamma.numpy())
+                np.add.at(scores, index[index >= 0], gamma[index >= 0])
+            continue
+        if call.role == "norm":
+            continue
+        for space, side in ((out_space, "out"), (in_space, "in")):
+            if space not in group.spaces or (side == "in" and not (reading and members == "all")):
+                continue
+            if side == "out" and call.role not in ("kernel", "transpose", "separable", "depthwise"):
+                continue
+            if side == "in" and call.role == "depthwise":
+                continue
+            index = _channel_index(graph, space, position)
+            for attribute, weight in _channel_weights(call, side).items():
+                ref = refs_by_layer.get(id(call.layer), {}).get(attribute)
+                if ref is None:
+                    continue
+                value = np.asarray(ref.variable.numpy(), dtype=np.float64)
+                if importance == "taylor":
+                    value = value * gradients[ref.key]
+                per_channel = weight(value)
+                contribution = (np.abs(per_channel[0]) if importance == "l1" else np.square(per_channel[1]))
+                np.add.at(scores, index[index >= 0], contribution[index >= 0])
+    if importance == "bn_scale" and not found_bn:
+        raise PruningError(f"importance='bn_scale': group {group.name} has no BatchNormalization with a scale")
+    if not callable(importance) and importance in ("magnitude", "l2"):
+        scores = np.sqrt(scores)
+    if normalize == "fan_in" and fan_in:
+        scores = scores / np.sqrt(fan_in)
+    return scores
+
+
+def _fan_in(call):
+    layer = call.layer
+    if call.role == "kernel":
+        return int(np.prod(layer.kernel.shape[:-1]))
+    if call.role == "transpose":
+        shape = layer.kernel.shape
+        return int(np.prod(shape[:-2]) * shape[-1])
+    return int(np.prod(layer.pointwise_kernel.shape[:-1]))
+
+
+def _channel_index(graph, space, position):
+    """For each channel of ``space``, its position in the group (-1: not in it)."""
+    labels = graph.labels[graph.spaces[space].nodes]
+    return np.array([position.get(int(label), -1) for label in labels], dtype=np.int64)
+
+
+def _channel_weights(call, side):
+    """``{attribute: f(value) -> (sum |w|, sqrt(sum w^2)) per channel of that side}``."""
+    def along(axis):
+        def f(value):
+            moved = np.moveaxis(value, axis, -1).reshape(-1, value.shape[axis])
+            return np.abs(moved).sum(axis=0), np.sqrt(np.square(moved).sum(axis=0))
+        return f
+
+    role = call.role
+    if role == "kernel":
+        return {"kernel": along(-1 if side == "out" else -2)}
+    if role == "transpose":
+        return {"kernel": along(-2 if side == "out" else -1)}
+    if role == "separable":
+        if side == "out":
+            return {"pointwise_kernel": along(-1)}
+        m = call.layer.depth_multiplier
+
+        def depthwise_in(value):  # (..., in, m): a channel's m slices together
+            moved = np.moveaxis(value, -2, -1).reshape(-1, value.shape[-2])
+            return np.abs(moved).sum(axis=0), np.sqrt(np.square(moved).sum(axis=0))
+
+        def pointwise_in(value):  # rows c*m ... c*m+m-1 belong to input channel c
+            rows = np.moveaxis(value, -2, 0).reshape(value.shape[-2], -1)
+            per_row_l1, per_row_sq = np.abs(rows).sum(axis=1), np.square(rows).sum(axis=1)
+            return per_row_l1.reshape(-1, m).sum(axis=1), np.sqrt(per_row_sq.reshape(-1, m).sum(axis=1))
+
+        return {"depthwise_kernel": depthwise_in, "pointwise_kernel": pointwise_in}
+    if role == "depthwise":
+        m = call.layer.depth_multiplier
+
+        def depthwise_out(value):  # (..., in, m) -> output channel c*m + k
+            flat = value.reshape(-1, value.shape[-2] * m)
+            return np.abs(flat).sum(axis=0), np.sqrt(np.square(flat).sum(axis=0))
+
+        return {"kernel": depthwise_out}
+    return {}
+
+
+def _prune_counts(sizes, amount, max_ratio, round_to, scope):
+    """How many channels each group may lose at most, and (per layer) how many it loses."""
+    caps = []
+    for n in sizes:
+        cap = n - 1 if max_ratio is None or max_ratio < 1 else n
+        if max_ratio is not None:
+            cap = min(cap, int(np.floor(n * max_ratio + 1e-9)))
+        caps.append(max(cap, 0))
+    if scope == "global":
+        return caps, None
+    counts = []
+    for n, a, cap in zip(sizes, amount, caps):
+        k = min(int(n * a), cap)
+        counts.append(_rounded(n, k, round_to))
+    return caps, counts
+
+
+def _rounded(n, k, round_to):
+    """Prune fewer so that the kept count is a multiple of ``round_to`` (never more than ``k``)."""
+    if not round_to or n - k <= 0:
+        return k
+    kept = int(np.ceil((n - k) / round_to) * round_to)
+    return n - min(kept, n)
+
+
+def _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio, round_to, data):
+    from ..layers import weights as table_of
+    from .dependency import DependencyGraph
+
+    graph = DependencyGraph.of(model)
+    refs_by_layer = {}
+    for ref in table_of(model).values():
+        refs_by_layer.setdefault(id(ref.layer), {})[ref.attribute] = ref
+    groups = [g for g in graph.groups
+              if any(_selected(p, only, None) for p in g.producers)
+              and not any(ignored and p in ignored for p in g.producers)]
+    all_refs = [r for layer_refs in refs_by_layer.values() for r in layer_refs.values()]
+    _check_finite([r for r in all_refs if r.is_kernel])
+    gradients = (_taylor_gradients(model, data, [r for r in all_refs if r.variable.trainable])
+                 if importance == "taylor" else None)
+    group_scores = [_group_scores(graph, g, importance, members, refs_by_layer, gradients, normalize) for g in groups]
+    sizes = [g.size for g in groups]
+    amounts = _amounts(amount, len(groups), scope)
+    if max_ratio is None and scope == "global":
+        max_ratio = DEFAULT_GLOBAL_MAX_RATIO
+    caps, counts = _prune_counts(sizes, amounts, max_ratio, round_to, scope)
+    pruned = []
+    if scope == "layer":
+        for g, s, k in zip(groups, group_scores, counts):
+            keep = smallest_k_mask(s, k)
+            pruned.extend(g.channels[~keep])
+    elif groups:
+        flat = np.concatenate(group_scores)
+        owner = np.repeat(np.arange(len(groups)), sizes)
+        order = np.argsort(flat, kind="stable")
+        # the within-group rank of each candidate in the global order; candidates past their
+        # group's cap are skipped, the next ones take their place
+        rank_in_group = np.zeros(order.size, np.int64)
+        seen = np.zeros(len(groups), np.int64)
+        for position, index in enumerate(order):
+            rank_in_group[position] = seen[owner[index]]
+            seen[owner[index]] += 1
+        allowed = rank_in_group < np.asarray(caps)[owner[order]]
+        chosen = order[allowed][:int(flat.size * amounts[0])]
+        per_group = np.bincount(owner[chosen], minlength=len(groups))
+        if round_to:
+            chosen_sets = []
+            for gi, g in enumerate(groups):
+                mine = chosen[owner[chosen] == gi]
+                k = _rounded(g.size, per_group[gi], round_to)
+                chosen_sets.append(mine[:k])
+            chosen = np.concatenate(chosen_sets) if chosen_sets else chosen
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        for index in chosen:
+            gi = owner[index]
+            pruned.append(groups[gi].channels[index - offsets[gi]])
+    return graph.masks(pruned, members=members, groups=groups)
+
+
+def masks_for(model, amount, importance="magnitude", granularity="weight", scope="layer", ignored_layers=None,
+              layers=None, include_bias=False, normalize=None, members="all", max_ratio=None,
+              round_to=None, data=None):
+    """``{weight key: keep-mask}`` pruning ``amount`` of ``model`` (see the module docstring).
+
+    ``include_bias`` (weight granularity) also drops the ``int(n * amount)`` smallest biases of
+    each selected layer, ranked separately (seed 002's quirk); unit/filter masks always cover the
+    biases of the channels they remove. ``data=(x, y)`` is the batch of ``importance="taylor"``.
     """
-    selected = prunable_layers(model, layers, include_output=True, ignored_layers=ignored_layers)
+    _check(importance, granularity, scope, normalize)
+    Choice(*MEMBERS)("members", members)
+    if max_ratio is not None:
+        max_ratio = check_fraction("max_ratio", max_ratio)
+    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral)
+                                 or round_to < 1):
+        raise ValueError(f"round_to must be a positive integer or None, got {round_to!r}")
+    only = _layer_matcher(model, layers, "layers")
+    ignored = _layer_matcher(model, ignored_layers, "ignored_layers") or set()
     if include_bias and (granularity != "weight" or scope != "layer"):
         raise ValueError("include_bias applies to per-layer weight pruning (unit masks always include biases)")
-    kernels = [layer.kernel.numpy() for layer in selected]
-    keeps = keep_masks(kernels, amount, importance, granularity, scope, normalize)
-    amounts = _amounts(amount, len(selected), scope)
-    result = {}
-    for layer, kernel, keep, fraction in zip(selected, kernels, keeps, amounts):
-        if granularity == "weight":
-            result[layer.kernel.path] = keep
-            if include_bias and layer.use_bias:
-                bias = layer.bias.numpy()
-                result[layer.bias.path] = smallest_k_mask(bias, int(bias.size * fraction))
-        else:
-            result[layer.kernel.path] = np.broadcast_to(keep, kernel.shape).copy()
-            if layer.use_bias:
-                result[layer.bias.path] = keep.copy()
-    return result
+    if _is_n_m(granularity):
+        return _n_m_masks(model, granularity, importance, only, ignored, data)
+    if granularity == "weight":
+        return _weight_masks(model, amount, importance, scope, only, ignored, include_bias, data)
+    return _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio,
+                             round_to, data)

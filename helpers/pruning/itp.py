@@ -15,7 +15,9 @@ before or after ITP are kept alongside it.
 
 from __future__ import annotations
 
-from ..layers import dense_layers
+import keras
+
+from ..layers import weights as weight_table
 from ..validation import check_bool
 from .masks import PruningConstraint, retrace, set_constraint
 
@@ -23,10 +25,9 @@ DEFAULT_THRESHOLD = 1e-3
 
 
 def _dense_weights(model):
-    for layer in dense_layers(model):
-        yield layer, "kernel", layer.kernel
-        if layer.use_bias:
-            yield layer, "bias", layer.bias
+    for ref in weight_table(model).values():
+        if isinstance(ref.layer, keras.layers.Dense) and ref.attribute in ("kernel", "bias"):
+            yield ref
 
 
 def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
@@ -38,13 +39,13 @@ def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
     """
     constraint = PruningConstraint(threshold)
     prune_now = check_bool("prune_now", prune_now)
-    for layer, attribute, variable in _dense_weights(model):
-        current = variable.constraint
+    for ref in _dense_weights(model):
+        current = ref.variable.constraint
         if isinstance(current, PruningConstraint) and current.mask is not None:
             current.threshold = constraint.threshold
-            set_constraint(variable, layer, attribute, current)
+            set_constraint(ref, current)
         else:
-            set_constraint(variable, layer, attribute, constraint)
+            set_constraint(ref, constraint)
     if prune_now:
         apply_threshold(model, threshold)
     retrace(model)
@@ -53,17 +54,17 @@ def enable_itp(model, threshold=DEFAULT_THRESHOLD, prune_now=True):
 
 def disable_itp(model):
     """Switch ITP off (attached masks stay); the train step is retraced."""
-    for layer, attribute, variable in _dense_weights(model):
-        current = variable.constraint
+    for ref in _dense_weights(model):
+        current = ref.variable.constraint
         if isinstance(current, PruningConstraint) and current.mask is not None:
             current.threshold = None
         else:
-            set_constraint(variable, layer, attribute, None)
+            set_constraint(ref, None)
     retrace(model)
 
 
 def apply_threshold(model, threshold=DEFAULT_THRESHOLD):
     """Prune every Dense kernel and bias of ``model`` once, now."""
     constraint = PruningConstraint(threshold)
-    for _, _, variable in _dense_weights(model):
-        variable.assign(constraint(variable))
+    for ref in _dense_weights(model):
+        ref.variable.assign(constraint(ref.variable))

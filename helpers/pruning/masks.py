@@ -1,7 +1,8 @@
 """Masks and the one pruning constraint.
 
-A pruning decision is a dict from variable path (``"hidden1/kernel"``) to a boolean numpy array
-of the variable's shape (True = kept). ``apply_masks`` zeroes the pruned entries once;
+A pruning decision is a dict from weight key (``"hidden1/kernel"``; unique and reload-stable,
+``helpers.layers.weights``; Keras' ``variable.path`` is accepted where it is unique) to a boolean
+numpy array of the variable's shape (True = kept). ``apply_masks`` zeroes the pruned entries once;
 ``attach_masks`` also installs a ``PruningConstraint`` on each masked variable, which Keras 3
 applies in-graph right after every optimizer update, so the masks stay applied while the network
 is retrained with plain ``model.fit``.
@@ -13,21 +14,60 @@ mask``), applied in that order. So ITP and masks share a variable without replac
 mask, ``disable_itp`` only the threshold. Every one of them drops the traced train step
 (``retrace``), since Keras reads constraints when it traces it.
 
-The constraint is also set as the owning layer's ``kernel_constraint`` / ``bias_constraint`` and
-is registered with Keras, so masks and thresholds survive a ``.keras`` save and load (the loading
-process must import ``helpers``; ``strip`` gives a model that does not need it).
+The constraint is also set as the owning layer's constraint attribute (``kernel_constraint``,
+``depthwise_constraint``, ``gamma_constraint``, ...) and is registered with Keras, so masks and
+thresholds survive a ``.keras`` save and load (the loading process must import ``helpers``;
+``strip`` gives a model that does not need it). The mask is saved bit-packed and compressed
+(one bit per weight before compression), so a masked model's file is within a few percent of
+the stripped one's. Composite layers that build their sublayers from their own config
+(``MultiHeadAttention``'s projections, RNN cells of a ``Bidirectional``) do not pass the
+sublayers' constraints through their config: ``attach_masks`` warns, and ``save_masks`` /
+``load_masks`` keep such masks beside the model file.
 """
 
 from __future__ import annotations
+
+import base64
+import warnings
+import zlib
 
 import keras
 import numpy as np
 from keras import ops
 
-from ..layers import all_layers
+from ..layers import weights as weight_table
 from ..validation import check_float
+from .errors import PruningError
 
-WEIGHT_ATTRIBUTES = ("kernel", "bias")
+
+def _pack(mask):
+    mask = np.asarray(mask, dtype=bool)
+    packed = zlib.compress(np.packbits(mask.ravel()).tobytes(), 6)
+    return {"shape": list(mask.shape), "bits": base64.b64encode(packed).decode("ascii")}
+
+
+def _unpack(stored):
+    if isinstance(stored, dict):
+        shape = tuple(stored["shape"])
+        bits = np.frombuffer(zlib.decompress(base64.b64decode(stored["bits"])), dtype=np.uint8)
+        return np.unpackbits(bits, count=int(np.prod(shape))).astype(bool).reshape(shape)
+    return np.asarray(stored)  # the nested lists of files saved before masks were packed
+
+
+def check_mask(name, mask, shape=None):
+    """A keep-mask as a boolean array: booleans, or numbers that are exactly 0 or 1; anything
+    else (a float mask of scores, NaN) is the package's own error naming the weight."""
+    array = np.asarray(mask)
+    if array.dtype != bool:
+        if not np.issubdtype(array.dtype, np.number):
+            raise PruningError(f"mask for {name} must be boolean, got dtype {array.dtype}")
+        if not np.all(np.isin(array, (0, 1))):
+            raise PruningError(f"mask for {name} must hold only True/False (or 0/1), got other values "
+                               "(a float mask of scores, or NaN?)")
+        array = array.astype(bool)
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise PruningError(f"mask for {name} has shape {array.shape}, the weight has {tuple(shape)}")
+    return array
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -43,7 +83,7 @@ class PruningConstraint(keras.constraints.Constraint):
         self.threshold = None if threshold is None else check_float("threshold", threshold, minimum=0.0)
         self.mask = None
         if mask is not None:
-            self.set_mask(mask)
+            self.set_mask(_unpack(mask))
 
     @property
     def empty(self):
@@ -61,15 +101,16 @@ class PruningConstraint(keras.constraints.Constraint):
         """Set (or replace, in place) the mask; ``None`` removes it (the caller retraces)."""
         if mask is None:
             self.mask = None
-        elif self.mask is None:
-            self.mask = keras.Variable(np.asarray(mask, dtype="float32"), trainable=False, dtype="float32",
-                                       name="prune_mask")
+            return
+        mask = check_mask("the constraint", mask)
+        if self.mask is None:
+            self.mask = keras.Variable(mask.astype("float32"), trainable=False, dtype="float32", name="prune_mask")
         else:
-            self.mask.assign(np.asarray(mask, dtype="float32"))
+            self.mask.assign(mask.astype("float32"))
 
     def get_config(self):
         return {"threshold": self.threshold,
-                "mask": None if self.mask is None else np.asarray(self.mask.numpy()).tolist()}
+                "mask": None if self.mask is None else _pack(np.asarray(ops.convert_to_numpy(self.mask)) != 0)}
 
 
 def retrace(model):
@@ -79,82 +120,121 @@ def retrace(model):
         model.train_function = None
 
 
-def weight_owners(model):
-    """``{variable path: (variable, layer, attribute)}`` for the kernel and bias of every layer."""
-    owners = {}
-    for layer in all_layers(model):
-        for attribute in WEIGHT_ATTRIBUTES:
-            variable = getattr(layer, attribute, None) if layer.built else None
-            if isinstance(variable, keras.Variable):
-                owners[variable.path] = (variable, layer, attribute)
-    return owners
+# Composite layers whose config does not carry their sublayers' constraints.
+_CONFIG_LOSES_SUBLAYER_CONSTRAINTS = (keras.layers.MultiHeadAttention, keras.layers.Bidirectional)
 
 
-def set_constraint(variable, layer, attribute, constraint):
-    """Install ``constraint`` (or None) on the variable and, for its layer's config, the layer."""
-    variable.constraint = constraint
-    if layer is not None and hasattr(layer, f"{attribute}_constraint"):
-        setattr(layer, f"{attribute}_constraint", constraint)
+def set_constraint(ref, constraint):
+    """Install ``constraint`` (or None) on the weight ``ref`` (a ``helpers.layers.WeightRef``) and,
+    for its layer's config, on the layer."""
+    ref.variable.constraint = constraint
+    if ref.constraint_attribute is not None:
+        setattr(ref.layer, ref.constraint_attribute, constraint)
 
 
-def _variables(model, masks):
-    owners = weight_owners(model)
-    for v in model.weights:
-        owners.setdefault(v.path, (v, None, None))
-    missing = set(masks) - set(owners)
-    if missing:
-        raise ValueError(f"masks name variables the model does not have: {sorted(missing)}")
-    for path, mask in masks.items():
-        if tuple(np.shape(mask)) != tuple(owners[path][0].shape):
-            raise ValueError(f"mask for {path} has shape {np.shape(mask)}, variable has {tuple(owners[path][0].shape)}")
-    return owners
+def resolve(model, masks):
+    """``{key: WeightRef}`` for the keys of ``masks`` (weight keys, or unique ``variable.path``),
+    shapes and values checked; the package's error names anything unknown."""
+    table = weight_table(model)
+    by_path = {}
+    for ref in table.values():
+        by_path.setdefault(ref.variable.path, []).append(ref)
+    resolved = {}
+    for key, mask in masks.items():
+        ref = table.get(key)
+        if ref is None:
+            candidates = by_path.get(key, [])
+            if len(candidates) > 1:
+                raise PruningError(f"mask key {key!r} names {len(candidates)} weights (nested layers with the same "
+                                   f"name); use their keys: {[r.key for r in candidates]}")
+            ref = candidates[0] if candidates else None
+        if ref is None:
+            raise PruningError(f"masks name a weight the model does not have: {key!r}")
+        resolved[ref.key] = (ref, check_mask(ref.key, mask, ref.variable.shape))
+    return resolved
 
 
 def apply_masks(model, masks):
     """Zero the pruned entries of ``model`` in place (once)."""
-    owners = _variables(model, masks)
-    for path, mask in masks.items():
-        variable = owners[path][0]
-        variable.assign(np.where(mask, variable.numpy(), 0.0).astype(variable.dtype))
+    for ref, mask in resolve(model, masks).values():
+        value = np.asarray(ops.convert_to_numpy(ref.variable))
+        ref.variable.assign(np.where(mask, value, 0).astype(value.dtype))
 
 
 def attach_masks(model, masks):
     """Apply ``masks`` and keep them applied during retraining (a ``PruningConstraint`` per variable).
 
     A variable that already has one (ITP's threshold, or an earlier mask) keeps it and gets the
-    new mask in place. Returns ``{path: PruningConstraint}``; the train step is retraced.
+    new mask in place. Returns ``{key: PruningConstraint}``; the train step is retraced.
     """
-    apply_masks(model, masks)
-    owners = _variables(model, masks)
-    constraints = {}
-    for path, mask in masks.items():
-        variable, layer, attribute = owners[path]
-        current = variable.constraint
+    resolved = resolve(model, masks)
+    apply_masks(model, {key: mask for key, (_, mask) in resolved.items()})
+    constraints, unsaved = {}, []
+    parents = _composite_parents(model)
+    for key, (ref, mask) in resolved.items():
+        current = ref.variable.constraint
         if isinstance(current, PruningConstraint) and current.mask is not None:
             current.set_mask(mask)
         else:
             threshold = current.threshold if isinstance(current, PruningConstraint) else None
             current = PruningConstraint(threshold, mask)  # a shared ITP constraint is not changed
-            set_constraint(variable, layer, attribute, current)
-        constraints[path] = current
+            set_constraint(ref, current)
+        constraints[key] = current
+        if id(ref.layer) in parents:
+            unsaved.append(key)
+    if unsaved:
+        warnings.warn(f"masks on {unsaved} are kept while training but not by a .keras save (their composite layer "
+                      "rebuilds them from its own config): keep them with pruning.save_masks and attach them again "
+                      "after loading", stacklevel=2)
     retrace(model)
     return constraints
 
 
+def _composite_parents(model):
+    from ..layers import named_layers
+
+    inside = set()
+    for _, layer in named_layers(model):
+        if isinstance(layer, _CONFIG_LOSES_SUBLAYER_CONSTRAINTS):
+            for _, sub in named_layers(layer):
+                inside.add(id(sub))
+    return inside
+
+
 def detach_masks(model):
     """Remove every mask (an ITP threshold stays); the train step is retraced."""
-    for variable, layer, attribute in _variables(model, {}).values():
-        current = variable.constraint
+    for ref in weight_table(model).values():
+        current = ref.variable.constraint
         if isinstance(current, PruningConstraint) and current.mask is not None:
             kept = PruningConstraint(current.threshold) if current.threshold is not None else None
-            set_constraint(variable, layer, attribute, kept)
+            set_constraint(ref, kept)
     retrace(model)
 
 
 def current_masks(model):
-    """The masks attached to ``model`` now, ``{path: boolean array}``."""
-    return {path: np.asarray(v.constraint.mask.numpy()) != 0 for path, (v, _, _) in _variables(model, {}).items()
-            if isinstance(v.constraint, PruningConstraint) and v.constraint.mask is not None}
+    """The masks attached to ``model`` now, ``{key: boolean array}``."""
+    return {key: np.asarray(ops.convert_to_numpy(ref.variable.constraint.mask)) != 0
+            for key, ref in weight_table(model).items()
+            if isinstance(ref.variable.constraint, PruningConstraint) and ref.variable.constraint.mask is not None}
+
+
+def save_masks(masks, path):
+    """Write ``{key: keep-mask}`` to ``path`` (``.npz``, bit-packed)."""
+    arrays = {}
+    for index, (key, mask) in enumerate(masks.items()):
+        mask = check_mask(key, mask)
+        arrays[f"k{index}"] = np.frombuffer(key.encode(), dtype=np.uint8)
+        arrays[f"s{index}"] = np.asarray(mask.shape, dtype=np.int64)
+        arrays[f"m{index}"] = np.packbits(mask.ravel())
+    np.savez_compressed(path, **arrays)
+
+
+def load_masks(path):
+    """The ``{key: keep-mask}`` written by ``save_masks``."""
+    with np.load(path, allow_pickle=False) as data:
+        count = sum(1 for name in data.files if name.startswith("k"))
+        return {bytes(data[f"k{i}"]).decode(): np.unpackbits(data[f"m{i}"], count=int(np.prod(data[f"s{i}"])))
+                .astype(bool).reshape(tuple(data[f"s{i}"])) for i in range(count)}
 
 
 def _from_helpers(obj):
@@ -163,9 +243,9 @@ def _from_helpers(obj):
 
 def strip(model):
     """A plain Keras copy of ``model`` (same weights and outputs) without this package's
-    constraints or regularizers, like tfmot's ``strip_pruning``: it saves to a ``.keras`` file
-    that loads in a process that never imports ``helpers``. Masked weights stay zero (they are
-    zero in the weights); training the copy does not keep them zero.
+    constraints or regularizers, nested models included, like tfmot's ``strip_pruning``: it saves
+    to a ``.keras`` file that loads in a process that never imports ``helpers``. Masked weights
+    stay zero (they are zero in the weights); training the copy does not keep them zero.
     """
 
     def clean(layer):
@@ -175,6 +255,11 @@ def strip(model):
                 config[key] = None
         return type(layer).from_config(config)
 
-    stripped = keras.models.clone_model(model, clone_function=clean)
+    stripped = keras.models.clone_model(model, clone_function=clean, recursive=True)
     stripped.set_weights(model.get_weights())
+    leftover = [ref.key for ref in weight_table(stripped).values()
+                if _from_helpers(ref.variable.constraint) or _from_helpers(getattr(ref.layer, ref.constraint_attribute or "", None))]
+    for key in leftover:  # sublayers a composite layer built from its own (clean) config
+        ref = weight_table(stripped)[key]
+        set_constraint(ref, None)
     return stripped

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..layers import prunable_layers
+from ..layers import kernel_weights, prunable_layers
 from ..validation import Choice, Float, Fraction, List, check_bool, check_fraction, check_int
 from .masks import apply_masks, attach_masks
 
@@ -84,7 +84,9 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
     leaves the pruned entries where it moves them, as in tfmot), and at the update step
     (``on_train_batch_begin``, before the forward pass) the new masks are ranked on the raw
     kernels, applied and put back in the constraints. ``on_epoch_end`` re-masks like tfmot.
-    Host work is two variable assignments per update, none on the other steps.
+    Host work is two variable assignments per update, none on the other steps. On the JAX
+    backend the jitted train step holds the mask as a constant, so it is traced again after each
+    change of the constraints (twice per update: choose ``frequency`` accordingly).
 
     ``scope="global"`` (not in tfmot) ranks all selected kernels together with the same rule.
     The model must be passed so the constraints exist before the train step is traced: create
@@ -106,8 +108,10 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
         self.final_sparsity, self.initial_sparsity = final_sparsity, initial_sparsity
         self.begin_step, self.end_step, self.frequency, self.power = begin_step, end_step, frequency, power
         self.scope = scope
+        key_of = {id(ref.variable): ref.key for ref in kernel_weights(model)}  # unique, reload-stable keys
         self.kernels = [layer.kernel for layer in prunable_layers(model, layers, include_output, ignored_layers)]
-        self.masks = {v.path: np.ones(v.shape, dtype=bool) for v in self.kernels}
+        self.keys = [key_of[id(v)] for v in self.kernels]
+        self.masks = {key: np.ones(v.shape, dtype=bool) for key, v in zip(self.keys, self.kernels)}
         self._constraints = attach_masks(model, self.masks)
         self._constraints_hold = "mask"  # or "ones" (the step before an update), None (stale)
         self.step = 0  # tfmot's pruning_step: training batches started so far
@@ -120,17 +124,17 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
     def _ranked_masks(self, sparsity):
         values = [v.numpy() for v in self.kernels]
         if self.scope == "layer":
-            return {v.path: top_magnitude_mask(value, sparsity) for v, value in zip(self.kernels, values)}
+            return {key: top_magnitude_mask(value, sparsity) for key, value in zip(self.keys, values)}
         keep = top_magnitude_mask(np.concatenate([value.ravel() for value in values]), sparsity)
         masks, start = {}, 0
-        for v, value in zip(self.kernels, values):
-            masks[v.path] = keep[start:start + value.size].reshape(value.shape)
+        for key, value in zip(self.keys, values):
+            masks[key] = keep[start:start + value.size].reshape(value.shape)
             start += value.size
         return masks
 
     def _mask_weights(self):
-        for v in self.kernels:
-            v.assign(v.numpy() * self.masks[v.path].astype(v.dtype))
+        for key, v in zip(self.keys, self.kernels):
+            v.assign(v.numpy() * self.masks[key].astype(v.dtype))
 
     def on_train_begin(self, logs=None):
         if getattr(self.model, "steps_per_execution", 1) != 1:
@@ -138,6 +142,11 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.step += 1
+        changes = self.due(self.step) or self._constraints_hold != ("ones" if self.due(self.step + 1) else "mask")
+        if changes:
+            # On JAX the trainer keeps the weights outside the variables during an epoch: reading
+            # self.model writes them back, and the trainer reads them again after this callback.
+            model = self.model
         if self.due(self.step):
             sparsity = polynomial_sparsity(self.step, self.initial_sparsity, self.final_sparsity,
                                            self.begin_step, self.end_step, self.power)
@@ -151,8 +160,12 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
             for path, constraint in self._constraints.items():
                 constraint.set_mask(self.masks[path] | (want == "ones"))
             self._constraints_hold = want
+            if keras.backend.backend() == "jax":
+                # a jitted JAX step holds the constraint's mask as a constant: trace it again
+                model.make_train_function(force=True)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.model  # noqa: B018 (on JAX: the weights back into the variables first)
         self._mask_weights()
 
 
