@@ -30,6 +30,7 @@ from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
 from . import outputs
 from .paths import display_path, project_root
+from .validation import check_int
 
 __all__ = [
     "OPTIMIZER_COLORS",
@@ -518,8 +519,11 @@ def image_grid(x, y, class_names, per_class=6, seed=0, title=None):
     Images are min-max scaled per image, so z-scored CIFAR images display correctly.
     """
     rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.9))
+    classes, counts = np.unique(y, return_counts=True)
+    # Before any axes are made: no more images per class than the smallest class has.
+    check_int("per_class", per_class, minimum=1, maximum=int(counts.min()))
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.9),
+                             squeeze=False)
     for row, c in enumerate(classes):
         picks = rng.choice(np.flatnonzero(y == c), per_class, replace=False)
         for col, i in enumerate(picks):
@@ -773,31 +777,59 @@ def fig4_at_paper_axes(grid, lambda_max, score="test", title=""):
     return fig
 
 
-def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, title=""):
-    """The eta0 ablation (notebook 03): dense weights pruned, test accuracy and the epoch-mean
-    min-norm weight c2 against the learning rate, one line per (optimizer, scalarization); seeds
-    as points, their mean as the line; the paper's reference lines dashed."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+ORIGINAL_REFERENCE_LABEL = "the original code's reference line"
+
+
+def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, title="", shared=None,
+                     columns=("pruned_fraction_dense", "test_acc", "c2_mean"),
+                     reference_label=ORIGINAL_REFERENCE_LABEL):
+    """The eta0 ablation (notebook 03) against the learning rate on a log axis, one line per
+    (optimizer, scalarization); seeds as points, their mean as the line; the paper's reference
+    lines dotted, labelled ``reference_label`` (they are lines of the original code's plots, not
+    numbers of the paper's text). ``columns``: the panels, any of ``pruned_fraction_dense``
+    (drawn in %), ``test_acc``, ``c2_mean`` (log scale). ``shared``: a ``shared_lr_table``, drawn as
+    stars (one per optimizer and shared eta0, the single-objective baselines included), so that the
+    transition figure shows the original code's shared-eta0 runs beside the ablation."""
+    panels = {"pruned_fraction_dense": (100, "dense weights pruned (%)"), "test_acc": (1, "test accuracy"),
+              "c2_mean": (1, "epoch-mean $c_2$ (weight of $\\ell_1$)")}
+    unknown = [c for c in columns if c not in panels]
+    if unknown or not columns:
+        raise ValueError(f"columns must be a non-empty list of {', '.join(panels)}; got {list(columns)!r}")
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 4.2), squeeze=False)
+    axes = list(axes[0])
     styles = {"separate": "-", "joint": "--"}
+
+    def name(optimizer, scalarization):
+        return f"{label(optimizer)}" + ("" if optimizer in ("smgd", "sgd", "adam", "rmsprop") else f" ({scalarization})")
+
     for (optimizer, scalarization), g in table.groupby(["optimizer", "scalarization"], sort=False):
-        name = f"{label(optimizer)}" + ("" if optimizer == "smgd" else f" ({scalarization})")
         mean = g.groupby("learning_rate").mean(numeric_only=True).reset_index()
-        for ax, column, scale in zip(axes, ("pruned_fraction_dense", "test_acc", "c2_mean"), (100, 1, 1)):
+        for ax, column in zip(axes, columns):
+            scale = panels[column][0]
             ax.plot(mean.learning_rate, scale * mean[column], styles.get(scalarization, "-"), marker="o",
-                    color=color(optimizer), label=name)
+                    color=color(optimizer), label=name(optimizer, scalarization))
             ax.scatter(g.learning_rate, scale * g[column], s=14, color=color(optimizer), alpha=0.5)
-    if reference_pruned is not None:
-        axes[0].axhline(100 * reference_pruned, color="0.3", ls=":", lw=1,
-                        label=f"paper: {100 * reference_pruned:.1f}% pruned")
-    if reference_accuracy is not None:
-        axes[1].axhline(reference_accuracy, color="0.3", ls=":", lw=1, label=f"paper: {reference_accuracy}")
-    for ax, ylabel in zip(axes, ("dense weights pruned (%)", "test accuracy", "epoch-mean $c_2$ (weight of $\\ell_1$)")):
+    if shared is not None and len(shared):
+        for (optimizer, scalarization), g in shared.groupby(["optimizer", "scalarization"], sort=False):
+            for ax, column in zip(axes, columns):
+                if g[column].notna().any():
+                    ax.scatter(g.shared_lr, panels[column][0] * g[column], marker="*", s=110, color=color(optimizer),
+                               edgecolors="black", linewidths=0.5, zorder=5,
+                               label=f"{name(optimizer, scalarization)}, one η0 for all four")
+    references = {"pruned_fraction_dense": (None if reference_pruned is None else 100 * reference_pruned,
+                                            f"{100 * reference_pruned:.1f}%" if reference_pruned is not None else ""),
+                  "test_acc": (reference_accuracy, f"{reference_accuracy}")}
+    for ax, column in zip(axes, columns):
+        value, text = references.get(column, (None, ""))
+        if value is not None:
+            ax.axhline(value, color="0.3", ls=":", lw=1, label=f"{text}: {reference_label}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate $\\eta_0$")
-        ax.set_ylabel(ylabel)
-    axes[2].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+        ax.set_ylabel(panels[column][1])
+        if column == "c2_mean":
+            ax.set_yscale("log")
+        if column != "c2_mean":
+            ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -123,3 +123,16 @@ def test_parameters_are_checked_before_any_work(name, tmp_path, monkeypatch):
         with pytest.raises((TypeError, ValueError), match=parameter):
             exec("".join(check["source"]), bad)
         break
+
+
+@pytest.mark.notebooks
+def test_an_unknown_papermill_parameter_stops_the_notebook(tmp_path, monkeypatch):
+    """``-p sed 1`` is not run on the defaults: the check cell names the closest parameter."""
+    papermill = pytest.importorskip("papermill")
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    monkeypatch.setenv("MOPRUNE_OUTPUT_DIR", str(tmp_path))
+    with pytest.raises(papermill.PapermillExecutionError, match="did you mean 'seed'"):
+        papermill.execute_notebook(str(NOTEBOOKS / "01_biobjective_problem.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"sed": 1}, cwd=str(NOTEBOOKS), progress_bar=False,
+                                   kernel_name="python3")
+    assert not list((tmp_path / "figures").rglob("*.png"))  # stopped before any work
