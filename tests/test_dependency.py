@@ -407,3 +407,75 @@ def test_masked_model_saves_small(tmp_path):
     model.save(tmp_path / "masked.keras")
     pruning.strip(model).save(tmp_path / "plain.keras")
     assert (tmp_path / "masked.keras").stat().st_size < 1.5 * (tmp_path / "plain.keras").stat().st_size
+
+
+def random_sequence_model(seed):
+    """A random sequence model: Conv1D, Dense on 3-D inputs (per token), MultiHeadAttention called
+    with separate query / value / key tensors and keywords, LayerNormalization, residual Adds."""
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    d = int(rng.integers(4, 9))
+    inputs = keras.Input((6, d))
+    x = inputs
+    for index in range(int(rng.integers(1, 4))):
+        block = rng.choice(["attention", "ffn", "conv1d", "norm"])
+        if block == "attention":
+            context = L.Dense(d, name=f"context{index}")(x) if rng.integers(2) else x
+            heads, key_dim = int(rng.integers(1, 4)), int(rng.integers(2, 5))
+            if rng.integers(2):
+                a = L.MultiHeadAttention(heads, key_dim, name=f"mha{index}")(x, context)
+            else:
+                a = L.MultiHeadAttention(heads, key_dim, name=f"mha{index}")(query=x, value=context, key=x)
+            x = L.Add(name=f"add{index}")([x, a])
+        elif block == "ffn":
+            f = L.Dense(int(rng.integers(4, 17)), activation=rng.choice(ACTIVATIONS), use_bias=bool(rng.integers(2)),
+                        name=f"ffn_in{index}")(x)
+            f = L.Dense(d, use_bias=bool(rng.integers(2)), name=f"ffn_out{index}")(f)
+            x = L.Add(name=f"add{index}")([x, f]) if rng.integers(2) else f
+        elif block == "conv1d":
+            x = L.Conv1D(d, 3, padding="same", activation=rng.choice(ACTIVATIONS), use_bias=bool(rng.integers(2)),
+                         name=f"conv{index}")(x)
+        else:
+            x = L.LayerNormalization(name=f"ln{index}")(x)
+    x = L.GlobalAveragePooling1D(name="gpool")(x) if rng.integers(2) else L.Flatten(name="flatten")(x)
+    outputs = L.Dense(3, name="out")(L.Dense(int(rng.integers(4, 9)), activation="relu", name="hidden")(x))
+    model = keras.Model(inputs, outputs)
+    for weight in model.weights:
+        if weight.path.endswith("bias"):
+            weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    return model, rng
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_sequence_graphs_compact_exactly_or_refuse(seed):
+    model, rng = random_sequence_model(seed)
+    kind, masks = random_masks(model, rng)
+    pruning.apply_masks(model, masks)
+    x = rng.standard_normal((4, *model.input_shape[1:])).astype("float32")
+    expected = model.predict_on_batch(x)
+    try:
+        small, _ = compact(model, verify=False)
+    except PruningError as error:
+        assert str(error).split(":")[0], error
+        return
+    got = small.predict_on_batch(x)
+    np.testing.assert_allclose(got, expected, atol=1e-5 * max(float(np.abs(expected).max()), 1e-6), rtol=0)
+    assert small.count_params() <= model.count_params()
+
+
+def test_layers_called_with_several_tensors_and_keywords_are_rebuilt_as_called(rng):
+    """MultiHeadAttention(query, value) and (query=, value=, key=) used to be called again with its
+    first input only (a TypeError from Keras): compaction calls every layer as the model did."""
+    inputs = keras.Input((5, 8))
+    context = keras.Input((7, 8))
+    a = L.MultiHeadAttention(2, 4, name="self")(inputs, inputs)
+    b = L.MultiHeadAttention(2, 4, name="cross")(query=a, value=context, key=context)
+    f = L.Dense(16, activation="relu", name="ffn_in")(b)
+    out = L.Dense(3, name="out")(L.GlobalAveragePooling1D()(L.Dense(8, name="ffn_out")(f)))
+    model = keras.Model([inputs, context], out)
+    pruning.apply_masks(model, pruning.masks_for(model, 0.5, granularity="unit"))
+    x = [rng.standard_normal((2, 5, 8)).astype("float32"), rng.standard_normal((2, 7, 8)).astype("float32")]
+    small, report = compact(model)
+    np.testing.assert_allclose(small.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+    rows = {r["layer"]: r for r in report}
+    assert rows["ffn_in"]["kept"] == 8 and "reason" in rows["self"] and "reason" in rows["cross"]

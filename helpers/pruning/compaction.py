@@ -33,8 +33,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .dependency import (KERNEL_LAYERS, MERGE_LAYERS, SEPARABLE_LAYERS, TRANSPOSE_LAYERS, DependencyGraph,
-                         activation_is_elementwise)
+from .dependency import DependencyGraph, activation_is_elementwise
 from .errors import CompactionError
 
 L = keras.layers
@@ -295,12 +294,15 @@ def compact(model, name=None, verify=True, atol=1e-5):
             to_set.append((new, weights, call.layer))
             if call.role in ("kernel", "transpose", "separable"):
                 report.append({"layer": call.key, "kept": int(k_out.sum()), "of": int(k_out.size)})
-            elif call.role == "blocked" and isinstance(call.layer, _PRODUCERS):
+            elif call.role == "blocked" and _holds_kernels(call.layer):
                 size = getattr(call.layer, "filters", None) or getattr(call.layer, "units", None)
                 report.append({"layer": call.key, "kept": size, "of": size, "reason": call.reason})
         new = built[id(call.layer)]
-        args = [tensor_of[s] for s in call.inputs]
-        out = new(args if isinstance(call.layer, (*_MULTI_INPUT,)) else args[0])
+        # The call as the model made it (several tensors, keywords such as MultiHeadAttention's
+        # query/value), with the new tensors in place of the old ones.
+        args, kwargs = call.node.arguments.fill_in(
+            {id(old): tensor_of[s] for old, s in zip(call.node.input_tensors, call.inputs)})
+        out = new(*args, **kwargs)
         outs = out if isinstance(out, (list, tuple)) else [out]
         for s, t in zip(call.outputs, outs):
             tensor_of[s] = t
@@ -317,8 +319,10 @@ def compact(model, name=None, verify=True, atol=1e-5):
     return small, report
 
 
-_MULTI_INPUT = (*MERGE_LAYERS, L.Concatenate)
-_PRODUCERS = (*KERNEL_LAYERS, *TRANSPOSE_LAYERS, *SEPARABLE_LAYERS)
+def _holds_kernels(layer):
+    """Whether a layer kept whole has kernels of its own (a convolution the graph could not follow,
+    MultiHeadAttention, an RNN, ...): the report names it with the reason."""
+    return any(w.path.split("/")[-1].endswith(("kernel", "embeddings")) for w in layer.weights)
 
 
 def _verify(model, small, atol):

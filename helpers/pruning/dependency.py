@@ -95,6 +95,7 @@ class Call:
     inputs: list
     outputs: list
     reason: str | None = None
+    node: object = None  # the Keras node: how the layer was called (arguments, keywords), to call it again
 
 
 @dataclass
@@ -328,7 +329,7 @@ class DependencyGraph:
                         builder.block(s, f"{key} ({type(layer).__name__}): {reason}")
                 else:
                     role, reason = _describe(layer, builder, inputs, outputs, key)
-                builder.calls.append(Call(layer, key, role, inputs, outputs, reason))
+                builder.calls.append(Call(layer, key, role, inputs, outputs, reason, node))
 
     def _tie_shared_layers(self, builder):
         first = {}
