@@ -479,3 +479,45 @@ def test_layers_called_with_several_tensors_and_keywords_are_rebuilt_as_called(r
     np.testing.assert_allclose(small.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
     rows = {r["layer"]: r for r in report}
     assert rows["ffn_in"]["kept"] == 8 and "reason" in rows["self"] and "reason" in rows["cross"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_attention_heads_are_pruned_and_removed_exactly(seed):
+    """Head masks zero a head's query/key/value columns and output rows; compaction rebuilds the
+    layer with fewer heads and the same outputs, per layer and globally, with and without bias."""
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    use_bias = bool(seed % 2)
+    inputs = keras.Input((5, 12))
+    a = L.MultiHeadAttention(4, 3, value_dim=int(rng.integers(2, 5)), use_bias=use_bias, name="first")(inputs, inputs)
+    b = L.MultiHeadAttention(6, 2, use_bias=use_bias, name="second")(a, inputs)
+    out = L.Dense(3, name="out")(L.Flatten()(L.Add()([a, b])))
+    model = keras.Model(inputs, out)
+    for weight in model.weights:
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    scope = ["layer", "global"][seed % 3 == 0]
+    masks = pruning.masks_for(model, 0.5, granularity="head", importance=["l1", "l2"][seed % 2], scope=scope)
+    pruning.apply_masks(model, masks)
+    x = rng.standard_normal((3, 5, 12)).astype("float32")
+    small, report = compact(model)
+    np.testing.assert_allclose(small.predict_on_batch(x), model.predict_on_batch(x),
+                               atol=1e-5 * float(np.abs(model.predict_on_batch(x)).max()))
+    heads = {r["layer"]: (r["kept"], r["of"]) for r in report if r.get("unit") == "heads"}
+    assert sum(of - kept for kept, of in heads.values()) == 5  # int(10 heads * 0.5)
+    assert small.get_layer("first").num_heads + small.get_layer("second").num_heads == 5
+    assert pruning.costs.flops(small) < pruning.costs.flops(model)
+
+
+def test_head_importance_is_the_heads_weight_norm():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 6))
+    model = keras.Model(inputs, L.MultiHeadAttention(3, 2, name="mha")(inputs, inputs))
+    layer = model.get_layer("mha")
+    for dense in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense):
+        dense.kernel.assign(np.ones(dense.kernel.shape, "float32"))
+    layer.value_dense.kernel.assign(np.concatenate([np.full((6, 1, 2), c, "float32") for c in (3, 0.1, 2)], axis=1))
+    masks = pruning.masks_for(model, 0.34, granularity="head", importance="l1")
+    assert not masks["mha/value/kernel"][:, 1].any() and masks["mha/value/kernel"][:, [0, 2]].all()
+    assert not masks["mha/attention_output/kernel"][1].any() and masks["mha/attention_output/bias"].all()
+    with pytest.raises(ValueError, match="does not rank attention heads"):
+        pruning.masks_for(model, 0.3, granularity="head", importance="bn_scale")

@@ -19,6 +19,9 @@ A channel can be removed when no kernel layer that reads it is affected:
   when the layer has none. (With "same" padding the border sees zeros instead of the constant, so
   the channel is kept.)
 
+A MultiHeadAttention is rebuilt with fewer heads where heads add exactly zero (``live_heads``:
+what ``masks_for(..., granularity="head")`` makes); its input and output channels are kept.
+
 Channels the graph cannot follow (``DependencyGraph.blocked``) are kept; a layer is never emptied
 (one channel stays). After building, the compacted model is checked against the original on a
 random batch; a difference above float32 rounding raises ``CompactionError`` naming the
@@ -226,10 +229,42 @@ def _new_layer(call, k_in, k_out, fold, names):
     if role == "norm":
         weights = [_f64(w)[k_out] for w in layer.weights]
         return type(layer).from_config(_clean_config(layer, name=name)), weights
+    if isinstance(layer, L.MultiHeadAttention) and len(call.outputs) == 1:  # not with attention scores out
+        alive = live_heads(layer)
+        if not alive.all():
+            sliced = _head_sliced_weights(layer, alive)
+            config = _clean_config(layer, name=name, num_heads=int(alive.sum()))
+            return type(layer).from_config(config), [sliced[id(v)] for v in layer.weights]
     if isinstance(layer, L.Reshape):
         target = tuple(layer.target_shape)
         return type(layer).from_config(_clean_config(layer, name=name, target_shape=(*target[:-1], int(k_out.sum())))), None
     return type(layer).from_config(_clean_config(layer, name=name)), None
+
+
+def live_heads(layer):
+    """Which heads of a MultiHeadAttention add anything: a head whose value projection (kernel
+    and bias) or whose rows of the output projection are all zero adds exactly zero. One head is
+    always kept (a layer needs one)."""
+    value, output = layer.value_dense, layer.output_dense
+    dead_value = ~np.any(_f64(value.kernel) != 0, axis=(0, 2))
+    if value.bias is not None:
+        dead_value &= ~np.any(_f64(value.bias) != 0, axis=1)
+    dead_output = ~np.any(_f64(output.kernel).reshape(layer.num_heads, -1) != 0, axis=1)
+    alive = ~(dead_value | dead_output)
+    if not alive.any():
+        alive[0] = True
+    return alive
+
+
+def _head_sliced_weights(layer, alive):
+    """``{id(variable): array}``: the weights of ``layer`` with only the ``alive`` heads."""
+    sliced = {}
+    for part, dense in (("query", layer.query_dense), ("key", layer.key_dense), ("value", layer.value_dense),
+                        ("output", layer.output_dense)):
+        sliced[id(dense.kernel)] = _f64(dense.kernel)[alive] if part == "output" else _f64(dense.kernel)[:, alive]
+        if dense.bias is not None:
+            sliced[id(dense.bias)] = _f64(dense.bias) if part == "output" else _f64(dense.bias)[alive]
+    return sliced
 
 
 def _unique_names(graph):
@@ -294,6 +329,8 @@ def compact(model, name=None, verify=True, atol=1e-5):
             to_set.append((new, weights, call.layer))
             if call.role in ("kernel", "transpose", "separable"):
                 report.append({"layer": call.key, "kept": int(k_out.sum()), "of": int(k_out.size)})
+            elif isinstance(call.layer, L.MultiHeadAttention) and new.num_heads < call.layer.num_heads:
+                report.append({"layer": call.key, "kept": new.num_heads, "of": call.layer.num_heads, "unit": "heads"})
             elif call.role == "blocked" and _holds_kernels(call.layer):
                 size = getattr(call.layer, "filters", None) or getattr(call.layer, "units", None)
                 report.append({"layer": call.key, "kept": size, "of": size, "reason": call.reason})

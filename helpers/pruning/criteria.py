@@ -7,7 +7,10 @@
   graph, ``dependency.DependencyGraph``: a residual stage's channels go together, every member's
   slices are masked, the output layer's channels are never pruned); ``"n:m"`` such as ``"2:4"``
   (keep the ``n`` largest of every ``m`` consecutive weights along a Dense/Conv kernel's input
-  axis, as tfmot's ``sparsity_m_by_n``; ``amount`` is ignored).
+  axis, as tfmot's ``sparsity_m_by_n``; ``amount`` is ignored); ``"head"`` (whole attention
+  heads of every MultiHeadAttention: its query/key/value columns and biases and its rows of the
+  output projection, so a pruned head adds exactly zero; ``compact`` rebuilds the layer with
+  fewer heads).
 - **importance**: a name from ``IMPORTANCES`` or a callable. ``"magnitude"`` (|w| for a weight,
   the L2 norm of a channel's weights), ``"l1"`` (sum of |w|), ``"l2"`` (L2 norm), ``"taylor"``
   (first-order Taylor, |w * dL/dw| summed, on a batch ``data=(x, y)``), ``"bn_scale"`` (|gamma| of
@@ -48,7 +51,7 @@ from ..validation import Choice, Fraction, List, check_fraction
 from .errors import PruningError
 
 IMPORTANCES = ("magnitude", "l1", "l2", "taylor", "bn_scale")
-GRANULARITIES = ("weight", "unit", "filter")
+GRANULARITIES = ("weight", "unit", "filter", "head")
 SCOPES = ("layer", "global")
 NORMALIZATIONS = (None, "fan_in")
 MEMBERS = ("all", "producers")
@@ -435,6 +438,104 @@ def _rounded(n, k, round_to):
     return n - min(kept, n)
 
 
+def _select(group_scores, amounts, max_ratio, round_to, scope):
+    """Per group, the positions of the channels (or heads) to prune: the smallest scores, per
+    group or in one global ranking, within each group's cap (``max_ratio``; global: 0.9 unless
+    given) and rounded so the kept counts are multiples of ``round_to``."""
+    sizes = [len(s) for s in group_scores]
+    if max_ratio is None and scope == "global":
+        max_ratio = DEFAULT_GLOBAL_MAX_RATIO
+    caps, counts = _prune_counts(sizes, amounts, max_ratio, round_to, scope)
+    if scope == "layer":
+        return [np.flatnonzero(~smallest_k_mask(s, k)) for s, k in zip(group_scores, counts)]
+    if not group_scores:
+        return []
+    flat = np.concatenate(group_scores)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    order = np.argsort(flat, kind="stable")
+    # the within-group rank of each candidate in the global order; candidates past their
+    # group's cap are skipped, the next ones take their place
+    rank_in_group = np.zeros(order.size, np.int64)
+    seen = np.zeros(len(sizes), np.int64)
+    for position, index in enumerate(order):
+        rank_in_group[position] = seen[owner[index]]
+        seen[owner[index]] += 1
+    allowed = rank_in_group < np.asarray(caps)[owner[order]]
+    chosen = order[allowed][:int(flat.size * amounts[0])]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    result = []
+    for gi, n in enumerate(sizes):
+        mine = chosen[owner[chosen] == gi] - offsets[gi]  # in global order: the smallest first
+        result.append(mine[:_rounded(n, len(mine), round_to)] if round_to else mine)
+    return result
+
+
+def attention_heads(model):
+    """``[(key, layer, parts)]`` of every built MultiHeadAttention in ``model`` (nested ones
+    included): ``parts`` maps query/key/value/output to the ``WeightRef`` of its kernel and bias.
+    A head owns a slice of each: axis 1 of the query/key/value kernels (``(in, heads, dim)``),
+    axis 0 of their biases and of the output kernel (``(heads, dim, out)``)."""
+    import keras
+
+    by_variable = {id(ref.variable): ref for ref in weight_table(model).values()}
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not (isinstance(layer, keras.layers.MultiHeadAttention) and layer.built):
+            continue
+        parts = {part: {name: by_variable[id(v)] for name, v in (("kernel", dense.kernel), ("bias", dense.bias))
+                        if v is not None}
+                 for part, dense in (("query", layer.query_dense), ("key", layer.key_dense),
+                                     ("value", layer.value_dense), ("output", layer.output_dense))}
+        found.append((parts["query"]["kernel"].key.rsplit("/", 2)[0], layer, parts))
+    return found
+
+
+def _head_slices(part, attribute, head):
+    """The index of one head's slice of a MultiHeadAttention weight."""
+    if part == "output":
+        return (head,) if attribute == "kernel" else None  # the output bias is shared by all heads
+    return (slice(None), head) if attribute == "kernel" else (head,)
+
+
+def _head_masks(model, amount, importance, scope, only, ignored, max_ratio, round_to):
+    """Whole attention heads: a pruned head loses its query/key/value columns and biases and its
+    rows of the output projection, so it adds exactly zero (compaction then drops it)."""
+    if importance not in ("magnitude", "l1", "l2") and not callable(importance):
+        raise ValueError(f"importance {importance!r} does not rank attention heads; use magnitude, l1, l2 or a "
+                         "callable(layer, 'head')")
+    layers = [(key, layer, parts) for key, layer, parts in attention_heads(model)
+              if _selected(key, only, ignored)]
+    _check_finite([ref for _, _, parts in layers for refs in parts.values() for ref in refs.values()])
+    scores = []
+    for key, layer, parts in layers:
+        if callable(importance):
+            score = np.asarray(importance(layer, "head"), dtype=np.float64).ravel()
+            if score.shape != (layer.num_heads,) or not np.isfinite(score).all():
+                raise PruningError(f"{key}: the importance callable must return {layer.num_heads} finite scores, "
+                                   f"got shape {score.shape}")
+        else:
+            power = 1 if importance == "l1" else 2
+            score = np.zeros(layer.num_heads)
+            for part, refs in parts.items():
+                kernel = np.abs(np.asarray(refs["kernel"].variable, dtype=np.float64)) ** power
+                axis = 0 if part == "output" else 1
+                score += np.moveaxis(kernel, axis, 0).reshape(layer.num_heads, -1).sum(axis=1)
+            score = score if power == 1 else np.sqrt(score)
+        scores.append(score)
+    chosen = _select(scores, _amounts(amount, len(layers), scope), max_ratio, round_to, scope)
+    masks = {}
+    for (key, layer, parts), heads in zip(layers, chosen):
+        for part, refs in parts.items():
+            for attribute, ref in refs.items():
+                mask = np.ones(tuple(ref.variable.shape), dtype=bool)
+                for head in heads:
+                    index = _head_slices(part, attribute, int(head))
+                    if index is not None:
+                        mask[index] = False
+                masks[ref.key] = mask
+    return masks
+
+
 def _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio, round_to, data):
     from ..layers import weights as table_of
     from .dependency import DependencyGraph
@@ -451,41 +552,8 @@ def _structured_masks(model, amount, importance, scope, only, ignored, normalize
     gradients = (_taylor_gradients(model, data, [r for r in all_refs if r.variable.trainable])
                  if importance == "taylor" else None)
     group_scores = [_group_scores(graph, g, importance, members, refs_by_layer, gradients, normalize) for g in groups]
-    sizes = [g.size for g in groups]
-    amounts = _amounts(amount, len(groups), scope)
-    if max_ratio is None and scope == "global":
-        max_ratio = DEFAULT_GLOBAL_MAX_RATIO
-    caps, counts = _prune_counts(sizes, amounts, max_ratio, round_to, scope)
-    pruned = []
-    if scope == "layer":
-        for g, s, k in zip(groups, group_scores, counts):
-            keep = smallest_k_mask(s, k)
-            pruned.extend(g.channels[~keep])
-    elif groups:
-        flat = np.concatenate(group_scores)
-        owner = np.repeat(np.arange(len(groups)), sizes)
-        order = np.argsort(flat, kind="stable")
-        # the within-group rank of each candidate in the global order; candidates past their
-        # group's cap are skipped, the next ones take their place
-        rank_in_group = np.zeros(order.size, np.int64)
-        seen = np.zeros(len(groups), np.int64)
-        for position, index in enumerate(order):
-            rank_in_group[position] = seen[owner[index]]
-            seen[owner[index]] += 1
-        allowed = rank_in_group < np.asarray(caps)[owner[order]]
-        chosen = order[allowed][:int(flat.size * amounts[0])]
-        per_group = np.bincount(owner[chosen], minlength=len(groups))
-        if round_to:
-            chosen_sets = []
-            for gi, g in enumerate(groups):
-                mine = chosen[owner[chosen] == gi]
-                k = _rounded(g.size, per_group[gi], round_to)
-                chosen_sets.append(mine[:k])
-            chosen = np.concatenate(chosen_sets) if chosen_sets else chosen
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        for index in chosen:
-            gi = owner[index]
-            pruned.append(groups[gi].channels[index - offsets[gi]])
+    chosen = _select(group_scores, _amounts(amount, len(groups), scope), max_ratio, round_to, scope)
+    pruned = [channel for g, positions in zip(groups, chosen) for channel in g.channels[positions]]
     return graph.masks(pruned, members=members, groups=groups)
 
 
@@ -511,6 +579,8 @@ def masks_for(model, amount, importance="magnitude", granularity="weight", scope
         raise ValueError("include_bias applies to per-layer weight pruning (unit masks always include biases)")
     if _is_n_m(granularity):
         return _n_m_masks(model, granularity, importance, only, ignored, data)
+    if granularity == "head":
+        return _head_masks(model, amount, importance, scope, only, ignored, max_ratio, round_to)
     if granularity == "weight":
         return _weight_masks(model, amount, importance, scope, only, ignored, include_bias, data)
     return _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio,
