@@ -74,6 +74,7 @@ NOTEBOOK_PARAMETERS = {
         dense_points=Int(0, MAX_GRID_POINTS),
         dense_max=Float(0, 1),
         include_original=Bool(),
+        joint_tail=List(Float(0, 1), min_length=0, unique=True),
         epochs=Epochs(),
         seed=Seed(),
         learning_rate=Float(0, min_open=True),

@@ -33,14 +33,17 @@ def weighted_sum_run(lambda2, epochs=10, seed=0, learning_rate=1e-3, train_subse
                      eval_train=False, scalarization=scalarization).resolved()
 
 
-def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, **run_kwargs):
+def weighted_sum_grid(dense_points=40, dense_max=9e-4, include_original=True, extra_lambda2=(), **run_kwargs):
     """Configs of notebook 04: the original 26 weightings plus ``dense_points`` values of lambda2
-    evenly spaced in [0, dense_max] (Fig. 4's range), without duplicates."""
+    evenly spaced in [0, dense_max] (Fig. 4's range) and ``extra_lambda2`` (e.g. the joint front's
+    tail past dense_max), without duplicates."""
     dense_points = check_int("dense_points", dense_points, minimum=0)
     dense_max = check_float("dense_max", dense_max, minimum=0.0, maximum=1.0)
     include_original = check_bool("include_original", include_original)
+    extra = [check_float("extra_lambda2", v, minimum=0.0, maximum=1.0) for v in extra_lambda2]
     values = list(ORIGINAL_GRID) if include_original else []
     values += [float(v) for v in np.linspace(0.0, dense_max, dense_points)] if dense_points else []
+    values += extra
     unique = list(dict.fromkeys(round(v, 12) for v in values))
     return [weighted_sum_run(v, **run_kwargs) for v in unique]
 
@@ -90,6 +93,155 @@ def fig4_band_table(grid):
             rows.append(row)
     return pd.DataFrame(rows).rename(columns={"nnz_dense": "nonzeros", "l1_dense": "l1 (dense)",
                                               "test_ce": "test CE", "test_acc": "test acc"})
+
+
+# Fig. 4's lambda scale: the paper's dots (digitised, ``helpers.fig4_digitise``) against our front.
+
+# Each panel's dots are matched to our runs on the panel's y quantity: (a) the l1 norm, (b) nonzeros.
+FIG4_MATCH_ON = {"a": "l1_dense", "b": "nnz_dense"}
+FIG4_WHITE = 252.0  # a dot this light is at the top of the paper's colour bar: its lambda is a lower bound
+
+
+def _decreasing_fit(y):
+    """Least-squares non-increasing fit to ``y`` (pool adjacent violators): the fitted values."""
+    blocks = []  # [mean, weight]
+    for value in np.asarray(y, dtype=float):
+        blocks.append([value, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            (m2, w2), (m1, w1) = blocks.pop(), blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2])
+    return np.concatenate([np.full(int(w), m) for m, w in blocks])
+
+
+def lambda_at(front, column, values):
+    """lambda2 at which our front (a grid table, one scalarization) reaches ``values`` of ``column``
+    (``nnz_dense`` or ``l1_dense``): log ``column`` is fitted as a non-increasing function of lambda2
+    over the runs with lambda2 > 0 and a non-empty network, and log lambda2 interpolated linearly
+    in log ``column`` between the fitted steps. NaN outside the front's range."""
+    g = front[(front.lambda2 > 0) & (front[column] > 0)].sort_values("lambda2", kind="stable")
+    if len(g) < 2:
+        raise ValueError(f"lambda_at needs at least 2 runs with lambda2 > 0 and {column} > 0; got {len(g)}")
+    log_lambda, fitted = np.log(g.lambda2.to_numpy()), _decreasing_fit(np.log(g[column].to_numpy()))
+    levels, index = np.unique(fitted, return_inverse=True)  # increasing fitted value = decreasing lambda
+    mean_log_lambda = np.array([log_lambda[index == i].mean() for i in range(len(levels))])
+    x = np.log(np.asarray(values, dtype=float))
+    return np.exp(np.interp(x, levels, mean_log_lambda, left=np.nan, right=np.nan))
+
+
+def fig4_scale_points(dots, grid, scalarization="joint"):
+    """One row per digitised paper dot (``{"a": DataFrame, "b": DataFrame}`` of
+    ``fig4_digitise.digitise_fig4``): its panel, the quantity it is matched on and its value, its grey,
+    the lambda of that grey on the paper's colour bar, its band (``helpers.paper.FIG4_BANDS``), the
+    lambda2 at which ``scalarization``'s front in ``grid`` reaches the same value (``lambda_at``) and
+    k = ours / paper. ``white``: the dot is at the top of the colour bar, so its lambda is a lower
+    bound and its k an upper bound. A front with fewer than two usable runs gives NaN."""
+    import pandas as pd
+
+    from ..paper import FIG4_BANDS
+
+    front = grid[grid.scalarization == scalarization]
+    rows = []
+    for panel, table in dots.items():
+        column = FIG4_MATCH_ON[panel]
+        usable = (front.lambda2 > 0) & (front[column] > 0)
+        ours = lambda_at(front, column, table[column]) if usable.sum() >= 2 else np.full(len(table), np.nan)
+        for (_, dot), lam in zip(table.iterrows(), ours):
+            band = next((b["band"] for b in FIG4_BANDS if b["lo"] <= dot["lambda"] < b["hi"]), FIG4_BANDS[-1]["band"])
+            rows.append({"panel": panel, "matched_on": column, "value": float(dot[column]), "grey": float(dot["grey"]),
+                         "paper_lambda": float(dot["lambda"]), "band": band, "white": bool(dot["grey"] >= FIG4_WHITE),
+                         "our_lambda2": float(lam), "k": float(lam / dot["lambda"]) if dot["lambda"] > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def fig4_scale_table(points):
+    """k = ours / paper per band and overall (``fig4_scale_points``), over the dots with a finite k
+    that are not at the white end of the bar: the number of dots, the median k, its interquartile
+    range and its range; per panel and both panels together."""
+    import pandas as pd
+
+    from ..paper import FIG4_BANDS
+
+    usable = points[np.isfinite(points.k) & ~points.white]
+    rows = []
+    for panel in ("a", "b", "a+b"):
+        part = usable if panel == "a+b" else usable[usable.panel == panel]
+        for band in [b["band"] for b in FIG4_BANDS] + ["all"]:
+            g = part if band == "all" else part[part.band == band]
+            k = g.k.to_numpy()
+            rows.append({"panel": panel, "band": band, "dots": len(g),
+                         "k_median": float(np.median(k)) if len(k) else np.nan,
+                         "k_q25": float(np.quantile(k, 0.25)) if len(k) else np.nan,
+                         "k_q75": float(np.quantile(k, 0.75)) if len(k) else np.nan,
+                         "k_min": float(k.min()) if len(k) else np.nan, "k_max": float(k.max()) if len(k) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def fig4_scale_summary(table):
+    """One sentence per band and overall from ``fig4_scale_table``'s both-panel rows: median k with
+    its interquartile range and the number of dots."""
+    part = table[table.panel == "a+b"]
+    return "; ".join(f"{r.band}: k = {r.k_median:.2f} (IQR {r.k_q25:.2f}-{r.k_q75:.2f}, {r.dots} dots)"
+                     for r in part.itertuples() if r.dots)
+
+
+def fig4_darkest_band(dots, grid, nnz_range=(20_000, 27_000), scalarization="joint"):
+    """The paper's darkest dots against our runs with nonzeros in ``nnz_range``: for the paper, the
+    digitised dots of panel (b) in the range (nonzeros, accuracy, lambda of their grey) and of panel
+    (a) above the l1 of the range's sparsest run (l1, CE); for ours, each run's nonzeros, l1, CE and
+    accuracy, its l1 relative to the mean of the paper's darkest l1 values and its accuracy minus
+    the mean of the paper's (in points of %)."""
+    import pandas as pd
+
+    lo, hi = nnz_range
+    b = dots["b"][(dots["b"].nnz_dense >= lo) & (dots["b"].nnz_dense <= hi)]
+    ours = grid[(grid.scalarization == scalarization) & (grid.nnz_dense >= lo) & (grid.nnz_dense <= hi)]
+    a = dots["a"][dots["a"].l1_dense > 2_000]  # the top-left pair of panel (a), above any other dot
+    paper_l1, paper_acc = float(a.l1_dense.mean()), float(b.test_acc.mean())
+    rows = [{"source": "paper (digitised)", "lambda2": float(v), "nnz_dense": float(n), "test_acc": float(t),
+             "l1_dense": np.nan, "test_ce": np.nan} for v, n, t in zip(b["lambda"], b.nnz_dense, b.test_acc)]
+    rows += [{"source": "paper (digitised, panel a)", "lambda2": float(v), "nnz_dense": np.nan, "test_acc": np.nan,
+              "l1_dense": float(l1), "test_ce": float(ce)} for v, l1, ce in zip(a["lambda"], a.l1_dense, a.test_ce)]
+    rows += [{"source": f"ours ({scalarization})", "lambda2": float(r.lambda2), "nnz_dense": float(r.nnz_dense),
+              "test_acc": float(r.test_acc), "l1_dense": float(r.l1_dense), "test_ce": float(r.test_ce),
+              "l1_vs_paper": float(r.l1_dense / paper_l1 - 1), "acc_minus_paper_points": float(100 * (r.test_acc - paper_acc))}
+             for r in ours.sort_values("lambda2").itertuples()]
+    return pd.DataFrame(rows)
+
+
+# The knee region's coordinates as named in a ``knee_seeds`` table (mean over seeds), and how to print them.
+KNEE_COORDINATES = (("nnz_dense", "nonzeros", "{:,.0f}"), ("test_ce", "test CE", "{:.4f}"),
+                    ("test_acc", "test accuracy", "{:.4f}"))
+
+
+def knee_region_verdict(knee_seeds_table, region, methods=None, scalarization=None):
+    """One sentence per row of notebook 05's ``knee_seeds`` table (optionally only ``methods`` /
+    ``scalarization``): in which coordinates the seed mean of the knee lies inside ``region``
+    (``helpers.paper.FIG4_KNEE``, inferred from the paper's figure) and by how much it misses the
+    others, so that the notebook's claim follows the CSV."""
+    sentences = []
+    for row in knee_seeds_table.itertuples():
+        if (methods is not None and row.methods not in methods) or (scalarization is not None and row.scalarization != scalarization):
+            continue
+        inside, outside = [], []
+        for column, name, fmt in KNEE_COORDINATES:
+            if column not in region:
+                continue
+            lo, hi = region[column]
+            value = getattr(row, f"{column}_mean")
+            text = f"{name} {fmt.format(value)}"
+            if lo <= value <= hi:
+                inside.append(f"{text} (region {fmt.format(lo)}-{fmt.format(hi)})")
+            else:
+                edge = lo if value < lo else hi
+                outside.append(f"{text} ({'below' if value < lo else 'above'} {fmt.format(edge)} "
+                               f"by {fmt.format(abs(value - edge))})")
+        where = "the knee region inferred from the paper's figure"
+        verdict = (f"inside {where} in every coordinate: {', '.join(inside)}" if not outside else
+                   f"inside {where} in {', '.join(inside)}; outside it in {', '.join(outside)}" if inside else
+                   f"outside {where} in every coordinate: {', '.join(outside)}")
+        sentences.append(f"{row.methods} ({row.scalarization}, λ2 = {row.lambda2:.3g}), mean of {row.seeds} seeds: "
+                         f"{verdict}.")
+    return sentences
 
 
 # Knee search (notebook 05): the weighted-sum searches of spec 7 on real training runs.
