@@ -23,6 +23,12 @@ written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
   them (``results.failed`` and a warning). Finished runs carry ``"status": "finished"``; older
   files without the field load as finished, unchanged, and older failure records without a kind
   get it from their reason.
+* Every record names the Keras backend that made it (``"backend": "tensorflow"`` or ``"jax"``,
+  provenance like ``environment``; ``RunResult.backend``). It is **not** part of the key: a run
+  made under ``KERAS_BACKEND=jax`` on a GPU lands in the same cache file, and the same tables, as
+  one made on TensorFlow, and either is a hit for the other (with an
+  ``EnvironmentMismatchWarning`` naming the backend). A record without the field was made before
+  it existed, by TensorFlow.
 * Every record is checked against its schema when it is read back (``check_run_record``,
   ``check_failure_record``, the checkpoint's in ``_restore``): types, finite numbers, ranges
   (accuracies in [0, 1], nonzero counts within the layers' sizes), histories of exactly the
@@ -63,6 +69,9 @@ from .schedules import PaperSchedule
 
 # Bump when a change alters the numbers a configuration produces; old cache files then miss.
 CACHE_VERSION = 1
+# Keras backends a record may name (``keras.config.backend()``); a record without one is TensorFlow's.
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+DEFAULT_BACKEND = "tensorflow"
 
 MULTI_OPTIMIZERS = ("smgd", "madam", "mrmsprop")
 BASELINE_OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -308,6 +317,7 @@ class RunResult:
     path: Path
     from_cache: bool
     environment: dict | None = None  # versions the run was made under (keras, backend, ...)
+    backend: str = DEFAULT_BACKEND  # the Keras backend that made the run (provenance, not in the key)
 
     def history_frame(self):
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
@@ -320,6 +330,12 @@ class RunResult:
             for layer, values in self.history[group].items():
                 frame[f"{group}/{layer}"] = values
         return frame
+
+
+def record_backend(stored) -> str:
+    """The Keras backend that made a stored run or failure: its ``backend`` field, else its
+    environment's, else ``"tensorflow"`` (records written before either existed)."""
+    return stored.get("backend") or (stored.get("environment") or {}).get("backend") or DEFAULT_BACKEND
 
 
 @functools.lru_cache(maxsize=2)
@@ -557,11 +573,23 @@ def check_run_record(stored, key) -> RunConfig:
                      f"{sizes}")
     check_history(stored["history"], config, config.epochs)
     check_summary(stored["summary"], stored["history"], config)
+    check_provenance(stored)
+    return config
+
+
+def check_provenance(stored):
+    """``environment`` (optional) is an object of versions; ``backend`` (optional: older records
+    lack it and are TensorFlow's) is a Keras backend, the same as the environment's."""
     environment = stored.get("environment")
     check_record(environment is None or (isinstance(environment, dict) and all(
         isinstance(v, (str, int)) or v is None for v in environment.values())),
         f"environment must be a JSON object of versions, got {environment!r:.80}")
-    return config
+    if "backend" in stored:
+        backend = stored["backend"]
+        check_record(backend in KERAS_BACKENDS, f"backend is {backend!r:.40}, not one of {KERAS_BACKENDS}")
+        recorded = (environment or {}).get("backend")
+        check_record(recorded is None or recorded == backend, f"backend is {backend!r}, but the environment "
+                     f"says {recorded!r}")
 
 
 @_schema
@@ -579,6 +607,7 @@ def check_failure_record(stored, key):
                  f"kind is {stored.get('kind')!r}, not one of {FAILURE_KINDS}")
     record_field(Optional(Int(0, config.epochs)), "epoch", stored.get("epoch"))
     check_record(isinstance(stored.get("history", {}), dict), "history must be a JSON object")
+    check_provenance(stored)
     return config
 
 
@@ -593,7 +622,7 @@ def _result_from_stored(stored, path, from_cache=True):
     if isinstance(config["weights"], list):
         config["weights"] = tuple(config["weights"])
     return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], Path(path), from_cache,
-                     stored.get("environment"))
+                     stored.get("environment"), record_backend(stored))
 
 
 def _measure(model, data, config, penalty):
@@ -793,8 +822,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     summary = _summary({k: v for k, v in history.items() if k != "nnz_before_itp"}, sizes)
     stored = {
         "key": key, "status": "finished", "config": config.to_dict(), "summary": summary, "history": history,
-        "dataset_variant": data.variant, "dense_sizes": sizes, "environment": environment(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dataset_variant": data.variant, "dense_sizes": sizes, "backend": keras.backend.backend(),
+        "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     try:
         path = store.write_json("runs", store.run_name(config), stored)
@@ -803,7 +832,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
                        config.epochs, history, data) from exc
     partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
     store.path("failed", store.run_name(config)).unlink(missing_ok=True)  # a retried failure succeeded
-    return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"])
+    return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"],
+                     backend=stored["backend"])
 
 
 def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFailedError:
@@ -812,7 +842,8 @@ def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFaile
     try:
         path = store.write_json("failed", store.run_name(config), {
             "key": key, "status": "failed", "kind": kind, "reason": reason, "epoch": epoch, "config": config.to_dict(),
-            "history": history, "dataset_variant": data.variant, "environment": environment(),
+            "history": history, "dataset_variant": data.variant, "backend": keras.backend.backend(),
+            "environment": environment(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     except OSError as exc:
         path, reason = None, f"{reason} (the failure record could not be written either: {exc})"
@@ -1049,7 +1080,8 @@ def summary_frame(results):
         rows.append({"dataset": c.dataset, "optimizer": c.optimizer, "itp": c.itp, "seed": c.seed,
                      "learning_rate": c.learning_rate, "batch_size": c.batch_size,
                      "weights": c.weights if isinstance(c.weights, str) else f"{c.weights[0]:g},{c.weights[1]:g}",
-                     "protocol": c.protocol, "train_subset": c.train_subset, **r.summary})
+                     "protocol": c.protocol, "train_subset": c.train_subset,
+                     "backend": getattr(r, "backend", DEFAULT_BACKEND), **r.summary})
     return pd.DataFrame(rows)
 
 

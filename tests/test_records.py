@@ -118,6 +118,9 @@ TAMPERING = {
     "key-of-another-run": (_set("key", "0123456789abcdef"), "key"),
     "status-failed": (_set("status", "failed"), "status"),
     "environment-string": (_set("environment", "linux"), "environment"),
+    "backend-unknown": (_set("backend", "theano"), "backend"),
+    "backend-not-a-string": (_set("backend", ["jax"]), "backend"),
+    "backend-not-the-environments": (_set("backend", "jax"), "backend"),  # its environment says tensorflow
 }
 
 
@@ -161,6 +164,26 @@ def test_tampered_run_record_is_quarantined_and_recomputed(case, tmp_path, monke
     monkeypatch.setattr(runner, "_load_data", lambda *a, **k: (_ for _ in ()).throw(_Retrained()))
     with pytest.warns(CorruptCacheWarning, match=re.escape(target.name)), pytest.raises(_Retrained):
         run_experiment(config, cache_dir=tmp_path, progress=False)
+
+
+def test_the_backend_is_provenance_not_part_of_the_key(tmp_path):
+    """A record names the Keras backend that made it; one made under JAX (on a GPU) is the hit of
+    the same configuration on TensorFlow, and an older record without the field is TensorFlow's."""
+    stored = json.loads(committed("runs", RUN).read_text())
+    config = run_config(stored)
+    assert "backend" not in stored and stored["environment"]["backend"] == "tensorflow"  # an older record
+    assert runner.record_backend(stored) == "tensorflow" and runner.record_backend({}) == "tensorflow"
+
+    def made_on_jax(record):
+        record["backend"] = record["environment"]["backend"] = "jax"
+        record["environment"].pop("tensorflow", None)
+    _tampered_copy(tmp_path, made_on_jax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptCacheWarning)
+        result = runner.load_cached(config, tmp_path)
+    assert result.backend == "jax" and result.key == config.key() == stored["key"]
+    assert experiments.comparison_summary([result])["backend"].tolist() == ["jax"]
+    assert runner.check_environments([result], warn=False)[0][1]["backend"] == ("jax", keras.backend.backend())
 
 
 def test_seed_0_record_under_seed_1_key_is_quarantined(tmp_path):

@@ -109,3 +109,17 @@ def test_plot_lr_ablation_with_shared_runs_and_reference_label():
 
 def test_cached_runs_trains_nothing():
     assert experiments.cached_runs([]) == ([], [])
+
+
+def test_comparison_table_shows_no_spread_for_one_seed():
+    import pandas as pd
+
+    from helpers import experiments
+
+    summary = pd.DataFrame({"optimizer": ["smgd", "smgd", "sgd"], "itp": [True, True, True], "seed": [0, 1, 0],
+                            "test_acc": [0.9, 0.8, 0.7], "test_ce": [0.1, 0.2, 0.3], "pruned_fraction_dense": [0.5] * 3})
+    for column in ("nnz_dense", "epochs_to_target"):
+        summary[column] = 1
+    table = experiments.comparison_table(summary)
+    assert table.loc[("sgd", True), "test acc"] == "0.7000 ± –"
+    assert table.loc[("smgd", True), "test acc"] == "0.8500 ± 0.0707"

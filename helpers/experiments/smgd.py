@@ -57,7 +57,22 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
 
 SUMMARY_COLUMNS = ["optimizer", "itp", "seed", "epochs", "train_acc", "test_acc", "test_ce", "l1_dense", "nnz_dense",
                    "dense_weights", "pruned_fraction_dense"]
-SUMMARY_TAIL = ["learning_rate", "batch_size", "train_subset", "protocol", "train_seconds"]
+SUMMARY_TAIL = ["learning_rate", "batch_size", "train_subset", "protocol", "train_seconds", "backend"]
+
+
+def backend_label(results):
+    """The Keras backend(s) that made ``results``, for notebook 03's protocol label: ``"Keras
+    backend tensorflow"``, or with several ``"Keras backends tensorflow (6 runs), jax (2 runs)"``.
+    A run's backend is provenance (``RunResult.backend``), not part of its cache key, so a sweep can
+    mix runs made on a GPU under JAX with runs made here under TensorFlow."""
+    from collections import Counter
+
+    from ..runner import DEFAULT_BACKEND
+
+    counts = Counter(getattr(r, "backend", DEFAULT_BACKEND) for r in results)
+    if len(counts) <= 1:
+        return f"Keras backend {next(iter(counts), 'none (no runs)')}"
+    return "Keras backends " + ", ".join(f"{name} ({n} run{'s' * (n != 1)})" for name, n in sorted(counts.items()))
 
 
 def comparison_summary(results):
@@ -72,12 +87,14 @@ def comparison_summary(results):
 
 
 def comparison_table(summary):
-    """Mean ± sample std over seeds per (optimizer, itp) of notebook 03's summary."""
+    """Mean ± sample std over seeds per (optimizer, itp) of notebook 03's summary ("± –" where
+    there is one seed: no spread was measured, which is not a spread of 0)."""
     import pandas as pd
 
     def mean_std(frame, column, digits):
         g = frame.groupby(["optimizer", "itp"], sort=False)[column].agg(["mean", "std"])
-        return g.apply(lambda r: f"{r['mean']:.{digits}f} ± {0 if np.isnan(r['std']) else r['std']:.{digits}f}", axis=1)
+        return g.apply(lambda r: f"{r['mean']:.{digits}f} ± "
+                                 + ("–" if np.isnan(r["std"]) else f"{r['std']:.{digits}f}"), axis=1)
 
     return pd.DataFrame({
         "test acc": mean_std(summary, "test_acc", 4),
