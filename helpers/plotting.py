@@ -680,6 +680,11 @@ def plot_weights_c2(frame, reference=None, title=""):
     return fig
 
 
+# The paper's MNIST reference lines (0.989, 95.6%, 2,107 / 300 / 170) are lines of the original code's
+# plots, not numbers of the paper's text: every figure names them so.
+ORIGINAL_REFERENCE_LABEL = "the original code's reference line"
+
+
 def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
     """Nonzero kernel weights of every dense layer per epoch (one panel per layer)."""
     sub = frame[frame["itp"] == itp]
@@ -689,7 +694,7 @@ def plot_nonzeros(frame, layer_sizes, references=None, itp=True, title=""):
     for ax, layer_name in zip(axes[0], layers):
         _band_lineplot(ax, sub, f"nnz/{layer_name}", order)
         if references and layer_name in references:
-            ax.axhline(references[layer_name], color="0.5", ls="--", lw=1, label="paper (reference line)")
+            ax.axhline(references[layer_name], color="0.5", ls="--", lw=1, label=ORIGINAL_REFERENCE_LABEL)
         ax.set_ylim(0, layer_sizes[layer_name] * 1.05)
         ax.set_title(f"{layer_name} ({layer_sizes[layer_name]:,} weights)")
         _epoch_axis(ax)
@@ -777,7 +782,83 @@ def fig4_at_paper_axes(grid, lambda_max, score="test", title=""):
     return fig
 
 
-ORIGINAL_REFERENCE_LABEL = "the original code's reference line"
+def fig4_tail_at_paper_axes(grid, dots=None, scale_points=None, lambda_max=9e-4, scalarization="joint",
+                            score="test", title=""):
+    """Every point of ``scalarization``'s front in ``grid`` on the paper's Fig. 4 axes: lambda2 <=
+    ``lambda_max`` on the paper's grey scale (black 0 to white ``lambda_max``), the tail beyond it
+    white with a rim coloured by log lambda2 (second colour bar), points off the axes (the empty
+    networks) as triangles on the edge, counted. ``dots``: the paper's digitised dots
+    (``fig4_digitise.digitise_fig4``), drawn as red crosses. ``scale_points``
+    (``experiments.fig4_scale_points``): a third panel, our lambda2 at the same l1 / nonzeros
+    against the paper's lambda read from each dot's grey, with k = 1 and the median k."""
+    from matplotlib.colors import LogNorm
+
+    from .paper import FIG4_AXES
+
+    g = grid[grid.scalarization == scalarization]
+    paper_range = g.lambda2 <= lambda_max * (1 + 1e-9)
+    tail = g[~paper_range]
+    panels = 3 if scale_points is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels + 1.6, 5.0), squeeze=False, layout="constrained")
+    axes = list(axes[0])
+    specs = (("a", f"{score}_ce", "l1_dense", f"cross-entropy ({score})", "$\\ell_1$ of the dense weights"),
+             ("b", f"{score}_acc", "nnz_dense", f"accuracy ({score})", "nonzero dense weights ($\\ell_0$)"))
+    norm = LogNorm(vmin=max(float(tail.lambda2.min()), lambda_max) if len(tail) else lambda_max,
+                   vmax=float(tail.lambda2.max()) if len(tail) else 10 * lambda_max)
+    for ax, (panel, x, y, xlabel, ylabel) in zip(axes, specs):
+        (x0, x1), (y0, y1) = FIG4_AXES[panel]["x"], FIG4_AXES[panel]["y"]
+        grey = plot_front_on_axes(ax, g[paper_range][x], g[paper_range][y], g[paper_range].lambda2, (x0, x1), (y0, y1),
+                                  lambda_max, xlabel, ylabel)
+        if len(tail):
+            tx, ty = tail[x].to_numpy(float), tail[y].to_numpy(float)
+            inside = (tx >= x0) & (tx <= x1) & (ty >= y0) & (ty <= y1)
+            ax.scatter(tx[inside], ty[inside], s=48, c=tail.lambda2[inside], cmap="plasma", norm=norm, zorder=4,
+                       linewidths=0)
+            ax.scatter(tx[inside], ty[inside], s=14, color="white", zorder=5, linewidths=0)
+            if (~inside).any():
+                ax.scatter(np.clip(tx[~inside], x0, x1), np.clip(ty[~inside], y0, y1), marker="^", s=34,
+                           c=tail.lambda2[~inside], cmap="plasma", norm=norm, edgecolors="tab:red", linewidths=0.8,
+                           zorder=4, clip_on=False)
+                left = panel == "b"
+                ax.text(0.02 if left else 0.98, 0.55, f"tail: {int((~inside).sum())} of {len(tx)} off the axes\n"
+                        f"(λ2 ≥ {tail.lambda2[~inside].min():.3g}: {y} {ty[~inside].min():,.0f}-{ty[~inside].max():,.0f})",
+                        transform=ax.transAxes, ha="left" if left else "right", va="center", fontsize=7,
+                        color="tab:red")
+        if dots is not None and panel in dots:
+            ax.scatter(dots[panel][x.replace(score, "test")], dots[panel][y], marker="x", s=16, color="tab:red",
+                       linewidths=0.8, zorder=6, label=f"paper's Fig. 4({panel}), digitised ({len(dots[panel])} dots)")
+            ax.legend(fontsize=7, loc="upper right" if panel == "a" else "upper left",
+                      bbox_to_anchor=(1.0, 0.86) if panel == "a" else (0.0, 1.0))
+        ax.set_title(f"({panel}) {SCALARIZATION_LABELS.get(scalarization, scalarization)}: {len(g)} weightings",
+                     fontsize=8)
+    fig.colorbar(grey, ax=axes[1], label="$\\lambda_2$ (the paper's grey scale)", fraction=0.05, pad=0.01)
+    if len(tail):
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=axes[1],
+                     label=f"$\\lambda_2$ > {lambda_max:g} (tail: white, coloured rim)", fraction=0.05, pad=0.01)
+    if scale_points is not None:
+        ax = axes[2]
+        usable = scale_points[np.isfinite(scale_points.k)]
+        for panel, marker in (("a", "o"), ("b", "s")):
+            for white, face in ((False, None), (True, "none")):
+                part = usable[(usable.panel == panel) & (usable.white == white)]
+                if len(part):
+                    ax.scatter(part.paper_lambda, part.our_lambda2, marker=marker, s=22, color="tab:blue" if panel == "a"
+                               else "tab:orange", facecolors=face, label=f"panel ({panel}), matched on "
+                               f"{'l1' if panel == 'a' else 'nonzeros'}" + (" (white dot: paper λ a lower bound)" if white else ""))
+        fit = usable[~usable.white]
+        k = float(np.median(fit.k)) if len(fit) else np.nan
+        lims = np.array([5e-6, 1e-2])
+        ax.plot(lims, lims, color="0.5", lw=1, ls=":", label="k = 1")
+        if np.isfinite(k):
+            ax.plot(lims, k * lims, color="black", lw=1, label=f"k = {k:.2f} (median, {len(fit)} dots)")
+        ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlim(*lims), ax.set_ylim(*lims)
+        ax.set_xlabel("paper's λ (grey of the dot on its colour bar)")
+        ax.set_ylabel(f"our λ2 at the same l1 / nonzeros ({scalarization})")
+        ax.set_title("λ scale: ours = k × paper", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, title="", shared=None,
@@ -949,7 +1030,8 @@ def plot_knees_objective_space(found, knee_runs, score="test", knee_region=None,
                    facecolors=SEARCH_COLORS[method] if filled else "none", zorder=3)
     if knee_region is not None:
         (x0, x1), (y0, y1) = knee_region["test_ce"], knee_region["l1_dense"]
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.85", zorder=0, label="paper's knee region (Fig. 4)"))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.85", zorder=0,
+                               label="knee region, inferred from the paper's figure (Fig. 4)"))
     ax.scatter([], [], marker="*", s=160, color="black", label="knee, 10-epoch candidate (filled: clean rule)")
     ax.scatter([], [], marker="D", s=50, color="black", label="the same knee retrained (30 epochs)")
     if empty:
@@ -1180,5 +1262,33 @@ def plot_inference(inference):
         ax.set_ylim(0, 1.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Measured latency against the FLOP ideal", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_architectures(architectures):
+    """Notebook 09: keras.applications models and a Transformer block, compacted after global
+    filter / unit+head pruning: measured latency ratio against the FLOP ratio, batch 1 and 32,
+    one marker per model, one colour per (backend, threads) setting."""
+    done = architectures[architectures.compacted.astype(bool)]
+    settings = list(dict.fromkeys(zip(done.backend, done.threads.astype(str))))
+    markers = dict(zip(done.model.unique(), "osD^vP*X"))
+    colours = dict(zip(settings, sns.color_palette("deep", len(settings))))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for ax, batch in zip(axes, (1, 32)):
+        for (model, backend, threads), g in done.groupby(["model", "backend", done.threads.astype(str)], sort=False):
+            ax.plot(g.flop_ratio, g[f"latency_b{batch}_ratio"], marker=markers[model], ls="-", lw=0.8,
+                    color=colours[(backend, threads)], label=f"{model}, {backend} {threads}")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+        ax.plot([0, 1 / 1.3], [0, 1], color="0.6", lw=1, ls="--")
+        ax.text(0.98, 0.93, "latency = FLOP ratio", ha="right", fontsize=7, color="0.4", rotation=0)
+        ax.set_xlabel("FLOP ratio (compacted / dense)")
+        ax.set_ylabel(f"latency ratio, batch {batch}")
+        ax.set_xlim(0, 1.05)
+        ax.set_ylim(0, 1.6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, labels, fontsize=6, ncol=2, loc="upper left")
+    fig.suptitle("Compacted keras.applications models: measured latency against the FLOP ideal "
+                 "(dotted: equal; dashed: 1.3x the FLOP ratio)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -400,3 +400,27 @@ def test_seed003_table_prunes_the_seeds_layers_in_place_order(rng):
     pruning.apply_masks(model, pruning.masks_for(model, 0.9))
     for a, b in zip(in_place, [w == 0 for w in model.get_weights()]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.needs_data("cifar10")
+def test_seed003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_path, monkeypatch):
+    """The seed's printed table beside ours: mean and std over the seeds whose table is cached;
+    a seed without one is reported missing, never trained (cached_only)."""
+    from helpers import experiments
+    from helpers.cache import cached
+
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    monkeypatch.setattr(experiments.structure, "trained_model", lambda *a, **k: pytest.fail("must not train"))
+    for seed, accuracy in ((0, 0.60), (1, 0.64)):
+        study = experiments.StructureStudy(1.0, 2, 4, 1e-3, seed=seed)
+        rows = [{"experiment": "dense", "target": 0.0, "test_acc": accuracy + 0.08, "zip_kib": 100.0}]
+        rows += [{"experiment": e, "target": t, "test_acc": accuracy, "zip_kib": 50.0}
+                 for e in experiments.SEED003_EXPERIMENTS for t in experiments.SEED003_TARGETS]
+        cached("seed003_table", dict(study.config, targets=list(experiments.SEED003_TARGETS)), lambda: rows)
+    summary, missing = experiments.seed003_comparison(seeds=(0, 1, 2))
+    assert missing == [2]
+    dense = summary[summary.experiment == "dense"].iloc[0]
+    assert dense.seeds == 2 and dense.ours_mean == pytest.approx(70.0) and dense.ours_std == pytest.approx(2.828427, 1e-5)
+    row = summary[(summary.experiment == "conv1 only") & (summary.target == 0.7)].iloc[0]
+    assert row.seed_printed == 48.65 and row.difference == pytest.approx(62.0 - 48.65)
+    assert len(summary) == 1 + 3 * 6

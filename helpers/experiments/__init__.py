@@ -17,21 +17,24 @@ from .budget import (BUDGET_DATASETS, BUDGET_METHODS, BudgetPruning, budget_tabl
                      global_fraction, least_pruning_meeting_budget, prune_to_budget, uniform_fraction)
 from .post_training import SEED002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
 from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZERS, SUMMARY_COLUMNS, SUMMARY_TAIL,
-                   SHARED_LEARNING_RATES, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
+                   SHARED_LEARNING_RATES, backend_label, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
                    comparison_table, lr_ablation, lr_ablation_findings, lr_ablation_table, reference_crossings,
                    shared_lr_comparison, shared_lr_table, smgd_comparison)
 from .structure import (SEED003_EXPERIMENTS, SEED003_PRINTED, SEED003_TARGETS, STRUCTURE_METHODS, StructureStudy,
-                        per_layer_sparsity, seed003_table, structure_masks, structure_sweep)
+                        per_layer_sparsity, seed003_comparison, seed003_table, structure_masks,
+                        structure_sweep)
 from .training import trained_model, weights_name
-from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_table, grid_table, weighted_sum_grid,
-                           weighted_sum_run)
+from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_table, fig4_darkest_band,
+                           fig4_scale_points, fig4_scale_summary, fig4_scale_table, grid_table, knee_region_verdict,
+                           lambda_at, weighted_sum_grid, weighted_sum_run)
 
 __all__ = [
     "BUDGET_DATASETS", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
-    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "SEED002_KS", "SEED003_EXPERIMENTS", "SEED003_PRINTED", "SEED003_TARGETS", "seed003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
-    "SUMMARY_TAIL", "BudgetPruning", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table",
+    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "SEED002_KS", "SEED003_EXPERIMENTS", "SEED003_PRINTED", "SEED003_TARGETS", "seed003_comparison", "seed003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
+    "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table",
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
-    "fig4_band_table", "finetune_masked", "global_fraction", "grid_table", "least_pruning_meeting_budget",
+    "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",
+    "knee_region_verdict", "lambda_at", "finetune_masked", "global_fraction", "grid_table", "least_pruning_meeting_budget",
     "lr_ablation", "lr_ablation_findings", "lr_ablation_table", "reference_crossings", "shared_lr_comparison",
     "shared_lr_table", "SHARED_LEARNING_RATES", "cached_runs", "collapse_transitions", "per_layer_sparsity", "post_training", "post_training_masks",
     "post_training_sweep", "prune_to_budget", "smgd", "smgd_comparison", "structure", "structure_masks",

@@ -213,12 +213,47 @@ class StructureStudy:
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
             latency_repeats=latency_repeats), recompute=self.recompute)
 
-    def seed003_table(self, targets=SEED003_TARGETS):
-        """``(rows, from the cache?)`` of ``seed003_table`` (the model compiled for evaluation)."""
-        from ..cache import cached
+    def seed003_table(self, targets=SEED003_TARGETS, cached_only=False):
+        """``(rows, from the cache?)`` of ``seed003_table`` (the model compiled for evaluation);
+        ``(None, False)`` with ``cached_only`` when it is not in the cache (nothing is trained)."""
+        from ..cache import ResultCache, cached
 
-        return cached("seed003_table", dict(self.config, targets=list(targets)),
-                      lambda: seed003_table(self.pretrained(), self.data, targets), recompute=self.recompute)
+        config = dict(self.config, targets=list(targets))
+        if cached_only and not ResultCache().table_path("seed003_table", config).exists():
+            return None, False
+        return cached("seed003_table", config, lambda: seed003_table(self.pretrained(), self.data, targets),
+                      recompute=self.recompute)
+
+
+def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
+                       cached_only=True):
+    """Seed 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
+    ``(frame, missing seeds)``. One row per experiment and sparsity (and the dense network): the
+    seed's test accuracy (%), ours as mean and std over the seeds found (%), and the deflate-zipped
+    weights (KiB, mean). With ``cached_only`` (default) seeds whose table is not cached are listed
+    as missing, not trained (about 45 minutes per base network on this CPU)."""
+    import pandas as pd
+
+    tables, missing = {}, []
+    for seed in seeds:
+        rows, _ = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed,
+                                 train_subset=train_subset).seed003_table(cached_only=cached_only)
+        if rows is None:
+            missing.append(seed)
+        else:
+            tables[seed] = pd.DataFrame(rows)
+    if not tables:
+        return None, missing
+    ours = pd.concat(tables, names=["seed"]).reset_index(level=0)
+    summary = (ours.groupby(["experiment", "target"], sort=False)
+               .agg(ours_mean=("test_acc", "mean"), ours_std=("test_acc", "std"), seeds=("seed", "count"),
+                    zip_kib=("zip_kib", "mean")).reset_index())
+    summary[["ours_mean", "ours_std"]] *= 100
+    printed = {(name, t): acc for name, accs in SEED003_PRINTED.items() for t, acc in zip(SEED003_TARGETS, accs)}
+    summary.insert(2, "seed_printed", [printed.get((e, t), float("nan")) for e, t in zip(summary.experiment,
+                                                                                        summary.target)])
+    summary["difference"] = summary.ours_mean - summary.seed_printed
+    return summary, missing
 
     def per_layer_sparsity(self, target):
         """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
