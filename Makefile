@@ -43,6 +43,7 @@ lock: $(STAMP)
 ## Main job: execute every notebook on its default parameters (in place), regenerating
 ## figures/ and results/. Finished training runs come from results/cache.
 figures: $(STAMP)
+	@$(BIN)/python -m helpers.data check  # every missing dataset at once, before any notebook runs
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
 	  $(EXECUTE) "$$nb" || exit 1; \

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,3 +345,28 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     per_class[: size - per_class.sum()] += 1
     picks = [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in zip(classes, per_class)]
     return np.sort(np.concatenate(picks))
+
+
+def missing_data(names=DATASETS):
+    """``{name: reason}`` for every dataset of ``names`` that cannot be loaded (all at once, so a
+    user fixes them in one go; ``python -m helpers.data check``, run first by ``make figures``)."""
+    return {name: reason for name in names if (reason := unavailable_reason(name)) is not None}
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.data", description="Check the offline datasets.")
+    parser.add_argument("command", choices=["check"])
+    parser.add_argument("datasets", nargs="*", default=list(DATASETS), help=f"default: {' '.join(DATASETS)}")
+    args = parser.parse_args(argv)
+    missing = missing_data([check_dataset_name(name) for name in args.datasets])
+    for reason in missing.values():
+        print(reason, file=sys.stderr)
+    if missing:
+        print(f"{len(missing)} of {len(args.datasets)} datasets missing; see the README's Data section.", file=sys.stderr)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -157,7 +157,7 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
                                        progress_bar=False, log_output=log_output)
         except papermill.PapermillExecutionError as exc:
             if exc.ename == "DataUnavailableError":
-                raise SystemExit(f"{notebook.name}: no data: {exc.evalue.split(': ', 1)[-1][:400]}") from None
+                raise SystemExit(f"{notebook.name}: no data: {exc.evalue.split(': ', 1)[-1]}") from None
             raise
         nb = json.loads(Path(tmp).read_text())
         nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = str(notebook)

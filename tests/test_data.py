@@ -80,3 +80,15 @@ def test_npz_in_data_dir_is_used(tmp_path, monkeypatch, rng):
     ds = data.load_dataset("mnist")
     assert ds.source.endswith("mnist.npz") and len(ds.x_train) == 20
     np.testing.assert_allclose(ds.x_train[..., 0], x / 255.0, rtol=1e-6)
+
+
+def test_data_check_names_every_missing_dataset_at_once(monkeypatch, capsys):
+    from helpers import data as data_lib
+
+    monkeypatch.setattr(data_lib, "unavailable_reason", lambda name: None if name == "mnist" else f"no {name} data: X")
+    assert data_lib.main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "no fashion_mnist data: X" in err and "no cifar10 data: X" in err and "2 of 3 datasets missing" in err
+    assert "no mnist" not in err
+    monkeypatch.setattr(data_lib, "unavailable_reason", lambda name: None)
+    assert data_lib.main(["check"]) == 0

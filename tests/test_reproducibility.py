@@ -148,3 +148,16 @@ def test_runs_under_other_versions_are_reported():
     with pytest.warns(EnvironmentMismatchWarning, match="keras 2.3.1"):
         differing = check_environments([same, old])
     assert [slug for slug, _ in differing] == [RunConfig(seed=1).slug()]
+
+
+def test_environment_yml_installs_the_lock_on_binders_python():
+    """environment.yml (conda) takes every package from the lock and Python from binder/runtime.txt."""
+    text = (ROOT / "environment.yml").read_text()
+    python = (ROOT / "binder" / "runtime.txt").read_text().strip().removeprefix("python-")
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    assert f"- python={python}" in lines and "- pip" in lines
+    assert "- -r requirements/lock.txt" in lines and (ROOT / "requirements" / "lock.txt").is_file()
+    # nothing installed beside the lock: the only pip entry is the lock, the only conda ones python and pip
+    entries = [line for line in lines if line.startswith("- ")]
+    assert sorted(entries) == sorted([f"- python={python}", "- pip", "- pip:", "- -r requirements/lock.txt",
+                                      "- conda-forge"])
