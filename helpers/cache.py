@@ -5,7 +5,8 @@ Layout (every name ends in the configuration's key, so a changed key is a miss, 
 
 - ``runs/<slug>-<key>.json``: finished training runs (``helpers.runner``; small, committed);
 - ``failed/<slug>-<key>.json``: failure records, never results;
-- ``partial/<slug>-<key>.npz``: checkpoints of unfinished runs (ignored by git);
+- ``partial/<slug>-<key>.npz``: checkpoints of unfinished runs (committed between sessions while a
+  long run is under way; the run deletes its checkpoint when it finishes);
 - ``tables/<name>-<hash>.json``: computed tables (``cached``; committed);
 - ``models/<model>-<dataset>-<hash>.weights.h5``: trained weights (``helpers.experiments.trained_model``;
   ignored by git).

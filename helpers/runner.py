@@ -9,8 +9,9 @@ machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_execu
 written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
-* Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (ignored by
-  git); an interrupted run resumes from its last finished epoch with identical numbers. A
+* Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (a few MB;
+  committed while a run longer than a session is under way, so a new machine resumes it, and
+  deleted by the run when it finishes); an interrupted run resumes from its last finished epoch with identical numbers. A
   checkpoint records its configuration key and is ignored (moved aside) when the key differs.
 * Failed runs: a run that fails is a *record*, never a result: ``results/cache/failed/<slug>-<key>.json``
   with ``"status": "failed"``, its ``kind``, the reason and the epoch. Kinds (``FAILURE_KINDS``):
@@ -29,6 +30,14 @@ written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
   one made on TensorFlow, and either is a hit for the other (with an
   ``EnvironmentMismatchWarning`` naming the backend). A record without the field was made before
   it existed, by TensorFlow.
+* Every record names the data it trained on: ``"dataset_variant"`` (``"official"`` or ``"jpeg-q75
+  stand-in"``) and ``"dataset_hash"`` (``helpers.data.content_hash`` of the raw arrays, newer
+  records). Provenance again, **not** part of the key: every committed entry keeps its key, and a
+  record without the field gets the variant it was made on (``DEFAULT_VARIANTS``: CIFAR-10 runs
+  were all made on the JPEG stand-in, MNIST on the official files). Labels and figure titles take
+  the variant from the runs (``dataset_label``), never from this machine's data file, and
+  ``variant_note`` says when the runs were made on another variant than the one this machine
+  would load.
 * Every record is checked against its schema when it is read back (``check_run_record``,
   ``check_failure_record``, the checkpoint's in ``_restore``): types, finite numbers, ranges
   (accuracies in [0, 1], nonzero counts within the layers' sizes), histories of exactly the
@@ -72,6 +81,8 @@ CACHE_VERSION = 1
 # Keras backends a record may name (``keras.config.backend()``); a record without one is TensorFlow's.
 KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
 DEFAULT_BACKEND = "tensorflow"
+# The data variant of a record written before records named it: what every such run was made on.
+DEFAULT_VARIANTS = {"mnist": data_lib.OFFICIAL, "fashion_mnist": data_lib.OFFICIAL, "cifar10": data_lib.STAND_IN}
 
 MULTI_OPTIMIZERS = ("smgd", "madam", "mrmsprop")
 BASELINE_OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -318,6 +329,17 @@ class RunResult:
     from_cache: bool
     environment: dict | None = None  # versions the run was made under (keras, backend, ...)
     backend: str = DEFAULT_BACKEND  # the Keras backend that made the run (provenance, not in the key)
+    dataset_variant: str | None = None  # the data it trained on (provenance, not in the key); None: the default
+    dataset_hash: str | None = None  # helpers.data.content_hash of those arrays (None: an older record)
+
+    def __post_init__(self):
+        if self.dataset_variant is None:
+            self.dataset_variant = DEFAULT_VARIANTS.get(self.config.dataset, data_lib.OFFICIAL)
+
+    @property
+    def dataset_label(self) -> str:
+        """``"CIFAR-10 (jpeg-q75 stand-in)"``: the data this run was made on."""
+        return data_lib.dataset_label(self.config.dataset, self.dataset_variant)
 
     def history_frame(self):
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
@@ -336,6 +358,48 @@ def record_backend(stored) -> str:
     """The Keras backend that made a stored run or failure: its ``backend`` field, else its
     environment's, else ``"tensorflow"`` (records written before either existed)."""
     return stored.get("backend") or (stored.get("environment") or {}).get("backend") or DEFAULT_BACKEND
+
+
+def record_dataset_variant(stored) -> str:
+    """The data variant a stored run was made on: its ``dataset_variant``, else the one every run of
+    its dataset was made on before records named it (``DEFAULT_VARIANTS``)."""
+    dataset = (stored.get("config") or {}).get("dataset", "mnist")
+    return stored.get("dataset_variant") or DEFAULT_VARIANTS.get(dataset, data_lib.OFFICIAL)
+
+
+def dataset_label(results, dataset=None) -> str:
+    """The label of the data ``results`` were made on, from the runs themselves: ``"CIFAR-10
+    (jpeg-q75 stand-in)"``, ``"MNIST"``, or with runs on several variants ``"CIFAR-10 (official: 3
+    runs; jpeg-q75 stand-in: 5 runs)"``. ``dataset`` names it when there are no runs."""
+    from collections import Counter
+
+    names = {r.config.dataset for r in results} or {dataset or "mnist"}
+    if len(names) > 1:
+        return "; ".join(dataset_label([r for r in results if r.config.dataset == n]) for n in sorted(names))
+    [name] = names
+    counts = Counter(r.dataset_variant for r in results)
+    if len(counts) <= 1:
+        return data_lib.dataset_label(name, next(iter(counts), data_lib.OFFICIAL))
+    parts = "; ".join(f"{variant}: {n} run{'s' * (n != 1)}" for variant, n in sorted(counts.items()))
+    return f"{data_lib.PRETTY_NAMES[name]} ({parts})"
+
+
+def variant_note(results) -> str | None:
+    """A sentence when ``results`` were made on another data variant than the one this machine would
+    load now (``helpers.data.file_variant``), e.g. cached stand-in runs on a machine with the
+    official CIFAR-10: they are still shown, labelled with their own variant. None otherwise."""
+    others = {}
+    for r in results:
+        loaded = data_lib.file_variant(r.config.dataset)
+        if r.dataset_variant != loaded:
+            others.setdefault((r.config.dataset, loaded), []).append(r)
+    if not others:
+        return None
+    return " ".join(
+        f"NOTE: {len(runs)} of these runs were made on {dataset_label(runs)}, but this machine would load "
+        f"{data_lib.dataset_label(name, loaded)}; they are shown as made, labelled with their own data "
+        "(a run's data variant is recorded, not part of its cache key)."
+        for (name, loaded), runs in others.items())
 
 
 @functools.lru_cache(maxsize=2)
@@ -579,7 +643,14 @@ def check_run_record(stored, key) -> RunConfig:
 
 def check_provenance(stored):
     """``environment`` (optional) is an object of versions; ``backend`` (optional: older records
-    lack it and are TensorFlow's) is a Keras backend, the same as the environment's."""
+    lack it and are TensorFlow's) is a Keras backend, the same as the environment's;
+    ``dataset_variant`` (optional) a non-empty name and ``dataset_hash`` (optional) 16 hex digits."""
+    variant = stored.get("dataset_variant")
+    check_record(variant is None or (isinstance(variant, str) and 0 < len(variant) <= 80),
+                 f"dataset_variant must be a short non-empty str, got {variant!r:.80}")
+    digest = stored.get("dataset_hash")
+    check_record(digest is None or (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{16}", digest) is not None),
+                 f"dataset_hash must be 16 hex digits, got {digest!r:.80}")
     environment = stored.get("environment")
     check_record(environment is None or (isinstance(environment, dict) and all(
         isinstance(v, (str, int)) or v is None for v in environment.values())),
@@ -622,7 +693,8 @@ def _result_from_stored(stored, path, from_cache=True):
     if isinstance(config["weights"], list):
         config["weights"] = tuple(config["weights"])
     return RunResult(RunConfig(**config), stored["history"], stored["summary"], stored["key"], Path(path), from_cache,
-                     stored.get("environment"), record_backend(stored))
+                     stored.get("environment"), record_backend(stored), record_dataset_variant(stored),
+                     stored.get("dataset_hash"))
 
 
 def _measure(model, data, config, penalty):
@@ -822,8 +894,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     summary = _summary({k: v for k, v in history.items() if k != "nnz_before_itp"}, sizes)
     stored = {
         "key": key, "status": "finished", "config": config.to_dict(), "summary": summary, "history": history,
-        "dataset_variant": data.variant, "dense_sizes": sizes, "backend": keras.backend.backend(),
-        "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dataset_variant": data.variant, "dataset_hash": data.content_hash, "dense_sizes": sizes,
+        "backend": keras.backend.backend(), "environment": environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     try:
         path = store.write_json("runs", store.run_name(config), stored)
@@ -833,7 +905,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     partial.unlink(missing_ok=True)  # missing_ok: a concurrent identical run may have removed it
     store.path("failed", store.run_name(config)).unlink(missing_ok=True)  # a retried failure succeeded
     return RunResult(config, history, summary, key, path, from_cache=False, environment=stored["environment"],
-                     backend=stored["backend"])
+                     backend=stored["backend"], dataset_variant=data.variant, dataset_hash=data.content_hash)
 
 
 def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFailedError:
@@ -842,8 +914,8 @@ def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFaile
     try:
         path = store.write_json("failed", store.run_name(config), {
             "key": key, "status": "failed", "kind": kind, "reason": reason, "epoch": epoch, "config": config.to_dict(),
-            "history": history, "dataset_variant": data.variant, "backend": keras.backend.backend(),
-            "environment": environment(),
+            "history": history, "dataset_variant": data.variant, "dataset_hash": data.content_hash,
+            "backend": keras.backend.backend(), "environment": environment(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     except OSError as exc:
         path, reason = None, f"{reason} (the failure record could not be written either: {exc})"
