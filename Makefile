@@ -56,10 +56,12 @@ figures: $(STAMP)
 	@$(EXECUTE) notebooks/05_knee_search.ipynb results/05_knee_search/05_knee_search_val_clean.ipynb \
 	  -p select_on val -p protocol clean -y "{methods: [bisection, dichotomic, stochastic], knee_seeds: [0]}"
 
-## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs.
-## Outputs go to a temporary folder (conftest.py): tests never write over tracked files.
+## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs
+## (every printed table compared; only durations, progress bars and temporary paths are sanitised).
+## Outputs go to a temporary folder (conftest.py): tests never write over tracked files. Without
+## data, what needs it is skipped with one reason.
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 ## Unit tests only (no notebook execution).
 test-fast: $(STAMP)

@@ -15,6 +15,11 @@ dataset            files looked for in ``$PRUNING_DATA_DIR``     preprocessing
 CIFAR-10 from ``cifar10-jpeg.npz`` is a JPEG (quality 75) re-encoding of the official
 images, so its ``variant`` is ``"jpeg-q75 stand-in"`` and every figure made from it says so.
 Labels are integer class ids of shape (N,) everywhere (sparse cross-entropy).
+
+The variant (and ``Dataset.content_hash``, a hash of the raw arrays, the same whether they came
+from a file or from ``keras.datasets``) is part of every training run's record
+(``helpers.runner``): figure titles and labels take it from the runs (``dataset_label``), never
+from the file this machine happens to have (``file_variant`` says which one that is).
 """
 
 from __future__ import annotations
@@ -41,6 +46,33 @@ TRAIN_CLASS_MIN = {"mnist": 5_421, "fashion_mnist": 6_000, "cifar10": 5_000}
 IMAGE_SHAPES = {"mnist": ((28, 28), (28, 28, 1)), "fashion_mnist": ((28, 28), (28, 28, 1)),
                 "cifar10": ((32, 32, 3),)}
 NUM_CLASSES = 10
+
+OFFICIAL = "official"
+STAND_IN = "jpeg-q75 stand-in"  # CIFAR-10 re-encoded as JPEG, quality 75 (cifar10-jpeg.npz)
+PRETTY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def dataset_label(name: str, variant: str = OFFICIAL) -> str:
+    """``"CIFAR-10 (jpeg-q75 stand-in)"``: the dataset's name, with its variant unless official."""
+    pretty = PRETTY_NAMES[check_dataset_name(name)]
+    return pretty if variant == OFFICIAL else f"{pretty} ({variant})"
+
+
+def content_hash(raw: dict) -> str:
+    """16 hex digits of SHA-256 over the raw arrays (x/y train/test: shape, dtype, bytes), labels
+    as int32 ids of shape (N,): the official data hashes the same from a file and from keras.datasets.
+    About 0.2 s for CIFAR-10."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        array = np.asarray(raw[key])
+        if key.startswith("y"):
+            array = array.reshape(-1).astype("int32")
+        array = np.ascontiguousarray(array)
+        digest.update(f"{key}{array.shape}{array.dtype.str}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()[:16]
 
 _FILES = {
     "mnist": ("mnist.npz",),
@@ -72,6 +104,7 @@ class Dataset:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     notes: dict = field(default_factory=dict)
+    content_hash: str | None = None  # ``content_hash`` of the raw arrays it was made from
 
     @property
     def num_classes(self) -> int:
@@ -83,9 +116,8 @@ class Dataset:
 
     @property
     def label(self) -> str:
-        """Human-readable dataset label for figure titles and tables."""
-        pretty = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[self.name]
-        return pretty if self.variant == "official" else f"{pretty} ({self.variant})"
+        """Human-readable dataset label of the data loaded now (results take theirs from their runs)."""
+        return dataset_label(self.name, self.variant)
 
     def evaluation_split(self, on: str = "test"):
         """(x, y) of the split that selection/evaluation uses: "test" (faithful, B22) or "val"."""
@@ -102,6 +134,10 @@ def data_dir() -> Path | None:
     """The offline data folder (``helpers.paths.data_dir``): ``$PRUNING_DATA_DIR``, else
     ``../shared/data`` beside the checkout, else None (download through ``keras.datasets``)."""
     return paths.data_dir()
+
+
+# The one reason a test or an nbval cell is skipped with when its data cannot be loaded.
+NO_DATA = "no dataset: set PRUNING_DATA_DIR or put the data in ../shared/data (see helpers/data.py)"
 
 
 class DataUnavailableError(RuntimeError):
@@ -213,7 +249,7 @@ def _read_raw(name: str):
             if not path.exists():
                 continue
             if filename.endswith("-jpeg.npz"):
-                return _decode_jpeg_archive(path), "jpeg-q75 stand-in", str(path)
+                return _decode_jpeg_archive(path), STAND_IN, str(path)
             try:
                 with np.load(path) as f:
                     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
@@ -246,12 +282,13 @@ def _read_raw(name: str):
 
 def file_variant(name: str) -> str:
     """The variant ``load_dataset(name)`` would report, from the file it would read (no decoding):
-    ``"jpeg-q75 stand-in"`` for ``cifar10-jpeg.npz``, else ``"official"``. For figure titles."""
+    ``"jpeg-q75 stand-in"`` for ``cifar10-jpeg.npz``, else ``"official"``. What this machine would
+    train on; results are labelled with their runs' variant instead (``helpers.runner.dataset_label``)."""
     directory = data_dir()
     for filename in _FILES[name] if directory is not None else ():
         if (directory / filename).exists():
-            return "jpeg-q75 stand-in" if filename.endswith("-jpeg.npz") else "official"
-    return "official"
+            return STAND_IN if filename.endswith("-jpeg.npz") else OFFICIAL
+    return OFFICIAL
 
 
 def unavailable_reason(name: str):
@@ -297,6 +334,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
 
     raw, variant, source = _read_raw(name)
     check_raw(name, raw, source)
+    digest = content_hash(raw)
     x_train, y_train = raw["x_train"], np.asarray(raw["y_train"]).reshape(-1).astype("int32")
     x_test, y_test = raw["x_test"], np.asarray(raw["y_test"]).reshape(-1).astype("int32")
     if validation_size >= len(x_train):
@@ -334,7 +372,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         x_train, y_train = x_train[index], y_train[index]
 
     return Dataset(name=name, variant=variant, source=source, x_train=x_train, y_train=y_train,
-                   x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val, notes=notes)
+                   x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val, notes=notes, content_hash=digest)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

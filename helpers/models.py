@@ -1,4 +1,5 @@
-"""The networks of the paper and of the neighbouring seeds (REPRODUCTION_NOTES.md §4).
+"""The networks of the paper and of the neighbouring seeds (REPRODUCTION_NOTES.md §4), and a
+CIFAR ResNet-20 (``resnet20``) for residual-network pruning (seed 004's ResNet experiments).
 
 Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
 only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
@@ -19,7 +20,7 @@ from keras import layers, ops, regularizers
 
 from .layers import all_layers, conv_layers, dense_layers  # noqa: F401  (re-exported: models.dense_layers is public)
 
-MODELS = ("lenet5", "vgg", "mlp", "cifar_cnn")
+MODELS = ("lenet5", "vgg", "mlp", "cifar_cnn", "resnet20")
 VARIANTS = ("multi", "baseline")
 
 # Hand-tuned L1 weights of the baselines and conv weight decay (REPRODUCTION_NOTES.md §§1.1, 4, 6.1).
@@ -142,8 +143,60 @@ def cifar_cnn(width=1.0, seed=0, input_shape=(32, 32, 3)):
     return keras.Model(inputs, outputs, name=f"cifar_cnn_w{width:g}")
 
 
+def resnet20(width=1.0, blocks=3, seed=0, input_shape=(32, 32, 3), classes=10, l2=1e-4):
+    """A CIFAR ResNet (He et al. 2016, section 4.2), ResNet-20 at the defaults: a 3x3 conv of 16
+    filters, then 3 stages of ``blocks`` basic blocks with 16/32/64 filters (the first block of
+    stages 2 and 3 strides 2), global average pooling and a softmax Dense; 274,042 parameters.
+
+    A basic block is conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (post-activation,
+    v1). The shortcut is the identity within a stage and a 1x1 convolution (stride 2) + BN where
+    the shape changes (option B; the paper's CIFAR nets pad with zeros instead, 0.27 M either
+    way). Convolutions have no bias (BN follows) and ``l2`` weight decay (Keras ``L2``, as the
+    Keras CIFAR ResNet example; 0 for none); channels-last, functional. ``width`` scales every
+    stage's filters (at least 1) and ``blocks`` sets the blocks per stage (3: ResNet-20; n: a
+    ResNet-(6n+2)), for small test networks. Layers are named ``stem_conv``, ``s2b1_conv1``,
+    ``s2b1_proj``, ``s2b1_add``, ...: the dependency graph's groups are each block's first conv
+    and one residual stream per stage (its producers: the stem or projection and every block's
+    second conv).
+    """
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    keras.utils.set_random_seed(seed)
+
+    def conv(x, filters, kernel, strides, name):
+        return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                             kernel_initializer="he_normal",
+                             kernel_regularizer=regularizers.L2(l2) if l2 else None, name=name)(x)
+
+    def bn(x, name):
+        return layers.BatchNormalization(name=name)(x)
+
+    widths = [max(1, int(round(f * width))) for f in (16, 32, 64)]
+    inputs = keras.Input(input_shape)
+    x = layers.Activation("relu", name="stem_relu")(bn(conv(inputs, widths[0], 3, 1, "stem_conv"), "stem_bn"))
+    for stage, filters in enumerate(widths, start=1):
+        for block in range(1, blocks + 1):
+            name = f"s{stage}b{block}"
+            strides = 2 if stage > 1 and block == 1 else 1
+            y = layers.Activation("relu", name=f"{name}_relu1")(
+                bn(conv(x, filters, 3, strides, f"{name}_conv1"), f"{name}_bn1"))
+            y = bn(conv(y, filters, 3, 1, f"{name}_conv2"), f"{name}_bn2")
+            shortcut = x
+            if strides != 1 or x.shape[-1] != filters:
+                shortcut = bn(conv(x, filters, 1, strides, f"{name}_proj"), f"{name}_proj_bn")
+            x = layers.Activation("relu", name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([shortcut, y]))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="dense")(x)
+    depth = 6 * blocks + 2
+    return keras.Model(inputs, outputs, name=f"resnet{depth}" + ("" if width == 1 else f"_w{width:g}"))
+
+
 def build_model(name, variant="multi", seed=0, **kwargs):
-    """Build a model by name (``lenet5``, ``vgg``, ``mlp``, ``cifar_cnn``)."""
+    """Build a model by name (``lenet5``, ``vgg``, ``mlp``, ``cifar_cnn``, ``resnet20``)."""
     if name == "lenet5":
         return lenet5(variant, seed=seed, **kwargs)
     if name == "vgg":
@@ -152,6 +205,8 @@ def build_model(name, variant="multi", seed=0, **kwargs):
         return mlp(seed=seed, **kwargs)
     if name == "cifar_cnn":
         return cifar_cnn(seed=seed, **kwargs)
+    if name == "resnet20":
+        return resnet20(seed=seed, **kwargs)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 

@@ -7,7 +7,10 @@ papermill and Jupyter write into the metadata, widget state, and absolute paths 
 
 ``execute`` runs a notebook with papermill into a temporary file and moves it over the
 destination only on success, cleaned; a failed run never overwrites a notebook. Without
-data it stops with one short message.
+data it stops with one short message. The kernel talks to papermill over IPC sockets in a private
+temporary folder, not TCP: nothing is sent over the network, so ipykernel no longer warns "Kernel is
+running over TCP without encryption" once per notebook; and papermill's asyncio loop is closed
+only after the kernel's sockets are (no "Event loop is closed" tracebacks at exit).
 
     python -m helpers.notebook_outputs clean NOTEBOOK...
     python -m helpers.notebook_outputs execute NOTEBOOK [OUTPUT] [-p NAME VALUE]... [-y YAML]
@@ -109,7 +112,12 @@ def clean_notebook(nb: dict, relative_to: Path | None = None) -> dict:
                 if mime.startswith("text/"):
                     text = "".join(value) if isinstance(value, list) else value
                     out["data"][mime] = _scrub(text, pairs)
-        cell["outputs"] = _coalesce(outputs)
+        outputs = _coalesce(outputs)
+        # What a progress bar leaves of stderr (a bare newline) arrives before or after the cell's
+        # printed lines, as the threads happen to flush: it goes last, so a rerun stores the same.
+        blank = [o for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"
+                 and not "".join(o.get("text", "")).strip()]
+        cell["outputs"] = [o for o in outputs if not any(o is b for b in blank)] + blank
     return nb
 
 
@@ -137,6 +145,35 @@ def clean_file(path, output=None):
     write_notebook(clean_notebook(nb, relative_to=paths.source_root()), Path(output or path))
 
 
+def _ipc_kernel_manager():
+    """An ``AsyncKernelManager`` whose kernel listens on IPC sockets in a fresh private folder
+    (``ip`` is the sockets' path prefix; ipc files are created 0600 by ZeroMQ there)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            self._ipc_folder = tempfile.mkdtemp(prefix="mo-pruning-kernel-")
+            return os.path.join(self._ipc_folder, "kernel")
+
+        async def _async_cleanup_resources(self, restart=False):
+            await super()._async_cleanup_resources(restart=restart)
+            folder = getattr(self, "_ipc_folder", None)
+            if folder and not restart:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+
+        cleanup_resources = _async_cleanup_resources
+
+    return IPCKernelManager
+
+
 def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, log_output=False):
     """Execute ``notebook`` with papermill into ``output`` (default: over itself), cleaned.
 
@@ -154,7 +191,8 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
         try:
             papermill.execute_notebook(str(notebook), tmp, parameters=parameters or {},
                                        cwd=str(cwd or notebook.parent), kernel_name=kernel_name,
-                                       progress_bar=False, log_output=log_output)
+                                       progress_bar=False, log_output=log_output,
+                                       kernel_manager_class=_ipc_kernel_manager())
         except papermill.PapermillExecutionError as exc:
             if exc.ename == "DataUnavailableError":
                 raise SystemExit(f"{notebook.name}: no data: {exc.evalue.split(': ', 1)[-1]}") from None

@@ -173,3 +173,30 @@ def check_across(notebook: str, values: dict) -> None:
                              f"got {values['train_subset']}")
     if notebook == "08_budget_constrained_pruning" and values["eval_size"] > values["validation_size"]:
         raise ValueError(f"eval_size must be <= validation_size ({values['validation_size']}), got {values['eval_size']}")
+
+
+# The datasets a notebook loads that no parameter names: 04 and 05 train LeNet-5 on MNIST, 07 the
+# seed's CNN on CIFAR-10. The others name theirs (``dataset``, ``datasets``, ``models``); 01 and 09
+# load none.
+FIXED_DATASETS = {"04_pareto_front": ("mnist",), "05_knee_search": ("mnist",),
+                  "07_structured_global_iterative": ("cifar10",)}
+MODEL_DATASETS = {"lenet5": "mnist", "vgg": "cifar10"}  # notebook 08's ``models``
+
+
+def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
+    """The datasets ``notebook`` (a stem or file name) loads on ``parameters`` over its defaults,
+    from its ``dataset`` / ``datasets`` / ``models`` parameters, else ``FIXED_DATASETS``. The tests
+    skip a run with one reason when one of them cannot be loaded (tests/test_notebooks.py)."""
+    from .outputs import parameter_defaults
+
+    stem = notebook.split("#")[0].removesuffix(".ipynb")
+    if stem not in NOTEBOOK_PARAMETERS:
+        raise ValueError(f"unknown notebook {notebook!r}")
+    values = {**parameter_defaults(stem), **(parameters or {})}
+    if "dataset" in values:
+        return (values["dataset"],)
+    if "datasets" in values:
+        return tuple(values["datasets"])
+    if "models" in values:
+        return tuple(dict.fromkeys(MODEL_DATASETS[model] for model in values["models"]))
+    return FIXED_DATASETS.get(stem, ())

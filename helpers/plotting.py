@@ -564,16 +564,10 @@ def class_counts(y_train, y_test, class_names, ax=None, title=None):
 
 
 def _titled(fig, title, fontsize=None):
-    """``fig.suptitle`` wrapped to the figure's width; a CIFAR-10 title names the data's variant
-    (``"jpeg-q75 stand-in"``) when the package reads the JPEG stand-in."""
+    """``fig.suptitle`` wrapped to the figure's width. The title names the data as the caller's
+    results were made on it (``helpers.runner.dataset_label``), never this machine's data file."""
     if not title:
         return
-    if "CIFAR-10" in title and "stand-in" not in title:
-        from .data import file_variant
-
-        variant = file_variant("cifar10")
-        if variant != "official":
-            title = title.replace("CIFAR-10", f"CIFAR-10 ({variant})", 1)
     size = fontsize or plt.rcParams["figure.titlesize"]
     size = size if isinstance(size, (int, float)) else 12
     width = max(40, int(fig.get_figwidth() * 72 / (0.55 * size)))

@@ -10,7 +10,7 @@ import functools
 import numpy as np
 import pytest
 
-NO_DATA = "no dataset: set PRUNING_DATA_DIR or put the data in ../shared/data (see helpers/data.py)"
+from helpers.data import NO_DATA  # noqa: E402  (the one reason every test and nbval cell without data gives)
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import budget, data, experiments, models, outputs, plotting, pruning, runner, validation
+from helpers import data, experiments, models, outputs, plotting, pruning, runner, validation
 from helpers.pruning import costs
 from helpers.runner import RunConfig, run_experiment, run_sweep
 from helpers.validation import Choice, Float, Int, List, Optional, check_notebook_parameters
@@ -153,7 +153,8 @@ CASES = {
     "budget-methods-unknown": (budget_call(methods=["rl", "magic"]), ValueError, "methods[1]"),
     "budget-updates-0": (budget_call(updates=0), ValueError, "updates"),
     "budget-eval_size-string": (budget_call(eval_size="10"), TypeError, "eval_size"),
-    "agent-budget-nan": (lambda tmp, m: budget.LagrangianPolicyGradient(4, NAN), ValueError, "budget"),
+    "agent-budget-nan": (lambda tmp, m: pruning.budget.LagrangianPolicyGradient(4, NAN), ValueError, "budget"),
+    "budget-granularity-unknown": (budget_call(granularity="channel"), ValueError, "granularity"),
     # post-training, structured, GMP, ITP
     "post-ks-1.5": (lambda tmp, m: experiments.post_training_sweep(m, None, ks=[0.0, 1.5]), ValueError, "ks[1]"),
     "structure-targets-negative": (lambda tmp, m: experiments.structure_sweep(m, None, targets=[-0.1]), ValueError,

@@ -1,13 +1,15 @@
-"""Budget-constrained pruning: cost functions against brute force, the environment's masks,
-the baselines' bisection, the Lagrangian agent on synthetic problems, and resume."""
+"""Budget-constrained pruning (``helpers.pruning.budget``): cost functions against brute force,
+the environments' masks (per layer, and per dependency-graph group on a small ResNet, compacted
+exactly), importances plugged in, the baselines' bisection, the Lagrangian agent on synthetic
+problems, and resume."""
 
 import json
 
 import numpy as np
 import pytest
 
-from helpers import budget, experiments, models, pruning
-from helpers.pruning import costs
+from helpers import experiments, models, pruning
+from helpers.pruning import budget, costs
 
 
 def small_cnn():
@@ -64,7 +66,7 @@ def test_environment_masks_drop_the_smallest_and_restore_everything():
     assert env.observation(2, [0.5, 0.5])[-3] == pytest.approx(0.5 * (env.sizes[0] + env.sizes[1]) / env.sizes.sum())
 
 
-@pytest.mark.parametrize("method", [experiments.uniform_fraction, experiments.global_fraction])
+@pytest.mark.parametrize("method", [budget.uniform_fraction, budget.global_fraction])
 def test_baselines_find_the_least_pruning_that_meets_the_budget(method):
     model = small_cnn()
     cost = costs.ParameterFraction(model)
@@ -73,7 +75,7 @@ def test_baselines_find_the_least_pruning_that_meets_the_budget(method):
         fraction, masks = method(env, target)
         env.apply(masks)
         assert cost(model) <= target
-        masks_for = env.global_masks if method is experiments.global_fraction else (lambda f: env.layer_masks(np.full(3, f)))
+        masks_for = env.global_masks if method is budget.global_fraction else (lambda f: env.layer_masks(np.full(3, f)))
         env.apply(masks_for(max(0.0, fraction - 2e-3)))  # a little less pruning misses the budget
         assert cost(model) > target - 0.02
         env.restore()
@@ -85,7 +87,7 @@ class ToyEnv:
     """A synthetic three-layer problem with a known optimum: reward peaks at kept shares
     ``preferred`` (weighted by layer importance), cost is the size-weighted kept share."""
 
-    n_layers = 3
+    n_steps = 3
     sizes = np.array([0.1, 0.7, 0.2])
 
     def __init__(self):
@@ -210,3 +212,148 @@ def test_search_goes_on_until_feasible_when_allowed():
     none = budget.search(FarAway(), budget.LagrangianPolicyGradient(4, 0.9, seed=0), updates=2,
                          episodes_per_update=3, progress=False)
     assert none["best"] is None and len(none["history"]) == 2
+
+
+# ------------------------------------------------------------- per group, on a residual network
+
+
+def tiny_resnet(seed=0):
+    """ResNet-8 at a quarter width (4/8/16 filters, one block per stage) on 12x12 images: the
+    ResNet-20 graph (identity and projection shortcuts) in a few thousand parameters, with BN
+    statistics made non-trivial so compaction has something to get wrong."""
+    model = models.resnet20(width=0.25, blocks=1, seed=seed, input_shape=(12, 12, 3), classes=3)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
+                               rng.uniform(0.5, 2.0, n)])
+    return model
+
+
+def residual_data(n=200, seed=0):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 12, 12, 3), dtype=np.float32)
+    y = (x[..., 0].mean(axis=(1, 2)) > x[..., 1].mean(axis=(1, 2))).astype("int32") + (x[:, 0, 0, 2] > 0.7)
+    a, b = int(0.6 * n), int(0.8 * n)
+    return SimpleNamespace(x_train=x[:a], y_train=y[:a], x_val=x[a:b], y_val=y[a:b], x_test=x[b:], y_test=y[b:])
+
+
+def test_group_environment_prunes_residual_groups_together_and_compacts_exactly():
+    model = tiny_resnet()
+    data = residual_data(40)
+    cost = costs.ParameterFraction(model)
+    before = [w.copy() for w in model.get_weights()]
+    env = budget.GroupPruningEnv(model, data.x_val, data.y_val, cost)
+    graph = pruning.DependencyGraph.of(model)
+    assert env.n_steps == len(graph.groups) == 6  # 3 residual streams + one inner conv per block
+    streams = [g for g in env.groups if len(g.producers) > 1]
+    assert [sorted(g.producers) for g in streams] == [["s1b1_conv2", "stem_conv"], ["s2b1_conv2", "s2b1_proj"],
+                                                      ["s3b1_conv2", "s3b1_proj"]]
+    assert env.observation(0, []).shape == (env.n_features,)
+    fractions = np.array([0.5, 0.25, 0.75, 0.5, 0.5, 0.9])
+    masks = env.layer_masks(fractions)
+    expected_kept = [1 - int(g.size * f) / g.size for g, f in zip(env.groups, fractions)]
+    assert env.kept_fractions(masks) == pytest.approx(expected_kept)
+    env.apply(masks)
+    # a residual stream loses the same channels in every producer (and in every reader)
+    stream = streams[1]
+    pruned_out = [~model.get_layer(p).kernel.numpy().any(axis=(0, 1, 2)) for p in stream.producers]
+    position = next(i for i, g in enumerate(env.groups) if g is stream)
+    assert all(np.array_equal(pruned_out[0], other) for other in pruned_out[1:])
+    assert pruned_out[0].sum() == int(stream.size * fractions[position])
+    small, report = pruning.compact(model)  # raises unless the outputs are the same
+    np.testing.assert_allclose(small.predict(data.x_test, verbose=0), model.predict(data.x_test, verbose=0),
+                               atol=1e-5)
+    assert cost(small) == pytest.approx(cost(model)) and cost(model) < 0.5
+    assert small.count_params() < model.count_params()
+    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy().any(axis=(0, 1, 2)),
+                                  model.get_layer("s1b1_conv2").kernel.numpy().any(axis=(0, 1, 2)))
+    # uniform and global bisection on groups, and a FLOPs budget
+    flop_cost = costs.FlopFraction(model)
+    env.restore()
+    for target, c in ((0.5, cost), (0.3, flop_cost)):
+        env.cost = c
+        for method in (budget.uniform_fraction, budget.global_fraction):
+            _, found = method(env, target)
+            env.apply(found)
+            assert c(model) <= target
+            assert c(pruning.compact(model)[0]) == pytest.approx(c(model))
+            env.restore()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_any_importance_of_the_registry_plugs_in():
+    model = small_cnn()
+    rng = np.random.default_rng(0)
+    random_scores = {layer.name: rng.random(tuple(layer.kernel.shape))
+                     for layer in model.layers if hasattr(layer, "kernel")}
+    env = budget.LayerwisePruningEnv(model, np.zeros((4, 8, 8, 1)), np.zeros(4), costs.ParameterFraction(model),
+                                     importance=lambda layer, granularity: random_scores[layer.name])
+    for mask, layer in zip(env.layer_masks(np.array([0.5, 0.5, 0.5])), env.layers):
+        scores = random_scores[layer.name]
+        assert scores[~mask].max() <= scores[mask].min()  # the lowest scores go, not the smallest |w|
+    x, y = np.random.default_rng(1).random((8, 8, 8, 1), dtype=np.float32), np.arange(8) % 3
+    taylor = budget.LayerwisePruningEnv(model, x, y, costs.ParameterFraction(model), importance="taylor",
+                                        importance_data=(x, y))
+    reference = pruning.masks_for(model, 0.3, importance="taylor", data=(x, y), scope="global",
+                                  layers=["conv", "hidden", "out"])
+    for layer, mask in zip(taylor.layers, taylor.global_masks(0.3)):
+        np.testing.assert_array_equal(mask, reference[layer.kernel.path])
+    resnet = tiny_resnet()
+    data = residual_data(40)
+    for importance in ("l1", "bn_scale", lambda layer, granularity: np.arange(layer.kernel.shape[-1], dtype=float)):
+        env = budget.GroupPruningEnv(resnet, data.x_val, data.y_val, costs.FlopFraction(resnet), importance=importance)
+        fractions = np.full(env.n_steps, 0.5)
+        expected = pruning.masks_for(resnet, list(fractions), granularity="filter", importance=importance)
+        got = env.layer_masks(fractions)
+        assert set(got) == set(expected)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key])
+
+
+@pytest.mark.parametrize("kind, target, steps, epochs", [("parameters", 0.5, 1, 1), ("flops", 0.5, 0, 0)])
+def test_prune_to_budget_by_filters_compacts_every_result(kind, target, steps, epochs):
+    """RL (2 updates of 2 episodes), uniform and global on the tiny ResNet, untrained (accuracy
+    does not matter here; every Keras train step traced costs seconds): with in-episode recovery
+    and the equal fine-tune for a parameter budget, one-shot for a FLOPs budget."""
+    model = tiny_resnet()
+    data = residual_data(200)
+    trained = [w.copy() for w in model.get_weights()]
+    result = experiments.prune_to_budget(model, data, costs.make_cost(kind, model), target, eval_size=40, updates=2,
+                                         episodes_per_update=2, finetune_epochs=epochs, finetune_batch=32,
+                                         episode_finetune_steps=steps, progress=False, granularity="filter",
+                                         agent_kwargs={"init_fraction": 0.5})
+    assert result["granularity"] == "filter" and len(result["layers"]) == 6
+    assert [r["method"] for r in result["rows"]] == ["rl", "uniform", "global"]
+    for row in result["rows"]:
+        assert row["budget_met"] and row["cost"] <= target and row["compact_cost"] <= target
+        assert row["compact_cost"] == pytest.approx(row["cost_after_finetune"])
+        assert row["compact_test_acc"] == pytest.approx(row["test_acc_after_finetune"])
+        assert row["compact_parameters"] < result["dense_parameters"] and row["compact_flops"] < row["dense_flops"]
+        assert len(row["kept_per_layer"]) == 6 and row["compact_seconds"] > 0 and row["search_seconds"] > 0
+    for a, b in zip(trained, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_budget_study_keys_name_the_granularity_only_where_it_is_not_the_default(monkeypatch):
+    """Notebook 08's cached results keep their keys; the ResNet's name its filter granularity."""
+    import helpers.cache
+
+    seen = {}
+    monkeypatch.setattr(helpers.cache, "cached", lambda name, config, compute, recompute=False: (seen.update(
+        {config["model"]: config}), True))
+    pretrain = dict(epochs=1, batch_size=32, learning_rate=1e-3, train_subset=None)
+    search = {"lenet5": (2, 1), "resnet20": (2, 1)}
+    study = experiments.BudgetPruning({"lenet5": pretrain, "resnet20": pretrain}, search, ["rl", "uniform"])
+    for name in ("lenet5", "resnet20"):
+        study.run(name, "parameters", 0.25)
+    assert set(seen["lenet5"]) == {"model", "kind", "budget", "methods", "pretrain", "validation_size",
+                                   "eval_size", "updates", "episodes_per_update", "episode_finetune_steps",
+                                   "finetune_epochs", "seed"}
+    assert seen["resnet20"]["granularity"] == "filter" and "importance" not in seen["resnet20"]
+    with pytest.raises(ValueError, match="importance"):
+        experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], importance="taylor")

@@ -1,12 +1,12 @@
 """The pruning criteria (importance x granularity x scope) give exactly the masks of the five
 builders they replaced (magnitude.weight/global/unit_masks, experiments._global_unit_masks and
-budget.LayerwisePruningEnv's list masks): those builders are kept here, verbatim in what they
+pruning.budget.LayerwisePruningEnv's list masks): those builders are kept here, verbatim in what they
 compute, as the reference, and compared on seeded networks of every kind the notebooks prune."""
 
 import numpy as np
 import pytest
 
-from helpers import budget, experiments, models, pruning
+from helpers import experiments, models, pruning
 from helpers.layers import prunable_layers
 from helpers.pruning import costs
 
@@ -124,8 +124,8 @@ def test_structure_masks_equal_the_replaced_builders(network, k):
 
 def test_budget_environment_masks_equal_the_replaced_ones(network):
     """Notebook 08's environment: per-layer fractions and the global baseline."""
-    env = budget.LayerwisePruningEnv(network, np.zeros((2, *network.input_shape[1:])), np.zeros(2),
-                                     costs.ParameterFraction(network))
+    env = pruning.budget.LayerwisePruningEnv(network, np.zeros((2, *network.input_shape[1:])), np.zeros(2),
+                                             costs.ParameterFraction(network))
     rng = np.random.default_rng(0)
     for fractions in (rng.uniform(0, 0.98, env.n_layers), np.full(env.n_layers, 0.5), np.zeros(env.n_layers)):
         for new, old in zip(env.layer_masks(fractions), legacy_env_layer_masks(env.kernels, fractions)):

@@ -55,7 +55,7 @@ def test_bad_model_arguments():
     with pytest.raises(ValueError, match="variant"):
         models.lenet5("sparse")
     with pytest.raises(ValueError, match="unknown model"):
-        models.build_model("resnet")
+        models.build_model("resnet")  # resnet20 is a model, "resnet" is not
     with pytest.raises(ValueError, match="width"):
         models.cifar_cnn(width=0)
     with pytest.raises(ValueError, match="lambda_dense"):
@@ -74,3 +74,50 @@ def test_sign_l1_matches_keras_l1_and_has_zero_subgradient_at_zero():
         value = reg(w)
     np.testing.assert_allclose(tape.gradient(value, w).numpy(), 0.1 * np.sign(w.numpy()))
     assert SignL1.from_config(reg.get_config()).l1 == 0.1
+
+
+def test_resnet20_counts_shape_and_residual_groups():
+    from helpers import pruning
+
+    model = models.resnet20()
+    assert model.count_params() == 274_042 and model.output_shape == (None, 10)
+    assert models.build_model("resnet20").count_params() == 274_042
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 21 and sum(layer.name.endswith("_proj") for layer in convs) == 2  # 19 + 2 projections
+    graph = pruning.DependencyGraph.of(model)
+    assert len(graph.groups) == 12  # 9 blocks' inner convs + one residual stream per stage
+    streams = sorted((g.size, sorted(g.producers)) for g in graph.groups if len(g.producers) > 1)
+    assert streams == [(16, ["s1b1_conv2", "s1b2_conv2", "s1b3_conv2", "stem_conv"]),
+                       (32, ["s2b1_conv2", "s2b1_proj", "s2b2_conv2", "s2b3_conv2"]),
+                       (64, ["s3b1_conv2", "s3b1_proj", "s3b2_conv2", "s3b3_conv2"])]
+    assert graph.output_layers() == ["dense"]
+    small = models.resnet20(width=0.5, blocks=2, input_shape=(16, 16, 3))
+    assert small.name == "resnet14_w0.5" and small.output_shape == (None, 10)
+    with pytest.raises(ValueError, match="blocks"):
+        models.resnet20(blocks=0)
+    with pytest.raises(ValueError, match="width"):
+        models.resnet20(width=0)
+
+
+def test_resnet20_global_filter_pruning_compacts_to_the_same_outputs():
+    from helpers import pruning
+
+    model = models.resnet20(seed=1)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial BN statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
+                               rng.uniform(0.5, 2.0, n)])
+    masks = pruning.masks_for(model, 0.5, granularity="filter", scope="global")
+    pruning.apply_masks(model, masks)
+    small, report = pruning.compact(model)  # verifies the outputs itself
+    x = rng.standard_normal((8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    kept = {row["layer"]: row["kept"] for row in report}
+    groups = pruning.DependencyGraph.of(model).groups
+    for group in groups:  # a residual stream shrinks as one, in every producer
+        assert len({kept[p] for p in group.producers}) == 1
+    removed = sum(g.size - kept[g.producers[0]] for g in groups)
+    assert removed == int(0.5 * sum(g.size for g in groups))  # half of the channels, counted per group
+    assert small.count_params() < 0.6 * model.count_params()

@@ -7,14 +7,15 @@ shared by the notebooks and by long background sweeps
 - ``training``: ``trained_model``, the cached pre-trained networks of notebooks 06-08;
 - ``post_training``: notebook 06, post-training pruning (``PostTraining``);
 - ``structure``: notebook 07, structured, global and iterative pruning (``StructureStudy``);
-- ``budget``: notebook 08, budget-constrained pruning (``prune_to_budget``, ``BudgetPruning``).
+- ``budget``: notebook 08, budget-constrained pruning (``prune_to_budget``, ``BudgetPruning``; the
+  method itself, environments, agent and baselines, is ``helpers.pruning.budget``).
 
 Every public name is importable from here (``experiments.smgd_comparison``).
 """
 
 from . import budget, post_training, smgd, structure, training, weighted_sum
-from .budget import (BUDGET_DATASETS, BUDGET_METHODS, BudgetPruning, budget_table, budget_verdict, finetune_masked,
-                     global_fraction, least_pruning_meeting_budget, prune_to_budget, uniform_fraction)
+from .budget import (BUDGET_DATASETS, BUDGET_GRANULARITY, BUDGET_METHODS, BudgetPruning, budget_table, budget_verdict,
+                     prune_to_budget)
 from .post_training import SEED002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
 from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZERS, SUMMARY_COLUMNS, SUMMARY_TAIL,
                    SHARED_LEARNING_RATES, backend_label, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
@@ -29,15 +30,15 @@ from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_
                            lambda_at, weighted_sum_grid, weighted_sum_run)
 
 __all__ = [
-    "BUDGET_DATASETS", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
+    "BUDGET_DATASETS", "BUDGET_GRANULARITY", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
     "PAPER_OPTIMIZERS", "SEARCH_METHODS", "SEED002_KS", "SEED003_EXPERIMENTS", "SEED003_PRINTED", "SEED003_TARGETS", "seed003_comparison", "seed003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
     "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table",
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
     "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",
-    "knee_region_verdict", "lambda_at", "finetune_masked", "global_fraction", "grid_table", "least_pruning_meeting_budget",
+    "knee_region_verdict", "lambda_at", "grid_table",
     "lr_ablation", "lr_ablation_findings", "lr_ablation_table", "reference_crossings", "shared_lr_comparison",
     "shared_lr_table", "SHARED_LEARNING_RATES", "cached_runs", "collapse_transitions", "per_layer_sparsity", "post_training", "post_training_masks",
     "post_training_sweep", "prune_to_budget", "smgd", "smgd_comparison", "structure", "structure_masks",
-    "structure_sweep", "trained_model", "training", "uniform_fraction", "weighted_sum", "weighted_sum_grid",
+    "structure_sweep", "trained_model", "training", "weighted_sum", "weighted_sum_grid",
     "weighted_sum_run", "weights_name",
 ]

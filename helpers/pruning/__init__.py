@@ -13,14 +13,17 @@ Where a new pruning method goes:
 - ``dependency``: the dependency graph, ``DependencyGraph``: which channels are coupled (residual
   Adds, Concatenates, depthwise and BN layers) and must be pruned together, as groups;
 - ``compaction``: ``compact`` rewrites the graph without the removed channels, exactly or not at all;
-- ``costs``: parameters, FLOPs, latency, saved size, nonzero counts and sparsity.
+- ``costs``: parameters, FLOPs, latency, saved size, nonzero counts and sparsity;
+- ``budget``: pruning to a black-box cost budget (seed 004): the layer and dependency-group
+  environments, the Lagrangian policy-gradient agent, its search, and the uniform and global
+  bisection baselines; ``masks.retrain_with_masks`` is the masked retrain after any of them.
 
 Layer queries (``all_layers``, ``prunable_layers``, ``output_layer``) are in ``helpers.layers``.
 README.md, "Pruning any Keras model", shows the whole API on a model that is not the paper's.
 """
 
 from ..layers import output_layer, output_layers, prunable_layers
-from . import compaction, costs, criteria, itp, masks, schedules
+from . import budget, compaction, costs, criteria, itp, masks, schedules
 from .compaction import compact, removable_channels
 from .dependency import DependencyGraph
 from .errors import CompactionError, PruningError
@@ -28,15 +31,15 @@ from .costs import count_nonzero, effective_sparsity, nonzero_counts, parameters
 from .criteria import keep_masks, masks_for, smallest_k_mask
 from .itp import DEFAULT_THRESHOLD, apply_threshold, disable_itp, enable_itp
 from .masks import (PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, load_masks, retrace,
-                    save_masks, strip)
+                    retrain_with_masks, save_masks, strip)
 from .schedules import (GradualMagnitudePruning, iterative_pruning, kept_count, one_shot, polynomial_sparsity,
                         top_magnitude_mask)
 
 __all__ = [
     "CompactionError", "DependencyGraph", "PruningError", "load_masks", "output_layers", "removable_channels",
     "save_masks", "DEFAULT_THRESHOLD", "GradualMagnitudePruning", "PruningConstraint", "apply_masks", "apply_threshold",
-    "attach_masks", "compact", "compaction", "costs", "count_nonzero", "criteria", "current_masks", "detach_masks",
+    "attach_masks", "budget", "compact", "compaction", "costs", "count_nonzero", "criteria", "current_masks", "detach_masks",
     "disable_itp", "effective_sparsity", "enable_itp", "itp", "iterative_pruning", "keep_masks", "kept_count",
     "masks", "masks_for", "nonzero_counts", "one_shot", "output_layer", "parameters", "polynomial_sparsity", "prunable_layers",
-    "retrace", "schedules", "smallest_k_mask", "sparsity", "strip", "top_magnitude_mask",
+    "retrace", "retrain_with_masks", "schedules", "smallest_k_mask", "sparsity", "strip", "top_magnitude_mask",
 ]

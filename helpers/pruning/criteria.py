@@ -233,6 +233,22 @@ def _weight_scores(refs, importance, data_gradients):
     return [np.abs(v) for v in values]
 
 
+def kernel_scores(model, layers, importance="magnitude", data=None):
+    """Per layer of ``layers`` (layer objects), the importance of every entry of its kernel
+    (kernel-shaped arrays): ``|w|`` for magnitude, l1 and l2, ``|w * dL/dw|`` for taylor on
+    ``data=(x, y)``, or ``importance(layer, "weight")`` for a callable. What per-weight pruning
+    ranks (the budget environment ranks these once, for every episode)."""
+    _check(importance, "weight", "layer", None)
+    by_layer = {id(ref.layer): ref for ref in kernel_weights(model) if ref.attribute == "kernel"}
+    missing = [getattr(layer, "name", layer) for layer in layers if id(layer) not in by_layer]
+    if missing:
+        raise PruningError(f"layers without a kernel to score: {missing}")
+    refs = [by_layer[id(layer)] for layer in layers]
+    _check_finite(refs)
+    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
+    return _weight_scores(refs, importance, gradients)
+
+
 # ---------------------------------------------------------------- unstructured
 
 
@@ -536,7 +552,7 @@ def _head_masks(model, amount, importance, scope, only, ignored, max_ratio, roun
     return masks
 
 
-def _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio, round_to, data):
+def _structured_scores(model, importance, only, ignored, normalize, members, data):
     from ..layers import weights as table_of
     from .dependency import DependencyGraph
 
@@ -551,8 +567,39 @@ def _structured_masks(model, amount, importance, scope, only, ignored, normalize
     _check_finite([r for r in all_refs if r.is_kernel])
     gradients = (_taylor_gradients(model, data, [r for r in all_refs if r.variable.trainable])
                  if importance == "taylor" else None)
-    group_scores = [_group_scores(graph, g, importance, members, refs_by_layer, gradients, normalize) for g in groups]
-    chosen = _select(group_scores, _amounts(amount, len(groups), scope), max_ratio, round_to, scope)
+    return graph, groups, [_group_scores(graph, g, importance, members, refs_by_layer, gradients, normalize)
+                           for g in groups]
+
+
+def group_scores(model, importance="magnitude", members="all", layers=None, ignored_layers=None, normalize=None,
+                 data=None):
+    """``(graph, groups, scores)``: the dependency graph of ``model``, the groups ``masks_for(...,
+    granularity="filter")`` would prune with these arguments (in its order) and one score per
+    channel of each, computed now. With ``group_masks`` it is ``masks_for`` in two halves, for a
+    caller that ranks the same trained weights many times (the budget environment)."""
+    _check(importance, "filter", "global" if normalize else "layer", normalize)
+    Choice(*MEMBERS)("members", members)
+    only = _layer_matcher(model, layers, "layers")
+    ignored = _layer_matcher(model, ignored_layers, "ignored_layers") or set()
+    return _structured_scores(model, importance, only, ignored, normalize, members, data)
+
+
+def group_masks(graph, groups, scores, amount, scope="layer", members="all", max_ratio=None, round_to=None):
+    """``(masks, pruned)``: the structured ``{weight key: keep-mask}`` of pruning ``amount`` (one
+    fraction, or one per group with ``scope="layer"``) of ``groups`` ranked by ``scores`` (what
+    ``group_scores`` returns), and per group the positions of its pruned channels."""
+    Choice(*SCOPES)("scope", scope)
+    Choice(*MEMBERS)("members", members)
+    if max_ratio is not None:
+        max_ratio = check_fraction("max_ratio", max_ratio)
+    chosen = _select(scores, _amounts(amount, len(groups), scope), max_ratio, round_to, scope)
+    pruned = [channel for g, positions in zip(groups, chosen) for channel in g.channels[positions]]
+    return graph.masks(pruned, members=members, groups=groups), chosen
+
+
+def _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio, round_to, data):
+    graph, groups, scores = _structured_scores(model, importance, only, ignored, normalize, members, data)
+    chosen = _select(scores, _amounts(amount, len(groups), scope), max_ratio, round_to, scope)
     pruned = [channel for g, positions in zip(groups, chosen) for channel in g.channels[positions]]
     return graph.masks(pruned, members=members, groups=groups)
 

@@ -5,7 +5,7 @@ A pruning decision is a dict from weight key (``"hidden1/kernel"``; unique and r
 numpy array of the variable's shape (True = kept). ``apply_masks`` zeroes the pruned entries once;
 ``attach_masks`` also installs a ``PruningConstraint`` on each masked variable, which Keras 3
 applies in-graph right after every optimizer update, so the masks stay applied while the network
-is retrained with plain ``model.fit``.
+is retrained with plain ``model.fit``; ``retrain_with_masks`` is that retrain (attach, fit, detach).
 
 ``PruningConstraint`` is the only constraint this package installs: it holds an optional ITP
 threshold (``w -> 0 where |w| <= threshold``, see ``itp``) and an optional mask (``w -> w *
@@ -36,7 +36,7 @@ import numpy as np
 from keras import ops
 
 from ..layers import weights as weight_table
-from ..validation import check_float
+from ..validation import check_epochs, check_float, check_int
 from .errors import PruningError
 
 
@@ -209,6 +209,26 @@ def detach_masks(model):
             kept = PruningConstraint(current.threshold) if current.threshold is not None else None
             set_constraint(ref, kept)
     retrace(model)
+
+
+def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, seed=0):
+    """Retrain ``model`` for ``epochs`` on ``(x, y)`` (Adam at ``learning_rate``, sparse
+    cross-entropy, ``keras.utils.set_random_seed(seed)`` first) with ``masks`` attached, so every
+    pruned weight is still zero afterwards and a budget met before still holds; the masks are
+    detached at the end (the weights stay pruned). ``epochs=0`` returns ``model`` untouched.
+    Recompiles ``model``."""
+    epochs = check_epochs("epochs", epochs, minimum=0)
+    check_int("batch_size", batch_size, minimum=1)
+    check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
+    if epochs == 0:
+        return model
+    attach_masks(model, masks)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    detach_masks(model)
+    return model
 
 
 def current_masks(model):
