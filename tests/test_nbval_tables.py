@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = NOTEBOOKS / "nbval_sanitize.cfg"
 
-pytestmark = [pytest.mark.notebooks, pytest.mark.needs_data("mnist")]
+pytestmark = pytest.mark.notebooks  # 04 and 05 draw from the committed cache alone: no data needed
 
 
 def _table_cell(nb, marker):

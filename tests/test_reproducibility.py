@@ -161,3 +161,15 @@ def test_environment_yml_installs_the_lock_on_binders_python():
     entries = [line for line in lines if line.startswith("- ")]
     assert sorted(entries) == sorted([f"- python={python}", "- pip", "- pip:", "- -r requirements/lock.txt",
                                       "- conda-forge"])
+
+
+def test_clean_puts_what_a_progress_bar_leaves_of_stderr_last():
+    """stdout and the progress bar's stderr reach the notebook in either order: stored the same."""
+    def executed(first, second):
+        return {"metadata": {}, "cells": [{"cell_type": "code", "metadata": {}, "source": "", "execution_count": 1,
+                                           "outputs": [first, second]}]}
+    out = {"output_type": "stream", "name": "stdout", "text": "24 runs\n"}
+    bar = {"output_type": "stream", "name": "stderr", "text": "runs: 100%|##########| 2/2 [00:01<00:00, 1.0it/s]\r\n"}
+    a = notebook_outputs.clean_notebook(executed(dict(out), dict(bar)))
+    b = notebook_outputs.clean_notebook(executed(dict(bar), dict(out)))
+    assert a == b and a["cells"][0]["outputs"][0]["name"] == "stdout"

@@ -225,6 +225,15 @@ class StructureStudy:
                       recompute=self.recompute)
 
 
+    def per_layer_sparsity(self, target):
+        """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
+        sweep so that a fresh clone redraws the figure without the base network."""
+        from ..cache import cached
+
+        return cached("per_layer_sparsity", dict(self.config, target=target),
+                      lambda: per_layer_sparsity(self.pretrained(), target), recompute=self.recompute)
+
+
 def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
                        cached_only=True):
     """Seed 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
@@ -254,11 +263,3 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
                                                                                         summary.target)])
     summary["difference"] = summary.ours_mean - summary.seed_printed
     return summary, missing
-
-    def per_layer_sparsity(self, target):
-        """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
-        sweep so that a fresh clone redraws the figure without the base network."""
-        from ..cache import cached
-
-        return cached("per_layer_sparsity", dict(self.config, target=target),
-                      lambda: per_layer_sparsity(self.pretrained(), target), recompute=self.recompute)
