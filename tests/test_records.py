@@ -20,6 +20,7 @@ import pytest
 from helpers import cache, experiments, runner
 from helpers.cache import CorruptCacheWarning, ResultCache
 from helpers.runner import RunConfig, run_experiment
+from test_cache import committed, run_config  # the committed cache's files and their configs
 
 COMMITTED = cache.default_cache_dir()
 # A finished 30-epoch MAdam run (min-norm: c1 and c2 in its history, train accuracies too) and the
@@ -29,20 +30,6 @@ RUN_SEED1 = "mnist-madam-itp-e30-s1-38a4f9624e885a89.json"
 TABLE = "per_layer_sparsity-36310baf8b69b2b7.json"
 TINY = dict(dataset="mnist", epochs=3, train_subset=256, eval_train=False)
 NAN = float("nan")
-
-
-def committed(kind, name):
-    path = COMMITTED / kind / name
-    if not path.exists():
-        pytest.skip(f"no committed {kind}/{name}")
-    return path
-
-
-def run_config(stored):
-    config = dict(stored["config"])
-    if isinstance(config["weights"], list):
-        config["weights"] = tuple(config["weights"])
-    return RunConfig(**config)
 
 
 class _Retrained(BaseException):

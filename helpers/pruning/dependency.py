@@ -458,15 +458,9 @@ def _refs_by_layer(model):
 def _call_masks(call, k_in, k_out):
     """Keep-masks of one call's weights, by attribute, from its input and output keep vectors."""
     layer = call.layer
-    if call.role == "kernel":
-        shape = tuple(layer.kernel.shape)
-        masks = {"kernel": np.broadcast_to(k_in[:, None] & k_out[None, :], shape).copy()}
-        if layer.use_bias:
-            masks["bias"] = k_out.copy()
-        return masks
-    if call.role == "transpose":
-        shape = tuple(layer.kernel.shape)
-        masks = {"kernel": np.broadcast_to(k_out[:, None] & k_in[None, :], shape).copy()}
+    if call.role in ("kernel", "transpose"):  # a transposed kernel holds (..., out, in)
+        rows, columns = (k_in, k_out) if call.role == "kernel" else (k_out, k_in)
+        masks = {"kernel": np.broadcast_to(rows[:, None] & columns[None, :], tuple(layer.kernel.shape)).copy()}
         if layer.use_bias:
             masks["bias"] = k_out.copy()
         return masks
