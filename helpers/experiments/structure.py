@@ -160,28 +160,121 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     return rows
 
 
+# The data a table was computed on is part of its configuration (so each cached table carries it):
+# the JPEG stand-in's tables keep the ``source`` file name they have always been keyed by (the
+# committed keys), every other variant is named by ``data_variant``, whatever file or download
+# it came from.
+STAND_IN_SOURCE = "cifar10-jpeg.npz"
+
+
+def data_config(variant):
+    """The configuration entry naming the data variant a table was computed on."""
+    from .. import data as data_lib
+
+    return {"source": STAND_IN_SOURCE} if variant == data_lib.STAND_IN else {"data_variant": variant}
+
+
+def table_variant(config):
+    """The data variant of a cached table, from its stored configuration (``data_config``); the
+    ``source`` of a table written before official data had a variant name is a file name."""
+    from .. import data as data_lib
+
+    if config.get("data_variant"):
+        return config["data_variant"]
+    return data_lib.STAND_IN if config.get("source") == STAND_IN_SOURCE else data_lib.OFFICIAL
+
+
+def variants_label(variants, unit="table"):
+    """``"CIFAR-10 (jpeg-q75 stand-in)"`` for tables of one variant; with several, the count of each:
+    ``"CIFAR-10 (jpeg-q75 stand-in: 1 seed; official: 2 seeds)"``."""
+    from collections import Counter
+
+    from .. import data as data_lib
+
+    counts = Counter(variants)
+    if len(counts) <= 1:
+        return data_lib.dataset_label("cifar10", next(iter(counts), data_lib.OFFICIAL))
+    parts = "; ".join(f"{variant}: {n} {unit}{'s' * (n != 1)}" for variant, n in sorted(counts.items()))
+    return f"{data_lib.PRETTY_NAMES['cifar10']} ({parts})"
+
+
+def variants_note(variants, loaded, what="these results"):
+    """A sentence when tables of ``variants`` are shown on a machine that would load ``loaded``
+    (they are still shown, labelled with their own data); None when they all match."""
+    from .. import data as data_lib
+
+    others = [v for v in variants if v != loaded]
+    if not others:
+        return None
+    return (f"NOTE: {what} were computed on {variants_label(others)}, but this machine would load "
+            f"{data_lib.dataset_label('cifar10', loaded)}; they are shown as computed, labelled with their own data "
+            "(recompute=True computes them on this machine's data).")
+
+
+def _cached_table(name, config, variant, compute, recompute=False, cached_only=False):
+    """``(value, from the cache?, variant)`` of the table ``name``: the one computed on ``variant``
+    (this machine's data), else, unless ``recompute``, the one cached for another variant (shown
+    as what it is), else ``compute()`` on this machine's data (``(None, False, None)`` with
+    ``cached_only``)."""
+    from .. import data as data_lib
+    from ..cache import ResultCache, cached
+
+    store = ResultCache()
+    if not recompute:
+        for other in dict.fromkeys((variant, data_lib.STAND_IN, data_lib.OFFICIAL)):
+            stored = dict(config, **data_config(other))
+            if store.table_path(name, stored).exists():
+                try:
+                    value, hit = cached(name, stored, _not_cached)
+                except _NotCached:  # unreadable, moved aside: not served
+                    continue
+                return value, hit, other
+    if cached_only:
+        return None, False, None
+    value, hit = cached(name, dict(config, **data_config(variant)), compute, recompute=recompute)
+    return value, hit, variant
+
+
+class _NotCached(LookupError):
+    pass
+
+
+def _not_cached():
+    raise _NotCached()
+
+
+# The trained_model arguments a study passes on (and checks before loading the data).
+_TRAINED_ON = ("epochs", "batch_size", "learning_rate", "seed", "train_subset")
+
+
 class StructureStudy:
     """Notebook 07's procedure: the seed's CNN trained with SGD on CIFAR-10 (inputs normalised
     with mean 0.5 and std 0.5), loaded from the model cache or trained only when a result needs
     it, and its cached sweep and per-layer table. The cache keys are the configurations the
     notebook has always used; ``data`` is the (subset of the) data they were computed on.
+
+    Each table's configuration names the data variant it was computed on (``data_config``). A
+    table cached for another variant than the one loaded here (the committed stand-in tables on a
+    machine with the official CIFAR-10) is shown, not recomputed: ``label`` names the data of the
+    tables shown and ``note`` says when that is not this machine's data.
     """
 
     def __init__(self, width, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
-        from pathlib import Path
-
         from .. import data as data_lib
 
         # Checked before the data is loaded, as trained_model would check them on the first cache miss.
         check_parameters(dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               seed=seed, train_subset=train_subset, recompute=recompute),
-                         dict(TRAINING_SPECS, width=Float(0.0, min_open=True), recompute=Bool()))
+                         dict({k: TRAINING_SPECS[k] for k in _TRAINED_ON}, width=Float(0.0, min_open=True),
+                              recompute=Bool()))
         self.width, self.epochs, self.batch_size, self.learning_rate = width, epochs, batch_size, learning_rate
         self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
         self.data = data_lib.load_dataset("cifar10", train_subset=train_subset, seed=seed, cifar_normalization="half")
-        # The data file's name is part of the key: the JPEG stand-in and the official images differ.
-        self.config = dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                           train_subset=train_subset, source=Path(self.data.source).name)
+        self.variant = self.data.variant  # what this machine computes on
+        self.base_config = study_config(width, epochs, batch_size, learning_rate, seed, train_subset)
+        # The configuration a result computed here is stored under.
+        self.config = dict(self.base_config, **data_config(self.variant))
+        self.shown = {}  # table name -> the data variant of the table shown
         self._model = None
 
     def pretrained(self):
@@ -193,45 +286,66 @@ class StructureStudy:
                 data_kwargs={"cifar_normalization": "half"}, recompute=self.recompute)[0]
         return self._model
 
+    def label(self, *names):
+        """The data label of the tables ``names`` shown so far (all of them if none is named; this
+        machine's data before any): ``"CIFAR-10 (jpeg-q75 stand-in)"``."""
+        variants = [self.shown[n] for n in names if n in self.shown] if names else list(self.shown.values())
+        return variants_label(variants or [self.variant])
+
+    def note(self, *names):
+        """A sentence when a table shown (of ``names``, else any) was computed on another data
+        variant than this machine's; None otherwise."""
+        variants = [self.shown[n] for n in names if n in self.shown] if names else list(self.shown.values())
+        what = f"the cached {', '.join(names)}" if names else "the cached results"
+        return variants_note(variants, self.variant, what)
+
+    def _table(self, name, config, compute, cached_only=False):
+        value, hit, variant = _cached_table(name, dict(self.base_config, **config), self.variant, compute,
+                                            recompute=self.recompute, cached_only=cached_only)
+        if variant is not None:
+            self.shown[name] = variant
+        return value, hit
+
     # The gradual-magnitude rows depend on GMP's semantics, so they are part of the sweep's key:
     # the sweep cached before GMP followed tfmot 0.8 step for step is not served for it.
     GMP_SEMANTICS = "tfmot-0.8"
 
     def sweep_config(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
-        """The cache configuration of ``sweep``."""
-        return dict(self.config, targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
+        """The cache configuration of ``sweep`` on this machine's data."""
+        return dict(self.config, **self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch,
+                                                     latency_batch, latency_repeats))
+
+    def _sweep_extra(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
+        return dict(targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
                     retrain_batch=retrain_batch, latency_batch=latency_batch, latency_repeats=latency_repeats,
                     gmp=self.GMP_SEMANTICS)
 
     def sweep(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
         """``(rows, from the cache?)`` of ``structure_sweep`` (retraining at ``retrain_batch``)."""
-        from ..cache import cached
-
-        config = self.sweep_config(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats)
-        return cached("structure_sweep", config, lambda: structure_sweep(
+        extra = self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats)
+        return self._table("structure_sweep", extra, lambda: structure_sweep(
             self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
-            latency_repeats=latency_repeats), recompute=self.recompute)
+            latency_repeats=latency_repeats))
 
     def seed003_table(self, targets=SEED003_TARGETS, cached_only=False):
         """``(rows, from the cache?)`` of ``seed003_table`` (the model compiled for evaluation);
         ``(None, False)`` with ``cached_only`` when it is not in the cache (nothing is trained)."""
-        from ..cache import ResultCache, cached
-
-        config = dict(self.config, targets=list(targets))
-        if cached_only and not ResultCache().table_path("seed003_table", config).exists():
-            return None, False
-        return cached("seed003_table", config, lambda: seed003_table(self.pretrained(), self.data, targets),
-                      recompute=self.recompute)
-
+        return self._table("seed003_table", dict(targets=list(targets)),
+                           lambda: seed003_table(self.pretrained(), self.data, targets), cached_only=cached_only)
 
     def per_layer_sparsity(self, target):
         """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
         sweep so that a fresh clone redraws the figure without the base network."""
-        from ..cache import cached
+        return self._table("per_layer_sparsity", dict(target=target),
+                           lambda: per_layer_sparsity(self.pretrained(), target))
 
-        return cached("per_layer_sparsity", dict(self.config, target=target),
-                      lambda: per_layer_sparsity(self.pretrained(), target), recompute=self.recompute)
+
+def study_config(width, epochs, batch_size, learning_rate, seed, train_subset):
+    """The base network's part of every ``StructureStudy`` table configuration (the data variant's
+    entry, ``data_config``, is added to it)."""
+    return dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                train_subset=train_subset)
 
 
 def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
@@ -240,17 +354,29 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
     ``(frame, missing seeds)``. One row per experiment and sparsity (and the dense network): the
     seed's test accuracy (%), ours as mean and std over the seeds found (%), and the deflate-zipped
     weights (KiB, mean). With ``cached_only`` (default) seeds whose table is not cached are listed
-    as missing, not trained (about 45 minutes per base network on this CPU)."""
+    as missing, not trained (about 45 minutes per base network on this CPU), and no data is loaded.
+    ``frame.attrs``: ``"data_label"``, the data the tables were computed on (from the cached tables),
+    and ``"note"``, a sentence when that is not the data this machine would load (else None)."""
     import pandas as pd
 
-    tables, missing = {}, []
+    from .. import data as data_lib
+
+    loaded = data_lib.file_variant("cifar10")
+    tables, variants, missing = {}, [], []
     for seed in seeds:
-        rows, _ = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed,
-                                 train_subset=train_subset).seed003_table(cached_only=cached_only)
+        if cached_only:
+            config = dict(study_config(width, epochs, batch_size, learning_rate, seed, train_subset),
+                          targets=list(SEED003_TARGETS))
+            rows, _, variant = _cached_table("seed003_table", config, loaded, None, cached_only=True)
+        else:
+            study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
+            (rows, _), loaded = study.seed003_table(), study.variant
+            variant = study.shown["seed003_table"]
         if rows is None:
             missing.append(seed)
         else:
             tables[seed] = pd.DataFrame(rows)
+            variants.append(variant)
     if not tables:
         return None, missing
     ours = pd.concat(tables, names=["seed"]).reset_index(level=0)
@@ -262,4 +388,6 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
     summary.insert(2, "seed_printed", [printed.get((e, t), float("nan")) for e, t in zip(summary.experiment,
                                                                                         summary.target)])
     summary["difference"] = summary.ours_mean - summary.seed_printed
+    summary.attrs["data_label"] = variants_label(variants, unit="base network")
+    summary.attrs["note"] = variants_note(variants, loaded, "the cached seed 003 tables")
     return summary, missing
