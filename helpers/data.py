@@ -446,6 +446,25 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
+def augment_crop_flip(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+    """The standard CIFAR augmentation (He et al. 2016, section 4.2): each image of ``x`` (N, H, W,
+    C) zero-padded by ``pad`` pixels, cropped back to H x W at a random offset and flipped
+    horizontally with probability 1/2, all drawn from ``rng``. Returns a new array."""
+    n, height, width = x.shape[:3]
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    rows = rng.integers(0, 2 * pad + 1, n)
+    cols = rng.integers(0, 2 * pad + 1, n)
+    flip = rng.random(n) < 0.5
+    out = np.empty_like(x)
+    for dy in range(2 * pad + 1):  # one slice per offset: (2 pad + 1)^2 vectorised copies
+        for dx in range(2 * pad + 1):
+            chosen = (rows == dy) & (cols == dx)
+            if chosen.any():
+                out[chosen] = padded[chosen, dy:dy + height, dx:dx + width]
+    out[flip] = out[flip, :, ::-1]
+    return out
+
+
 def missing_data(names=DATASETS):
     """``{name: reason}`` for every dataset of ``names`` that cannot be loaded (all at once, so a
     user fixes them in one go; ``python -m helpers.data check``, run first by ``make figures``)."""

@@ -133,22 +133,28 @@ NOTEBOOK_PARAMETERS = {
         save_outputs=Bool(),
     ),
     "08_budget_constrained_pruning": dict(
-        models=List(Choice("lenet5", "vgg"), unique=True),
+        models=List(Choice("lenet5", "vgg", "resnet20"), unique=True),
         budgets=List(Tuple(Choice("parameters", "flops"), Budget())),
+        resnet_budgets=List(Tuple(Choice("parameters", "flops"), Budget())),
         methods=List(Choice("rl", "uniform", "global"), unique=True),
         lenet_epochs=Epochs(),
         lenet_train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
         vgg_epochs=Epochs(),
         vgg_train_subset=Optional(Int(1, TRAIN_SIZES["cifar10"])),
+        resnet_epochs=Epochs(),
+        resnet_train_subset=Optional(Int(1, TRAIN_SIZES["cifar10"])),
         validation_size=Int(1, min(TRAIN_SIZES.values()) - 1),
         eval_size=Int(1),  # and <= validation_size (check_across)
         updates=Int(1, MAX_UPDATES),
         vgg_updates=Int(1, MAX_UPDATES),
+        resnet_updates=Int(1, MAX_UPDATES),
         episodes_per_update=Int(2, MAX_EPISODES),
         episode_finetune_steps=Int(0, MAX_STEPS),
         vgg_episode_finetune_steps=Int(0, MAX_STEPS),
+        resnet_episode_finetune_steps=Int(0, MAX_STEPS),
         finetune_epochs=Epochs(0),
-        seed=Seed(),
+        seeds=SEEDS,
+        run_missing=Bool(),
         recompute=Bool(),
         save_outputs=Bool(),
     ),
@@ -180,7 +186,7 @@ def check_across(notebook: str, values: dict) -> None:
 # load none.
 FIXED_DATASETS = {"04_pareto_front": ("mnist",), "05_knee_search": ("mnist",),
                   "07_structured_global_iterative": ("cifar10",)}
-MODEL_DATASETS = {"lenet5": "mnist", "vgg": "cifar10"}  # notebook 08's ``models``
+MODEL_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}  # notebook 08's ``models``
 
 
 def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:

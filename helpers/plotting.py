@@ -1166,31 +1166,38 @@ def plot_allocation(results, title=""):
     return fig
 
 
-def plot_accuracy_vs_budget(table, budgets, methods, dense_acc, titles):
+def plot_accuracy_vs_budget(table, methods, dense_acc, titles):
     """Notebook 08: test accuracy per budget (a category, not a continuum: grouped points, no
     lines across budgets), hollow before and filled after the equal fine-tune, one panel per
-    model. ``dense_acc`` and ``titles`` map model -> dense accuracy / panel title."""
+    model with its own budgets; over several seeds the mean, with the seeds' range as an error
+    bar. ``dense_acc`` and ``titles`` map model -> dense accuracy (mean) / panel title."""
     from matplotlib.lines import Line2D
 
     models_ = list(dict.fromkeys(table.model))
     fig, axes = plt.subplots(1, len(models_), figsize=(6.5 * len(models_), 4.2), squeeze=False)
-    x = np.arange(len(budgets))
     width = 0.6 / max(1, len(methods))
     for ax, name in zip(axes[0], models_):
-        part = table[table.model == name].set_index(["budget_kind", "budget", "method"])
+        part = table[table.model == name]
+        budgets = list(dict.fromkeys(zip(part.budget_kind, part.budget)))
+        x = np.arange(len(budgets))
+        stats = part.groupby(["budget_kind", "budget", "method"]).agg(
+            **{f"{stage}_{f}": (f"test_acc_{stage}_finetune", f) for stage in ("before", "after")
+               for f in ("mean", "min", "max")})
         for i, method in enumerate(methods):
             offset = (i - (len(methods) - 1) / 2) * width
+            rows = stats.loc[[(k, v, method) for k, v in budgets]]
             for stage, face in (("before", "none"), ("after", color(method))):
-                values = [part.loc[(k, v, method), f"test_acc_{stage}_finetune"] for k, v in budgets]
-                ax.scatter(x + offset, values, s=36, marker="o", facecolors=face, edgecolors=color(method), zorder=3)
-            ax.vlines(x + offset, [part.loc[(k, v, method), "test_acc_before_finetune"] for k, v in budgets],
-                      [part.loc[(k, v, method), "test_acc_after_finetune"] for k, v in budgets],
-                      color=color(method), lw=1, zorder=2)
+                mean = rows[f"{stage}_mean"].to_numpy()
+                ax.errorbar(x + offset, mean, yerr=[mean - rows[f"{stage}_min"], rows[f"{stage}_max"] - mean],
+                            fmt="none", ecolor=color(method), elinewidth=0.8, capsize=2, zorder=2)
+                ax.scatter(x + offset, mean, s=36, marker="o", facecolors=face, edgecolors=color(method), zorder=3)
+            ax.vlines(x + offset, rows.before_mean, rows.after_mean, color=color(method), lw=1, zorder=2)
         ax.axhline(dense_acc[name], color="0.6", lw=1)
         ax.set_xticks(x, [f"{k} <= {v}" for k, v in budgets])
         ax.set_xlim(-0.5, len(budgets) - 0.5)
         ax.set_xlabel("budget (fraction of the dense network's cost kept)")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test accuracy" + (f" (mean, range over {part.seed.nunique()} seeds)"
+                                         if part.seed.nunique() > 1 else ""))
         ax.set_title(titles[name], fontsize=9)
     handles = [Patch(color=color(m), label=label(m)) for m in methods] + [
         Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="before fine-tune"),

@@ -30,7 +30,7 @@ TINY_PARAMETERS = {
     "08_budget_constrained_pruning.ipynb": {"models": ["lenet5"], "lenet_epochs": 1, "lenet_train_subset": 512,
                                             "budgets": [["parameters", 0.7], ["flops", 0.7]], "updates": 2,
                                             "episodes_per_update": 2, "validation_size": 300, "eval_size": 200,
-                                            "episode_finetune_steps": 2},
+                                            "episode_finetune_steps": 2, "seeds": [0, 1], "run_missing": True},
     "09_benchmarks.ipynb": {},  # reads the committed CSVs; the benchmarks are scripts, not CI work
 }
 # Notebooks that also run on tiny parameters for a second dataset.
@@ -43,7 +43,12 @@ EXTRA_TINY_RUNS = {
                                   "select_on": "val", "joint_tail": [2e-3]},
     "08_budget_constrained_pruning.ipynb#vgg": {"models": ["vgg"], "vgg_epochs": 1, "vgg_train_subset": 256,
                                                 "budgets": [["parameters", 0.7]], "vgg_updates": 2, "episodes_per_update": 2,
-                                                "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1},
+                                                "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1,
+                                                "seeds": [0], "run_missing": True},
+    "08_budget_constrained_pruning.ipynb#resnet": {"models": ["resnet20"], "resnet_epochs": 1, "resnet_train_subset": 256,
+                                                   "resnet_budgets": [["parameters", 0.9]], "resnet_updates": 2,
+                                                   "episodes_per_update": 2, "validation_size": 300, "eval_size": 200,
+                                                   "resnet_episode_finetune_steps": 1, "seeds": [0], "run_missing": True},
     "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
                                    "methods": ["dichotomic", "grid"], "grid_lambda2": [0.0, 0.05, 0.1], "knee_seeds": [0],
                                    "protocol": "clean", "select_on": "val"},

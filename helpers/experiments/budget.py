@@ -15,7 +15,7 @@ import numpy as np
 from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
 from ..pruning.budget import BUDGET_METHODS, SEARCHES, initial_fraction
 from ..pruning.masks import retrain_with_masks
-from .training import TRAINING_SPECS, trained_model
+from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
 BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}
 # What the policy acts on per model: layers' weights, or the dependency graph's channel groups
@@ -120,9 +120,16 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
     return result
 
 
+# Latency of the masked (dense-shaped) and the compacted network: median of this many
+# predict_on_batch calls at this batch size, the two models' calls interleaved.
+LATENCY_BATCH, LATENCY_REPEATS = 64, 15
+
+
 def _compacted(model, cost, data, batch_size):
     """The masked, fine-tuned ``model`` compacted (``pruning.compact`` checks it computes the same
-    outputs, or raises): its parameters, FLOPs, cost, test accuracy and the times."""
+    outputs, or raises): its parameters, FLOPs, cost, test accuracy and the times, including the
+    latency of both networks (``LATENCY_BATCH`` images, median of ``LATENCY_REPEATS`` interleaved
+    calls each, one process: their ratio is the measured speed-up)."""
     from ..pruning import compact, costs
 
     started = time.perf_counter()
@@ -131,10 +138,21 @@ def _compacted(model, cost, data, batch_size):
     started = time.perf_counter()
     predictions = small.predict(data.x_test, batch_size=batch_size, verbose=0)
     predict_seconds = time.perf_counter() - started
+    x = np.asarray(data.x_test[:LATENCY_BATCH])
+    times = {"masked": [], "compact": []}
+    for net in (model, small):  # warm-up: traced once each
+        net.predict_on_batch(x)
+    for _ in range(LATENCY_REPEATS):
+        for label, net in (("masked", model), ("compact", small)):
+            started = time.perf_counter()
+            net.predict_on_batch(x)
+            times[label].append(time.perf_counter() - started)
     return {"compact_parameters": int(small.count_params()), "compact_flops": int(costs.flops(small)),
             "dense_flops": int(costs.flops(model)), "compact_cost": float(cost(small)),
             "compact_test_acc": float(np.mean(np.argmax(predictions, -1) == np.asarray(data.y_test).reshape(-1))),
-            "compact_seconds": compact_seconds, "compact_predict_seconds": predict_seconds}
+            "compact_seconds": compact_seconds, "compact_predict_seconds": predict_seconds,
+            "latency_batch": LATENCY_BATCH, "masked_latency": float(np.median(times["masked"])),
+            "compact_latency": float(np.median(times["compact"]))}
 
 
 class BudgetPruning:
@@ -168,6 +186,11 @@ class BudgetPruning:
         Choice(*(i for i in IMPORTANCES if i != "taylor"))("importance", importance)
         for name in pretrain:
             check_parameters({"seed": seed, **pretrain[name]}, TRAINING_SPECS)
+            unknown = sorted(set(pretrain[name]) - set(TRAINING_SPECS) - set(RECIPE_SPECS))
+            if unknown:
+                raise TypeError(f"pretrain[{name!r}] has unknown arguments {unknown}; "
+                                f"known: {sorted({*TRAINING_SPECS, *RECIPE_SPECS} - {'seed'})}")
+            check_parameters(pretrain[name], {k: RECIPE_SPECS[k] for k in RECIPE_SPECS if k in pretrain[name]})
             Tuple(Int(1), Int(0))(f"search[{name!r}] (updates, episode_finetune_steps)", search.get(name))
         self.pretrain, self.search, self.methods = pretrain, search, list(methods)
         self.validation_size, self.eval_size, self.episodes_per_update = validation_size, eval_size, episodes_per_update
@@ -201,11 +224,17 @@ class BudgetPruning:
             episode_finetune_steps=steps, granularity=BUDGET_GRANULARITY[name], importance=self.importance)
         result["dense_test_acc"] = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
         result["data_label"] = data.label
+        history = pretraining_history(weights_name(name, BUDGET_DATASETS[name], seed=self.seed,
+                                                   data_kwargs={"validation_size": self.validation_size},
+                                                   **self.pretrain[name]))
+        if history:  # the resumable recipe's measured epochs (loss, accuracy, seconds)
+            result["pretraining_history"] = history
         return result
 
-    def run(self, name, kind, value):
-        """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``."""
-        from ..cache import cached
+    def run(self, name, kind, value, cached_only=False):
+        """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``; with
+        ``cached_only``, ``(None, False)`` when it is not in the cache (nothing is computed)."""
+        from ..cache import ResultCache, cached
 
         self.check_budget(kind, value)
         updates, steps = self.search[name]
@@ -217,40 +246,117 @@ class BudgetPruning:
             config["granularity"] = BUDGET_GRANULARITY[name]
         if self.importance != "magnitude":
             config["importance"] = self.importance
+        if cached_only and not ResultCache().table_path("budget_pruning", config).exists():
+            return None, False
         return cached("budget_pruning", config, lambda: self._compute(name, kind, value), recompute=self.recompute)
 
-    def protocol(self, results, name):
-        """One line describing model ``name``'s data and pre-training, from its cached results."""
-        pretrain = self.pretrain[name]
-        first = results[next(key for key in results if key[0] == name)]
-        return (f"{first['data_label']}, pre-trained {pretrain['epochs']} epochs"
-                + (f" on {pretrain['train_subset']:,} images" if pretrain["train_subset"] else "")
-                + f", dense test accuracy {first['dense_test_acc']:.4f}")
+
+def budget_protocol(results, name, pretrain):
+    """One line describing model ``name``'s data and pre-training (``pretrain``: its
+    ``trained_model`` arguments), from its results ``{(model, kind, value, seed): result}``: the
+    dense test accuracy over the seeds found."""
+    found = {key[3]: result for key, result in results.items() if key[0] == name}
+    dense = [result["dense_test_acc"] for result in found.values()]
+    recipe = [what for what, on in (("random crops and flips", pretrain.get("augment")),
+                                    ("cosine rate", pretrain.get("lr_schedule") == "cosine")) if on]
+    return (f"{next(iter(found.values()))['data_label']}, pre-trained {pretrain['epochs']} epochs"
+            + (f" on {pretrain['train_subset']:,} images" if pretrain["train_subset"] else "")
+            + (f" ({', '.join(recipe)})" if recipe else "")
+            + f", dense test accuracy {mean_std(dense, 4)} (seed{'s' * (len(found) > 1)} "
+            + ", ".join(map(str, sorted(found))) + ")")
+
+
+def mean_std(values, digits):
+    """``"m ± s"`` of ``values`` (sample std), ``"m ± –"`` for a single value."""
+    values = np.asarray(values, dtype=float)
+    spread = f"{values.std(ddof=1):.{digits}f}" if len(values) > 1 else "–"
+    return f"{values.mean():.{digits}f} ± {spread}"
+
+
+def budget_sweep(pretrain, search, budgets, seeds, methods, run_missing=True, **study_kwargs):
+    """Notebook 08's results: every model of ``pretrain`` at each of its ``budgets[model]``
+    (``[(kind, value), ...]``) for every seed, one ``BudgetPruning`` per seed (its other
+    arguments ``study_kwargs``). Returns ``(results, missing)``: ``results[(model, kind, value,
+    seed)]`` is ``prune_to_budget``'s result, ``missing`` the keys not in the cache when
+    ``run_missing`` is false (nothing is computed for them). Every budget is checked first."""
+    studies = [BudgetPruning(pretrain, search, methods, seed=seed, **study_kwargs) for seed in seeds]
+    for name in pretrain:
+        for kind, value in budgets[name]:
+            studies[0].check_budget(kind, value)
+    results, missing = {}, []
+    for study in studies:
+        for name in pretrain:
+            for kind, value in budgets[name]:
+                result, _ = study.run(name, kind, value, cached_only=not run_missing)
+                if result is None:
+                    missing.append((name, kind, value, study.seed))
+                else:
+                    results[name, kind, value, study.seed] = result
+    return results, missing
 
 
 def budget_table(results):
-    """One row per (model, budget, method) of ``{(model, kind, value): result}``."""
+    """One row per (model, budget, seed, method) of ``{(model, kind, value, seed): result}``."""
     import pandas as pd
 
-    return pd.DataFrame([{"model": name, "budget_kind": kind, "budget": value, "method": row["method"],
+    return pd.DataFrame([{"model": name, "budget_kind": kind, "budget": value, "seed": seed, "method": row["method"],
                           "cost": row["cost"], "budget_met": row["budget_met"],
                           "test_acc_before_finetune": row["test_acc_before_finetune"],
                           "test_acc_after_finetune": row["test_acc_after_finetune"]}
-                         for (name, kind, value), result in results.items() for row in result["rows"]])
+                         for (name, kind, value, seed), result in results.items() for row in result["rows"]])
+
+
+def budget_summary(table):
+    """Mean and std over the seeds of each (model, budget, method): test accuracy before and
+    after the fine-tune, cost, and whether every seed met the budget."""
+    grouped = table.groupby(["model", "budget_kind", "budget", "method"], sort=False)
+    summary = grouped.agg(seeds=("seed", "count"), cost=("cost", "mean"), budget_met=("budget_met", "all"),
+                          before_mean=("test_acc_before_finetune", "mean"),
+                          before_std=("test_acc_before_finetune", "std"),
+                          after_mean=("test_acc_after_finetune", "mean"),
+                          after_std=("test_acc_after_finetune", "std")).reset_index()
+    return summary
 
 
 def budget_verdict(table):
-    """RL's test accuracy minus each baseline's, in points, before and after the fine-tune."""
+    """RL's test accuracy minus each baseline's, in points, before and after the fine-tune, over
+    the seeds: mean, std, and the outcome: ``wins`` / ``loses`` where RL is better / worse in
+    every seed, ``mixed`` where the seeds disagree (with one seed, its sign)."""
     import pandas as pd
 
     verdict = []
     for (name, kind, value), part in table.groupby(["model", "budget_kind", "budget"], sort=False):
-        by = part.set_index("method")
-        if "rl" not in by.index:
-            continue
-        for baseline in [m for m in ("uniform", "global") if m in by.index]:
+        for baseline in [m for m in ("uniform", "global") if m in set(part.method)]:
+            if "rl" not in set(part.method):
+                continue
             for stage in ("before", "after"):
                 column = f"test_acc_{stage}_finetune"
+                by = part.pivot_table(index="seed", columns="method", values=column)
+                difference = 100 * (by["rl"] - by[baseline]).dropna().to_numpy()
+                outcome = "wins" if (difference > 0).all() else "loses" if (difference < 0).all() else "mixed"
                 verdict.append({"model": name, "budget": f"{kind} <= {value}", "vs": baseline, "stage": stage,
-                                "rl_minus_baseline_pp": 100 * (by.loc["rl", column] - by.loc[baseline, column])})
+                                "seeds": len(difference), "rl_minus_baseline_pp": difference.mean(),
+                                "std_pp": difference.std(ddof=1) if len(difference) > 1 else float("nan"),
+                                "outcome": outcome})
     return pd.DataFrame(verdict)
+
+
+def compaction_table(results):
+    """The filter-pruned (compacted) rows of ``results``: parameters and FLOPs of the compacted
+    network against the dense one, the latency of the compacted network against the masked one
+    (``_compacted``), and the compacted network's test accuracy minus the masked one's (0 but for
+    an argmax tie that float rounding tips: ``compact`` checked the outputs agree)."""
+    import pandas as pd
+
+    rows = []
+    for (name, kind, value, seed), result in results.items():
+        for row in result["rows"]:
+            if "compact_parameters" not in row:
+                continue
+            rows.append({"model": name, "budget": f"{kind} <= {value}", "seed": seed, "method": row["method"],
+                         "parameters": f"{result['dense_parameters']:,} -> {row['compact_parameters']:,}",
+                         "parameter_ratio": row["compact_parameters"] / result["dense_parameters"],
+                         "flop_ratio": row["compact_flops"] / row["dense_flops"],
+                         "latency_ratio": row["compact_latency"] / row["masked_latency"],
+                         "accuracy_change": row["compact_test_acc"] - row["test_acc_after_finetune"]})
+    return pd.DataFrame(rows)
