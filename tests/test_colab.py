@@ -199,7 +199,9 @@ def test_colab_simulation_shows_every_notebooks_committed_results(tmp_path, monk
     _stub_pip(stubs)
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-colab.py").write_text("import sys, types\nsys.modules.setdefault('google', types.ModuleType('google'))\n"
+    # Only google.colab: a stub ``google`` would hide the real namespace package (TensorFlow imports
+    # google.protobuf from it).
+    (startup / "00-colab.py").write_text("import sys, types\n"
                                          "sys.modules['google.colab'] = types.ModuleType('google.colab')\n")
     content = tmp_path / "content"
     content.mkdir()
