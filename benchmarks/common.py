@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `helpers` without installing
 
+from helpers.files import atomic_write  # noqa: E402
 from helpers.paths import project_root  # noqa: E402
 
 RESULTS = project_root() / "results" / "benchmarks"
@@ -24,14 +25,14 @@ RESULTS = project_root() / "results" / "benchmarks"
 
 def write_csv(name, rows):
     """Write ``rows`` (a list of dicts) to ``results/benchmarks/<name>`` and return the path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
     return path
 
 

@@ -23,29 +23,25 @@ trained weights must be finite). A cache file that cannot be read (truncated, no
 archive) or fails its schema is named in a ``CorruptCacheWarning`` with the reason, moved aside to
 ``<name>.corrupt-<time>-<pid>-<n>`` (never deleted) and treated as missing, so it is recomputed.
 The folders a computation will write are checked writable before it starts (``check_writable``),
-so a result is never lost after the work. The module functions (``atomic_write``, ``quarantine``,
-``read_json``, ``write_json``) are those primitives, also used for files outside the cache
-(checkpoints of a search, decoded data).
+so a result is never lost after the work. These primitives (``atomic_write``, ``quarantine``,
+``read_json``, ``write_json``, ``check_writable``) live in ``helpers.files``, also used for files
+outside the cache (checkpoints of a search, decoded data, tables, notebooks).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
-import os
-import re
-import tempfile
 import threading
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .files import (CorruptCacheWarning, RecordError, atomic_write, check_record,  # noqa: F401 (the cache's names)
+                    check_record_object, check_writable, quarantine, read_json, remove_orphans, write_json)
 from .paths import project_root
-from .validation import check_writable
 
 
 def default_cache_dir() -> Path:
@@ -57,34 +53,12 @@ def config_hash(config: dict, version=1) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class CorruptCacheWarning(UserWarning):
-    """A cache file could not be read or is not a valid record; it was moved aside and will be recomputed."""
-
-
-class RecordError(ValueError):
-    """A stored record that is not what its kind must be (the message names the field and why)."""
-
-
-def check_record(condition, message):
-    """Raise ``RecordError(message)`` unless ``condition``."""
-    if not condition:
-        raise RecordError(message)
-
-
 def record_field(spec, name, value):
     """``spec(name, value)`` (a ``helpers.validation`` spec) with its TypeError / ValueError as a ``RecordError``."""
     try:
         return spec(name, value)
     except (TypeError, ValueError) as exc:
         raise RecordError(str(exc)) from None
-
-
-def check_record_object(value, name, required=()):
-    """``value`` is a dict (a JSON object) that has the keys ``required``."""
-    check_record(isinstance(value, dict), f"{name} must be a JSON object, got {type(value).__name__}")
-    missing = [k for k in required if k not in value]
-    check_record(not missing, f"{name} misses the keys {missing}")
-    return value
 
 
 def check_finite_json(value, name="value"):
@@ -114,99 +88,7 @@ def non_finite_values(named_arrays):
     return None
 
 
-# Quarantine names are unique within a process (the counter) and across processes (the pid), even
-# for two quarantines of one file name in the same second.
-_quarantines = itertools.count()
-
-
-def quarantine(path: Path, reason) -> Path | None:
-    """Move the unusable cache file ``path`` aside (``<name>.corrupt-<time>-<pid>-<n>``) and warn,
-    naming it and ``reason``."""
-    path = Path(path)
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    target = path.with_name(f"{path.name}.corrupt-{stamp}-{next(_quarantines)}")
-    while target.exists():  # a pid reused within the second
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{next(_quarantines)}")
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:  # another process moved it already
-        target = None
-    warnings.warn(f"cache file {path} cannot be used ({reason}); "
-                  + (f"moved to {target.name} and recomputing" if target else "recomputing"),
-                  CorruptCacheWarning, stacklevel=3)
-    return target
-
-
-def read_json(path: Path, required=(), check=None):
-    """The JSON object in ``path``, or None (after ``quarantine``) if it is unreadable, misses the
-    keys ``required`` or fails ``check(value)`` (a schema: raises ``RecordError`` saying why)."""
-    path = Path(path)
-    try:
-        with open(path) as f:
-            value = json.load(f)
-        if required:
-            check_record_object(value, "the record", required)
-        if check is not None:
-            check(value)
-        return value
-    except FileNotFoundError:
-        return None
-    except (ValueError, UnicodeDecodeError, OSError) as exc:  # JSONDecodeError and RecordError are ValueErrors
-        quarantine(path, str(exc) if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}")
-        return None
-
-
-def atomic_write(path: Path, write, suffix=".tmp"):
-    """Call ``write(tmp_path)`` on a unique temporary file beside ``path``, then rename it onto
-    ``path``. ``suffix`` ends the temporary name (Keras wants ``.weights.h5``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: Path, obj):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-    atomic_write(path, write)
-
-
-# A temporary file of ``atomic_write`` (``.<target name>.<8 random characters><suffix>``, mkstemp's
-# names) or of ``check_writable``'s probe.
-_TEMPORARY = re.compile(r"^(\..+\.[a-z0-9_]{8}(\.tmp|\.weights\.h5)|\.write-check-[a-z0-9_]{8}\.tmp)$")
-# A writer renames its temporary file within seconds of its last write, so one older than this was
-# left by a killed process; a younger one may belong to a live writer and is left alone.
-ORPHAN_AGE_SECONDS = 600
 _opened, _opened_lock = set(), threading.Lock()
-
-
-def remove_orphans(root: Path, kinds, age=ORPHAN_AGE_SECONDS) -> list[Path]:
-    """Remove the temporary files older than ``age`` seconds in ``root`` and its ``kinds``
-    folders; returns them."""
-    removed, now = [], time.time()
-    for folder in [root, *(root / kind for kind in kinds)]:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:  # no such folder (yet)
-            continue
-        for entry in entries:
-            if not _TEMPORARY.match(entry.name):
-                continue
-            try:
-                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > age:
-                    os.remove(entry.path)
-                    removed.append(Path(entry.path))
-            except OSError:  # renamed or removed meanwhile
-                continue
-    return removed
 
 
 class ResultCache:

@@ -202,7 +202,7 @@ def _decode_jpeg_archive(path: Path) -> dict:
     Decoding 60,000 JPEGs takes about 15 s, so the result is kept in a cache folder keyed
     by the archive's size and modification time, and later loads take a second.
     """
-    from .cache import atomic_write, quarantine
+    from .files import atomic_write, quarantine
 
     stat = path.stat()
     cache_root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "mo-pruning")

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from . import paths
+from .files import atomic_write
 
 # Stream text that is a progress bar or its warning, never a result.
 _PROGRESS = re.compile(r"\d+%\|.*\||it/s\]|s/it\]|TqdmWarning|IProgress not found|ipywidgets")
@@ -184,10 +185,8 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
 
     notebook = Path(notebook).resolve()
     output = Path(output).resolve() if output else notebook
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{output.stem}.", dir=output.parent)
-    os.close(fd)
-    try:
+
+    def run(tmp):
         try:
             papermill.execute_notebook(str(notebook), tmp, parameters=parameters or {},
                                        cwd=str(cwd or notebook.parent), kernel_name=kernel_name,
@@ -201,11 +200,7 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
         nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = str(notebook)
         nb["metadata"]["papermill"]["output_path"] = str(output)
         write_notebook(clean_notebook(nb, relative_to=paths.source_root()), Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(output, run, suffix=".ipynb")
     return output
 
 

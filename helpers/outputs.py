@@ -110,7 +110,7 @@ class NotebookOutputs:
 
     def save_table(self, frame, name: str) -> Path:
         """Write a pandas table as ``<results folder>/<name>.csv`` (atomically) and return the path."""
-        from .cache import atomic_write
+        from .files import atomic_write
 
         path = self.results_dir() / f"{name}.csv"
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

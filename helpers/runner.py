@@ -69,8 +69,8 @@ from .callbacks import EpochTimer, MultiGradientWeightsLogger
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import (RecordError, ResultCache, atomic_write, check_record, check_record_object, config_hash,
-                    non_finite_values, quarantine, read_json, record_field)
+from .cache import ResultCache, config_hash, non_finite_values, record_field
+from .files import RecordError, atomic_write, check_record, check_record_object, quarantine, read_json
 from .validation import Float, Int, Optional, check_bool, check_choice, check_epochs, check_float, check_int, check_seed
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
@@ -486,7 +486,7 @@ def _failed_error(config, path):
 
 
 # Records read back: one schema per stored kind. Each check raises RecordError naming the field and
-# the reason; a reader then quarantines the file and recomputes (helpers.cache.read_json).
+# the reason; a reader then quarantines the file and recomputes (helpers.files.read_json).
 
 ACCURACY, NON_NEGATIVE, FINITE = Float(0.0, 1.0), Float(0.0), Float()
 # The per-epoch values of a history, by name (index 0 is the state before training).

@@ -15,7 +15,8 @@ Two ways to use it:
 
 * functions: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
   minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
-  ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed``, ``check_writable``;
+  ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed`` (writable folders:
+  ``helpers.files.check_writable``);
 * specs, for notebooks (declared per notebook in ``helpers.notebook_parameters``):
   ``check_notebook_parameters(globals(), "03_smgd")``; ad hoc specs are keywords, e.g.
   ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``.
@@ -33,9 +34,6 @@ import ast
 import difflib
 import math
 import numbers
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -324,36 +322,6 @@ def check_callable(name, value):
     return Callable()(name, value)
 
 
-def check_writable(folder, what="folder"):
-    """Make sure, now and not after training, that files can be written in ``folder``: raise
-    ``NotADirectoryError`` or ``PermissionError`` naming it otherwise.
-
-    Symlinks are resolved first (a symlink to a missing folder is not a writable folder: writes
-    through it would fail after the work) and a missing folder is created, with its parents, so
-    the check is the first write; then a unique temporary file is created there and removed.
-    Returns ``folder``."""
-    folder = Path(folder)
-    try:
-        target = folder.resolve()  # follows symlinks, dangling ones too; raises on a loop
-    except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise NotADirectoryError(f"the {what} {folder} cannot be created: its path is a symlink loop "
-                                 f"({type(exc).__name__}: {exc})") from exc
-    shown = f"{folder} (-> {target})" if target != folder.absolute() else str(folder)
-    blocking = next((p for p in [target, *target.parents] if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(f"the {what} {shown} cannot be created: {blocking} is a file, not a folder")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=".write-check-", suffix=".tmp")
-        os.close(fd)
-        os.remove(tmp)
-    except OSError as exc:
-        raise PermissionError(f"the {what} {shown} is not writable ({type(exc).__name__}: {exc}); "
-                              "results would be lost after the work: fix the permissions or point the "
-                              "project elsewhere (MOPRUNE_ROOT)") from exc
-    return folder
-
-
 def check_parameters(values: dict, specs: dict) -> dict:
     """Check ``values[name]`` against ``specs[name]`` for every spec; returns the normalised values."""
     missing = [name for name in specs if name not in values]
@@ -426,6 +394,7 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
     check_across(notebook, namespace)
     from . import outputs as outputs_lib
     from .cache import ResultCache
+    from .files import check_writable
 
     chosen = outputs_lib.for_notebook(notebook, namespace)
     ResultCache().check_writable()

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import cache, experiments
+from helpers import cache, experiments, files
 from helpers.cache import CorruptCacheWarning, ResultCache, config_hash
 from helpers.runner import RunConfig
 
@@ -189,7 +189,7 @@ def test_quarantines_in_the_same_second_never_overwrite_each_other(tmp_path):
     for text in ("first", "second", "third"):
         path.write_text(text)
         with pytest.warns(CorruptCacheWarning, match="x.json"):
-            cache.quarantine(path, "test")
+            files.quarantine(path, "test")
     assert sorted(p.read_text() for p in tmp_path.glob("x.json.corrupt-*")) == ["first", "second", "third"]
 
 
@@ -198,7 +198,7 @@ def test_writability_check_creates_the_folder_through_a_dangling_symlink(tmp_pat
     link.symlink_to(tmp_path / "a" / "b")
     ResultCache(link).check_writable("runs")
     assert (tmp_path / "a" / "b" / "runs").is_dir()
-    cache.write_json(link / "runs" / "x.json", {"ok": 1})  # what used to end in FileExistsError
+    files.write_json(link / "runs" / "x.json", {"ok": 1})  # what used to end in FileExistsError
     assert json.loads((tmp_path / "a" / "b" / "runs" / "x.json").read_text()) == {"ok": 1}
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, models, runner
+from helpers import cache, experiments, files, models, runner
 from helpers.cache import CorruptCacheWarning
 from helpers.runner import RunConfig, RunFailedError, run_experiment, run_sweep
 
@@ -151,7 +151,7 @@ def test_concurrent_atomic_writes_of_one_key_never_collide(tmp_path):
     def writer(i):
         try:
             for _ in range(20):
-                cache.write_json(path, {"writer": i, "data": list(range(200))})
+                files.write_json(path, {"writer": i, "data": list(range(200))})
         except Exception as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)
 
