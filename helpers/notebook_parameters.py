@@ -1,7 +1,7 @@
 """Every notebook's parameters: type, range and choices, declared once per notebook.
 
 A notebook checks its parameters, right after its ``parameters`` cell and before any work, with one
-call: ``outputs = check_notebook_parameters(globals(), "03_smgd")`` (``helpers.validation``). The
+call: ``outputs = check_notebook_parameters(globals(), "03_smgd")`` (below). The
 values are only checked, never rewritten, so a bad ``papermill -p`` value fails in the first second
 with a message naming the parameter. ``tests/test_reproducibility.py`` checks that each notebook's
 parameters cell declares exactly the parameters listed here; a name papermill injects that is not
@@ -16,11 +16,15 @@ times the largest value any notebook uses.
 
 from __future__ import annotations
 
+import ast
 import os
 
+from .cache import ResultCache
 from .data import TRAIN_CLASS_MIN, TRAIN_SIZES
+from .files import check_writable
+from .outputs import for_notebook, parameter_defaults
 from .validation import (Bool, Budget, Choice, Dict, Epochs, Float, Fraction, Int, List, Optional, Seed, Str,
-                         Tuple)
+                         Tuple, check_known_parameters, check_parameters)
 
 OPTIMIZER = Choice("smgd", "madam", "mrmsprop", "sgd", "adam", "rmsprop")
 SCALARIZATIONS = List(Choice("separate", "joint"), unique=True)
@@ -193,8 +197,6 @@ def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
     """The datasets ``notebook`` (a stem or file name) loads on ``parameters`` over its defaults,
     from its ``dataset`` / ``datasets`` / ``models`` parameters, else ``FIXED_DATASETS``. The tests
     skip a run with one reason when one of them cannot be loaded (tests/test_notebooks.py)."""
-    from .outputs import parameter_defaults
-
     stem = notebook.split("#")[0].removesuffix(".ipynb")
     if stem not in NOTEBOOK_PARAMETERS:
         raise ValueError(f"unknown notebook {notebook!r}")
@@ -206,3 +208,61 @@ def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
     if "models" in values:
         return tuple(dict.fromkeys(MODEL_DATASETS[model] for model in values["models"]))
     return FIXED_DATASETS.get(stem, ())
+
+
+def injected_parameters(namespace: dict) -> list[str]:
+    """The names papermill injected into a running notebook: the assignments of its injected
+    ``# Parameters`` cell, read from IPython's input history (``In``) in ``namespace``. Outside
+    IPython (no history) there are none."""
+    history = namespace.get("In")
+    if not isinstance(history, (list, tuple)):
+        return []
+    names = []
+    for source in history:
+        if not (isinstance(source, str) and source.lstrip().startswith("# Parameters")):
+            continue
+        try:
+            body = ast.parse(source).body
+        except SyntaxError:
+            continue
+        for node in body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def check_notebook_parameters(namespace: dict, notebook: str | None = None, **specs):
+    """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
+
+    ``namespace`` is the notebook's ``globals()``. With ``notebook`` (its file stem, e.g.
+    ``"03_smgd"``) the specs are the ones declared for it in ``helpers.notebook_parameters``, the
+    results cache and, when ``save_outputs`` (or ``save_figures``) is true, its output folders must
+    be writable, and the return value says where this run writes (``helpers.outputs``: the
+    committed folders on the default parameters only), and a name papermill injected that is not
+    one of the notebook's parameters is a ``TypeError`` naming the closest one
+    (``injected_parameters``). Keyword specs (``epochs=Epochs()``, ...) are checked too. Values are
+    only checked, never rewritten (so cache keys stay what they were). Raises TypeError /
+    ValueError naming the parameter.
+
+    In a notebook, one cell right after the parameters cell::
+
+        from helpers.notebook_parameters import check_notebook_parameters
+
+        outputs = check_notebook_parameters(globals(), "03_smgd")
+    """
+    if notebook is not None:
+        if notebook not in NOTEBOOK_PARAMETERS:
+            raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebook_parameters")
+        specs = {**NOTEBOOK_PARAMETERS[notebook], **specs}
+        check_known_parameters(injected_parameters(namespace), specs, f"notebook {notebook}")
+    check_parameters(namespace, specs)
+    if notebook is None:
+        return None
+    check_across(notebook, namespace)
+    chosen = for_notebook(notebook, namespace)
+    ResultCache().check_writable()
+    if namespace.get("save_outputs", False):
+        check_writable(chosen.results_dir(create=False), "results folder")
+    if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
+        check_writable(chosen.figures_dir(), "figures folder")
+    return chosen

@@ -17,20 +17,22 @@ Two ways to use it:
   minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
   ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed`` (writable folders:
   ``helpers.files.check_writable``);
-* specs, for notebooks (declared per notebook in ``helpers.notebook_parameters``):
-  ``check_notebook_parameters(globals(), "03_smgd")``; ad hoc specs are keywords, e.g.
-  ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``.
+* specs: ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``;
+  every notebook's specs are declared in ``helpers.notebook_parameters``, whose
+  ``check_notebook_parameters(globals(), "03_smgd")`` checks a running notebook.
 
 Epochs and seeds have one spec each, used by ``RunConfig`` and by every procedure and notebook that
 takes them (``Epochs``: at most ``MAX_EPOCHS``; ``Seed``: what Keras can seed, at most ``MAX_SEED``).
 A number too large for a float (``10**400``) is a ``ValueError`` naming the parameter, never a bare
-``OverflowError``. A notebook's check also rejects a parameter that papermill injected but the
-notebook does not have, naming the closest one (``-p epoch 3``: did you mean 'epochs'?).
+``OverflowError``. ``check_known_parameters`` rejects a name that is not a parameter, naming the
+closest one (``-p epoch 3``: did you mean 'epochs'?).
+
+This module imports nothing from ``helpers`` (numpy and the standard library only): every layer
+can check its inputs with it.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import math
 import numbers
@@ -330,27 +332,6 @@ def check_parameters(values: dict, specs: dict) -> dict:
     return {name: spec(name, values[name]) for name, spec in specs.items()}
 
 
-def injected_parameters(namespace: dict) -> list[str]:
-    """The names papermill injected into a running notebook: the assignments of its injected
-    ``# Parameters`` cell, read from IPython's input history (``In``) in ``namespace``. Outside
-    IPython (no history) there are none."""
-    history = namespace.get("In")
-    if not isinstance(history, (list, tuple)):
-        return []
-    names = []
-    for source in history:
-        if not (isinstance(source, str) and source.lstrip().startswith("# Parameters")):
-            continue
-        try:
-            body = ast.parse(source).body
-        except SyntaxError:
-            continue
-        for node in body:
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-            names += [t.id for t in targets if isinstance(t, ast.Name)]
-    return list(dict.fromkeys(names))
-
-
 def check_known_parameters(names, known, where="the notebook") -> None:
     """Raise ``TypeError`` for the first of ``names`` that is not in ``known``, naming the closest
     known one (a typo would otherwise run on the default)."""
@@ -360,46 +341,3 @@ def check_known_parameters(names, known, where="the notebook") -> None:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise TypeError(f"unknown parameter {name!r} of {where}: {hint}its parameters are {', '.join(known)}")
-
-
-def check_notebook_parameters(namespace: dict, notebook: str | None = None, **specs):
-    """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
-
-    ``namespace`` is the notebook's ``globals()``. With ``notebook`` (its file stem, e.g.
-    ``"03_smgd"``) the specs are the ones declared for it in ``helpers.notebook_parameters``, the
-    results cache and, when ``save_outputs`` (or ``save_figures``) is true, its output folders must
-    be writable, and the return value says where this run writes (``helpers.outputs``: the
-    committed folders on the default parameters only), and a name papermill injected that is not
-    one of the notebook's parameters is a ``TypeError`` naming the closest one
-    (``injected_parameters``). Keyword specs (``epochs=Epochs()``, ...) are checked too. Values are
-    only checked, never rewritten (so cache keys stay what they were). Raises TypeError /
-    ValueError naming the parameter.
-
-    In a notebook, one cell right after the parameters cell::
-
-        from helpers.validation import check_notebook_parameters
-
-        outputs = check_notebook_parameters(globals(), "03_smgd")
-    """
-    if notebook is not None:
-        from .notebook_parameters import NOTEBOOK_PARAMETERS, check_across
-
-        if notebook not in NOTEBOOK_PARAMETERS:
-            raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebook_parameters")
-        specs = {**NOTEBOOK_PARAMETERS[notebook], **specs}
-        check_known_parameters(injected_parameters(namespace), specs, f"notebook {notebook}")
-    check_parameters(namespace, specs)
-    if notebook is None:
-        return None
-    check_across(notebook, namespace)
-    from . import outputs as outputs_lib
-    from .cache import ResultCache
-    from .files import check_writable
-
-    chosen = outputs_lib.for_notebook(notebook, namespace)
-    ResultCache().check_writable()
-    if namespace.get("save_outputs", False):
-        check_writable(chosen.results_dir(create=False), "results folder")
-    if namespace.get("save_outputs", False) or namespace.get("save_figures", False):
-        check_writable(chosen.figures_dir(), "figures folder")
-    return chosen

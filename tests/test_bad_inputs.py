@@ -14,7 +14,8 @@ import pytest
 from helpers import data, experiments, models, outputs, plotting, pruning, runner, validation
 from helpers.pruning import costs
 from helpers.runner import RunConfig, run_experiment, run_sweep
-from helpers.validation import Choice, Float, Int, List, Optional, check_notebook_parameters
+from helpers.notebook_parameters import check_notebook_parameters
+from helpers.validation import Choice, Float, Int, List, Optional
 
 _REAL_LOAD = data.load_dataset  # before the no_work fixture patches it
 TINY = dict(dataset="mnist", epochs=1, train_subset=256, eval_train=False)

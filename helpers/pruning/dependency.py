@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from ..layers import weights as weight_table
+from ..model_weights import weights as weight_table
 from .errors import PruningError
 
 L = keras.layers
