@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Executes a notebook into a temporary file, cleans it (no progress bars, timestamps or machine
 # paths) and moves it over the destination only if every cell succeeded.
-EXECUTE   := $(BIN)/python -m helpers.notebook_outputs execute
+EXECUTE   := $(BIN)/python -m helpers.notebooks execute
 
 .PHONY: all figures test test-fast benchmarks lock clean-venv
 
@@ -38,7 +38,7 @@ lock: $(STAMP)
 	  $(if $(UPGRADE),--upgrade) --output-file $(LOCK) pyproject.toml
 	$(BIN)/pip-compile --quiet --extra test --extra bench --strip-extras --no-emit-index-url --no-emit-find-links \
 	  $(if $(UPGRADE),--upgrade) --output-file $(BENCH_LOCK) pyproject.toml
-	$(BIN)/python -m helpers.repository sync
+	$(BIN)/python -m helpers.notebooks sync
 
 ## Main job: execute every notebook on its default parameters (in place), regenerating
 ## figures/ and results/. Finished training runs come from results/cache.
@@ -49,7 +49,7 @@ figures: $(STAMP)
 	  $(EXECUTE) "$$nb" || exit 1; \
 	done
 	@# Second configurations (CIFAR-10 for 03, the clean variant of 05); the executed copies are kept
-	@# as records, and their outputs are committed (helpers.outputs.CANONICAL_VARIANTS).
+	@# as records, and their outputs are committed (helpers.notebooks.output_folders.CANONICAL_VARIANTS).
 	@echo "== notebooks/03_smgd.ipynb -p dataset cifar10"
 	@$(EXECUTE) notebooks/03_smgd.ipynb results/03_smgd/03_smgd_cifar10.ipynb -p dataset cifar10
 	@echo "== notebooks/05_knee_search.ipynb, clean variant: selection on a validation split (REPRODUCTION_NOTES.md, B22), convex filter"

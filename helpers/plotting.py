@@ -28,7 +28,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
-from . import outputs
 from .paths import display_path, project_root
 from .validation import check_int
 
@@ -154,26 +153,21 @@ PNG_METADATA = {"Software": None}
 PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
 
 
-def savefig(
-    fig: Figure,
-    name: str,
-    folder: str,
-    root: str | os.PathLike | None = None,
-) -> list[Path]:
-    """Save ``fig`` as ``figures/<folder>/<name>.png`` (150 dpi) and ``.pdf``, with fixed metadata.
+def savefig(fig: Figure, name: str, folder: str | os.PathLike) -> list[Path]:
+    """Save ``fig`` as ``<folder>/<name>.png`` (150 dpi) and ``.pdf``, with fixed metadata.
 
     Args:
         fig: the figure to save.
         name: file name without extension.
-        folder: sub-folder of ``figures/``, by convention the notebook's name. A notebook run on
-            non-default parameters writes under ``figures/<folder>/variants/<slug>/`` instead
-            (``helpers.outputs``).
-        root: write under this root instead (``figures/<folder>/`` there, no variant logic).
+        folder: the folder to write into (created if missing). A notebook passes
+            ``outputs.figures_dir()``, the object its check cell returned: ``figures/<notebook>/``
+            on its default parameters, ``figures/<notebook>/variants/<slug>/`` on others
+            (``helpers.notebooks.output_folders``).
 
     Returns:
         The written paths, PNG first.
     """
-    out_dir = Path(root).expanduser().resolve() / "figures" / folder if root is not None else outputs.figures_dir(folder)
+    out_dir = Path(folder).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for ext, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):

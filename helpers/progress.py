@@ -4,7 +4,7 @@
 (``TqdmWarning: IProgress not found``) and falls back to text. The project does not depend on
 ipywidgets (widget state is random and would change every stored notebook), so this picks
 the widget only where it is available and plain text otherwise, without the warning. Stored
-notebooks are cleaned of either by ``python -m helpers.notebook_outputs clean``.
+notebooks are cleaned of either by ``python -m helpers.notebooks clean``.
 """
 
 from __future__ import annotations

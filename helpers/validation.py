@@ -18,7 +18,7 @@ Two ways to use it:
   ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed`` (writable folders:
   ``helpers.files.check_writable``);
 * specs: ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``;
-  every notebook's specs are declared in ``helpers.notebook_parameters``, whose
+  every notebook's specs are declared in ``helpers.notebooks.parameters``, whose
   ``check_notebook_parameters(globals(), "03_smgd")`` checks a running notebook.
 
 Epochs and seeds have one spec each, used by ``RunConfig`` and by every procedure and notebook that

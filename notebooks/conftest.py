@@ -8,7 +8,7 @@ figures` has run it from a complete cache. tests/test_notebooks.py executes ever
 parameters regardless.
 
 Without data, nbval skips, it does not fail: when a cell stops with ``DataUnavailableError`` (a
-dataset the notebook loads on its defaults, ``helpers.notebook_parameters.notebook_datasets``,
+dataset the notebook loads on its defaults, ``helpers.notebooks.parameters.notebook_datasets``,
 cannot be loaded offline), that cell and every later cell of the notebook are skipped with one
 reason, ``helpers.data.NO_DATA``. Cells before it (and notebooks that draw only from the committed
 cache) are still compared.
@@ -44,7 +44,7 @@ def _stopped_for_data(item, call) -> bool:
     if "DataUnavailableError" not in text:
         return False
     from helpers.data import missing_data
-    from helpers.notebook_parameters import notebook_datasets
+    from helpers.notebooks.parameters import notebook_datasets
 
     return bool(missing_data(notebook_datasets(item.path.stem)))
 

@@ -11,10 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import data, experiments, models, outputs, plotting, pruning, runner, validation
+from helpers import data, experiments, models, plotting, pruning, runner, validation
 from helpers.pruning import costs
 from helpers.runner import RunConfig, run_experiment, run_sweep
-from helpers.notebook_parameters import check_notebook_parameters
+from helpers.notebooks import output_folders
+from helpers.notebooks.parameters import check_notebook_parameters
 from helpers.validation import Choice, Float, Int, List, Optional
 
 _REAL_LOAD = data.load_dataset  # before the no_work fixture patches it
@@ -72,7 +73,7 @@ def papermill(name, **injected):
     injected values, and the injected cell in IPython's input history (``In``)."""
     def call(tmp, model):
         source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in injected.items())
-        values = {**outputs.parameter_defaults(name), **injected, "In": ["", "import helpers", source]}
+        values = {**output_folders.parameter_defaults(name), **injected, "In": ["", "import helpers", source]}
         return check_notebook_parameters(values, name)
     return call
 

@@ -1,6 +1,6 @@
 """The notebooks' Colab setup cell, executed offline: a stub ``google.colab`` module, a local bare
 git repository standing in for the remote, and a stub ``pip`` that records what it was asked to
-install. The cell's code is the one ``helpers.repository`` writes into every notebook."""
+install. The cell's code is the one ``helpers.notebooks.repository`` writes into every notebook."""
 
 import json
 import os
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import paths, repository
+from helpers import paths
+from helpers.notebooks import repository
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(subprocess.run(["git", "--version"], capture_output=True).returncode != 0,
@@ -28,11 +29,11 @@ def _git(*args, cwd):
 def remote(tmp_path):
     """A bare repository with a tiny ``helpers`` package, a committed cache file and a tag."""
     work = tmp_path / "upstream"
-    (work / "helpers").mkdir(parents=True)
+    (work / "helpers" / "notebooks").mkdir(parents=True)
     (work / "results" / "cache" / "runs").mkdir(parents=True)
     (work / "pyproject.toml").write_text('[project]\nname = "mo-pruning"\n')
     (work / "helpers" / "__init__.py").write_text("")
-    (work / "helpers" / "notebook.py").write_text(textwrap.dedent("""\
+    (work / "helpers" / "notebooks" / "__init__.py").write_text(textwrap.dedent("""\
         import os
 
         def setup():
@@ -180,7 +181,7 @@ def test_colab_simulation_shows_every_notebooks_committed_results(tmp_path, monk
     import papermill
     from nbval.plugin import get_sanitize_patterns
 
-    from helpers.notebook_outputs import clean_notebook
+    from helpers.notebooks.execution import clean_notebook
 
     upstream = tmp_path / "upstream"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,

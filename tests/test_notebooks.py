@@ -55,9 +55,9 @@ EXTRA_TINY_RUNS = {
 }
 
 
-# Datasets each tiny run loads, derived from its parameters (helpers.notebook_parameters.notebook_datasets);
+# Datasets each tiny run loads, derived from its parameters (helpers.notebooks.parameters.notebook_datasets);
 # a run whose data cannot be loaded offline is skipped with one reason.
-from helpers.notebook_parameters import notebook_datasets  # noqa: E402
+from helpers.notebooks.parameters import notebook_datasets  # noqa: E402
 
 NEEDS_DATA = {run: datasets for run, parameters in {**TINY_PARAMETERS, **EXTRA_TINY_RUNS}.items()
               if (datasets := notebook_datasets(run, parameters))}
@@ -93,10 +93,10 @@ def test_notebook_runs_on_tiny_parameters(run, tmp_path, monkeypatch, require_da
     assert not errors
     assert list((tmp_path / "figures").rglob("*.png")), "the notebook saved no figure"
     # a run on non-default parameters writes under variants/, never into the canonical folders
-    from helpers import outputs
+    from helpers.notebooks import output_folders
 
     stem = name.removesuffix(".ipynb")
-    if not outputs.for_notebook(stem, {**outputs.parameter_defaults(stem), **parameters}, verbose=False).canonical:
+    if not output_folders.for_notebook(stem, {**output_folders.parameter_defaults(stem), **parameters}, verbose=False).canonical:
         canonical = [p for p in (tmp_path / "figures" / stem).glob("*") if p.is_file()]
         assert not canonical, f"a non-default run wrote canonical figures: {canonical[:3]}"
         assert list((tmp_path / "figures" / stem / "variants").rglob("*.png"))

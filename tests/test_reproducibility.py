@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import notebook_outputs, outputs, paths, repository
+from helpers import paths
+from helpers.notebooks import execution, output_folders, repository
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -32,10 +33,10 @@ def test_every_parameter_has_a_type_and_a_help_line(notebook):
     others = "\n".join(s for s, c in _code(notebook) if "parameters" not in c["metadata"].get("tags", []))
     unused = [name for name in listed if not re.search(rf"\b{name}\b", others)]
     assert not unused, f"parameters the notebook never uses: {unused}"
-    from helpers.notebook_parameters import NOTEBOOK_PARAMETERS
+    from helpers.notebooks.parameters import NOTEBOOK_PARAMETERS
 
     assert sorted(NOTEBOOK_PARAMETERS[notebook.stem]) == sorted(listed), \
-        "helpers.notebook_parameters must declare a spec for exactly the parameters of the notebook"
+        "helpers.notebooks.parameters must declare a spec for exactly the parameters of the notebook"
 
 
 def test_badges_setup_cells_and_binder_follow_the_one_url_and_the_lock():
@@ -70,8 +71,8 @@ def test_two_saves_of_a_figure_are_byte_identical(tmp_path):
 
     fig, ax = plt.subplots()
     ax.plot([0, 1, 2], [2, 0, 1])
-    first = [p.read_bytes() for p in savefig(fig, "same", "check", root=tmp_path / "a")]
-    second = [p.read_bytes() for p in savefig(fig, "same", "check", root=tmp_path / "b")]
+    first = [p.read_bytes() for p in savefig(fig, "same", tmp_path / "a")]
+    second = [p.read_bytes() for p in savefig(fig, "same", tmp_path / "b")]
     plt.close(fig)
     assert first == second
     assert b"CreationDate" not in first[1] and b"Software" not in first[0]
@@ -79,18 +80,18 @@ def test_two_saves_of_a_figure_are_byte_identical(tmp_path):
 
 def test_only_default_parameters_write_canonical_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.OUTPUT_ENV, str(tmp_path))
-    defaults = outputs.parameter_defaults("02_data_and_models")
+    defaults = output_folders.parameter_defaults("02_data_and_models")
     assert defaults["cnn_width"] == 1.0
-    canonical = outputs.for_notebook("02_data_and_models", dict(defaults, recompute=True, save_outputs=True))
+    canonical = output_folders.for_notebook("02_data_and_models", dict(defaults, recompute=True, save_outputs=True))
     assert canonical.canonical and canonical.results_dir() == tmp_path / "results" / "02_data_and_models"
-    variant = outputs.for_notebook("02_data_and_models", dict(defaults, cnn_width=0.5), verbose=False)
+    variant = output_folders.for_notebook("02_data_and_models", dict(defaults, cnn_width=0.5), verbose=False)
     assert not variant.canonical and variant.slug == "cnn_width-0.5"
     assert variant.figures_dir() == tmp_path / "figures" / "02_data_and_models" / "variants" / "cnn_width-0.5"
-    assert outputs.figures_dir("02_data_and_models") == variant.figures_dir()  # what plotting.savefig uses
+    assert not hasattr(output_folders, "_active")  # the choice lives in the returned object only
     # the Makefile's recorded second configurations stay canonical
-    smgd = outputs.for_notebook("03_smgd", dict(outputs.parameter_defaults("03_smgd"), dataset="cifar10"))
+    smgd = output_folders.for_notebook("03_smgd", dict(output_folders.parameter_defaults("03_smgd"), dataset="cifar10"))
     assert smgd.canonical
-    other = outputs.for_notebook("03_smgd", dict(outputs.parameter_defaults("03_smgd"), dataset="cifar10", epochs=3),
+    other = output_folders.for_notebook("03_smgd", dict(output_folders.parameter_defaults("03_smgd"), dataset="cifar10", epochs=3),
                                  verbose=False)
     assert not other.canonical and other.slug == "dataset-cifar10__epochs-3"
 
@@ -104,7 +105,7 @@ def test_data_folder_resolution(tmp_path, monkeypatch):
 
 
 def test_clean_strips_progress_timestamps_and_machine_paths():
-    venv_file = str(Path(notebook_outputs.sysconfig.get_paths()["purelib"]) / "keras" / "x.py")
+    venv_file = str(Path(execution.sysconfig.get_paths()["purelib"]) / "keras" / "x.py")
     nb = {"metadata": {"widgets": {"state": {}}, "papermill": {"start_time": "2026", "duration": 3.2,
                                                               "parameters": {"a": 1}, "version": "2.7.0"}},
           "cells": [{"cell_type": "code", "metadata": {"execution": {"iopub.status.busy": "2026"},
@@ -117,7 +118,7 @@ def test_clean_strips_progress_timestamps_and_machine_paths():
                          {"output_type": "stream", "name": "stdout", "text": "a\n"},
                          {"output_type": "stream", "name": "stdout", "text": "b\n"}],
                      "source": "", "execution_count": 1}]}
-    cleaned = notebook_outputs.clean_notebook(nb)
+    cleaned = execution.clean_notebook(nb)
     cell = cleaned["cells"][0]
     assert cell["metadata"] == {} and cleaned["metadata"]["papermill"] == {"parameters": {"a": 1}, "version": "2.7.0"}
     assert "widgets" not in cleaned["metadata"]
@@ -132,7 +133,7 @@ def test_clean_gives_papermills_injected_cell_a_stable_id():
             {"cell_type": "code", "id": "params01", "metadata": {"tags": ["parameters"]}, "outputs": [], "source": ""},
             {"cell_type": "code", "id": random_id, "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
              "source": "dataset = 'cifar10'"}]}
-    first, second = (notebook_outputs.clean_notebook(executed(i)) for i in ("8b8dcc31", "390142c3"))
+    first, second = (execution.clean_notebook(executed(i)) for i in ("8b8dcc31", "390142c3"))
     assert first == second
     assert first["cells"][0]["id"] == "params01"  # other cells keep their ids
 
@@ -170,6 +171,6 @@ def test_clean_puts_what_a_progress_bar_leaves_of_stderr_last():
                                            "outputs": [first, second]}]}
     out = {"output_type": "stream", "name": "stdout", "text": "24 runs\n"}
     bar = {"output_type": "stream", "name": "stderr", "text": "runs: 100%|##########| 2/2 [00:01<00:00, 1.0it/s]\r\n"}
-    a = notebook_outputs.clean_notebook(executed(dict(out), dict(bar)))
-    b = notebook_outputs.clean_notebook(executed(dict(bar), dict(out)))
+    a = execution.clean_notebook(executed(dict(out), dict(bar)))
+    b = execution.clean_notebook(executed(dict(bar), dict(out)))
     assert a == b and a["cells"][0]["outputs"][0]["name"] == "stdout"

@@ -7,8 +7,8 @@ repository at that ref, installs it editable with the lock's ``COLAB_PINS`` and 
 the committed cache is there), and ``binder/requirements.txt`` (a copy of the lock file's pins) are
 kept in step with them and with the lock by::
 
-    python -m helpers.repository sync     # rewrite them (a fork: change the URL, then run this)
-    python -m helpers.repository check    # list what is out of step (tests/test_reproducibility.py)
+    python -m helpers.notebooks sync     # rewrite them (a fork: change the URL, then run this)
+    python -m helpers.notebooks check    # list what is out of step (tests/test_reproducibility.py)
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import re
 import sys
 from pathlib import Path
 
-from .paths import source_root
+from ..paths import source_root
+from .execution import write_notebook
 
 PACKAGE = "mo-pruning"
 BRANCH = "main"
@@ -100,10 +101,10 @@ def setup_lines(url: str, ref: str = BRANCH, pins: dict | None = None) -> list[s
     major = pins["keras"].split(".")[0]
     return [
         f"{SETUP_MARKER}, clone the repository (its cache: results in seconds) and install it; elsewhere make, CI,",
-        "# Binder or pip -e installed it. Generated from pyproject.toml by `python -m helpers.repository sync`.",
+        "# Binder or pip -e installed it. Generated from pyproject.toml by `python -m helpers.notebooks sync`.",
         "import importlib.metadata, importlib.util, os, subprocess, sys  # noqa: E401",
         "",
-        'if "google.colab" in sys.modules and not os.path.isfile("helpers/notebook.py"):',
+        'if "google.colab" in sys.modules and not os.path.isfile("helpers/notebooks/__init__.py"):',
         f'    if not os.path.isdir("{CLONE}/.git"):',
         f'        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{ref}", "{url}", "{CLONE}"], check=True)',
         f'    os.chdir("{CLONE}")  # notebooks/, results/cache/ and the benchmark CSVs are here',
@@ -114,13 +115,13 @@ def setup_lines(url: str, ref: str = BRANCH, pins: dict | None = None) -> list[s
         "if spec is None or spec.submodule_search_locations is None:  # a helpers.py of the user's shadows the package",
         f'    raise ImportError(f"\'helpers\' is {{spec and spec.origin}}, not the {PACKAGE} package: rename that file "',
         '                      "(and restart the kernel if it was imported)")',
-        "from helpers.notebook import setup",
+        "from helpers.notebooks import setup",
         "",
         "setup()  # quiet TensorFlow start-up, figure style, pandas display width",
     ]
 
 
-# The setup block before helpers.notebook.setup existed; ``sync`` replaces it (and the lines that
+# The setup block before setup() existed; ``sync`` replaces it (and the lines that
 # setup() now does) with the current one.
 _LEGACY_SETUP_END = "import helpers"
 _LEGACY_SETUP_LINES = ("from helpers.runtime import quiet_import",
@@ -173,7 +174,7 @@ def binder_pins(root=None) -> dict:
 
 def _binder_requirements(root) -> str:
     lock = (_root(root) / "requirements" / "lock.txt").read_text()
-    return ("# Binder's environment: a copy of requirements/lock.txt (`python -m helpers.repository sync`,\n"
+    return ("# Binder's environment: a copy of requirements/lock.txt (`python -m helpers.notebooks sync`,\n"
             "# run by `make lock`); binder/postBuild then installs the package without dependencies.\n" + lock)
 
 
@@ -200,8 +201,6 @@ def sync(root=None) -> list[Path]:
                 source = _setup_cell(source, url, ref, pins)
             cell["source"] = source.splitlines(keepends=True)
         if json.dumps(nb) != before:
-            from .notebook_outputs import write_notebook
-
             write_notebook(nb, path)
             changed.append(path)
     binder = root / "binder" / "requirements.txt"

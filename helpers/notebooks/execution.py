@@ -12,8 +12,8 @@ temporary folder, not TCP: nothing is sent over the network, so ipykernel no lon
 running over TCP without encryption" once per notebook; and papermill's asyncio loop is closed
 only after the kernel's sockets are (no "Event loop is closed" tracebacks at exit).
 
-    python -m helpers.notebook_outputs clean NOTEBOOK...
-    python -m helpers.notebook_outputs execute NOTEBOOK [OUTPUT] [-p NAME VALUE]... [-y YAML]
+    python -m helpers.notebooks clean NOTEBOOK...
+    python -m helpers.notebooks execute NOTEBOOK [OUTPUT] [-p NAME VALUE]... [-y YAML]
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from . import paths
-from .files import atomic_write
+from .. import paths
+from ..files import atomic_write
 
 # Stream text that is a progress bar or its warning, never a result.
 _PROGRESS = re.compile(r"\d+%\|.*\||it/s\]|s/it\]|TqdmWarning|IProgress not found|ipywidgets")
@@ -214,7 +214,7 @@ def _parse_parameters(pairs, yaml_text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m helpers.notebook_outputs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     clean = sub.add_parser("clean", help="strip volatile output from stored notebooks, in place")
     clean.add_argument("notebooks", nargs="+")

@@ -19,12 +19,12 @@ from __future__ import annotations
 import ast
 import os
 
-from .cache import ResultCache
-from .data import TRAIN_CLASS_MIN, TRAIN_SIZES
-from .files import check_writable
-from .outputs import for_notebook, parameter_defaults
-from .validation import (Bool, Budget, Choice, Dict, Epochs, Float, Fraction, Int, List, Optional, Seed, Str,
+from ..cache import ResultCache
+from ..data import TRAIN_CLASS_MIN, TRAIN_SIZES
+from ..files import check_writable
+from ..validation import (Bool, Budget, Choice, Dict, Epochs, Float, Fraction, Int, List, Optional, Seed, Str,
                          Tuple, check_known_parameters, check_parameters)
+from .output_folders import for_notebook, parameter_defaults
 
 OPTIMIZER = Choice("smgd", "madam", "mrmsprop", "sgd", "adam", "rmsprop")
 SCALARIZATIONS = List(Choice("separate", "joint"), unique=True)
@@ -235,9 +235,9 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
     """A notebook's parameters, checked right after its ``parameters`` cell, before any work.
 
     ``namespace`` is the notebook's ``globals()``. With ``notebook`` (its file stem, e.g.
-    ``"03_smgd"``) the specs are the ones declared for it in ``helpers.notebook_parameters``, the
+    ``"03_smgd"``) the specs are the ones declared for it above (``NOTEBOOK_PARAMETERS``), the
     results cache and, when ``save_outputs`` (or ``save_figures``) is true, its output folders must
-    be writable, and the return value says where this run writes (``helpers.outputs``: the
+    be writable, and the return value says where this run writes (``output_folders``: the
     committed folders on the default parameters only), and a name papermill injected that is not
     one of the notebook's parameters is a ``TypeError`` naming the closest one
     (``injected_parameters``). Keyword specs (``epochs=Epochs()``, ...) are checked too. Values are
@@ -246,13 +246,13 @@ def check_notebook_parameters(namespace: dict, notebook: str | None = None, **sp
 
     In a notebook, one cell right after the parameters cell::
 
-        from helpers.notebook_parameters import check_notebook_parameters
+        from helpers.notebooks.parameters import check_notebook_parameters
 
         outputs = check_notebook_parameters(globals(), "03_smgd")
     """
     if notebook is not None:
         if notebook not in NOTEBOOK_PARAMETERS:
-            raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebook_parameters")
+            raise ValueError(f"no parameters are declared for notebook {notebook!r} in helpers.notebooks.parameters")
         specs = {**NOTEBOOK_PARAMETERS[notebook], **specs}
         check_known_parameters(injected_parameters(namespace), specs, f"notebook {notebook}")
     check_parameters(namespace, specs)

@@ -8,12 +8,14 @@ parameters writes under ``figures/<notebook>/variants/<slug>/`` and
 parameters, e.g. ``cnn_width-0.5``. Parameters that do not change any number (``recompute``,
 ``save_outputs``, ``workers``, ...) are not compared.
 
-Each notebook calls, right after its parameters::
+Each notebook's check cell, right after its parameters, chooses (``for_notebook``, through
+``helpers.notebooks.parameters.check_notebook_parameters``)::
 
-    outputs = helpers.outputs.for_notebook("02_data_and_models", globals())
+    outputs = check_notebook_parameters(globals(), "02_data_and_models")
 
-and writes through ``plotting.savefig(fig, name, "02_data_and_models")`` and
-``outputs.results_dir("02_data_and_models")``, which both honour the choice.
+and the notebook writes through ``plotting.savefig(fig, name, outputs.figures_dir())`` and
+``outputs.results_dir()`` / ``outputs.save_table(frame, name)``. The choice lives in that object
+only, never in module state.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from .. import paths
+from ..files import atomic_write
 
 # Parameters that change how a run is done, not what it computes.
 NON_RESULT_PARAMETERS = frozenset({"recompute", "cached_only", "save_outputs", "workers", "scheduler",
@@ -38,9 +41,6 @@ CANONICAL_VARIANTS = {
     "05_knee_search": [{"select_on": "val", "protocol": "clean",
                         "methods": ["bisection", "dichotomic", "stochastic"], "knee_seeds": [0]}],
 }
-
-_active: dict[str, "NotebookOutputs"] = {}
-
 
 def parameter_defaults(notebook: str | Path) -> dict:
     """``{name: default}`` of the literal assignments in a notebook's ``parameters`` cell."""
@@ -110,8 +110,6 @@ class NotebookOutputs:
 
     def save_table(self, frame, name: str) -> Path:
         """Write a pandas table as ``<results folder>/<name>.csv`` (atomically) and return the path."""
-        from .files import atomic_write
-
         path = self.results_dir() / f"{name}.csv"
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
         return path
@@ -126,7 +124,8 @@ class NotebookOutputs:
 
 def for_notebook(notebook: str, namespace: dict, defaults: dict | None = None, verbose: bool = True) -> NotebookOutputs:
     """Compare the run's parameters (``namespace``, the notebook's ``globals()``) with the defaults
-    of its parameters cell, and make ``plotting.savefig`` and ``results_dir`` write accordingly.
+    of its parameters cell: the returned object's ``figures_dir()`` and ``results_dir()`` are
+    where this run writes.
 
     Without the notebook file (a notebook opened alone, e.g. on Colab) nothing committed can be
     overwritten, and the run writes to the canonical folders of its own project root.
@@ -142,20 +141,6 @@ def for_notebook(notebook: str, namespace: dict, defaults: dict | None = None, v
         changed.keys() == variant.keys() and all(_same(changed[k], v) for k, v in variant.items())
         for variant in CANONICAL_VARIANTS.get(notebook, []))
     outputs = NotebookOutputs(notebook, changed, canonical)
-    _active[notebook] = outputs
     if verbose and not canonical:
         print(outputs.describe())
     return outputs
-
-
-def current(notebook: str) -> NotebookOutputs:
-    """The outputs of the running ``notebook`` (canonical if ``for_notebook`` was not called)."""
-    return _active.get(notebook) or NotebookOutputs(notebook)
-
-
-def figures_dir(notebook: str) -> Path:
-    return current(notebook).figures_dir()
-
-
-def results_dir(notebook: str) -> Path:
-    return current(notebook).results_dir()
