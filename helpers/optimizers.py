@@ -89,7 +89,7 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
     """Base class: computes (c1, c2) once per batch, then lets ``update_step`` combine.
 
     Args:
-        learning_rate: float or ``LearningRateSchedule`` (e.g. ``helpers.schedules.PaperSchedule``).
+        learning_rate: float or ``LearningRateSchedule`` (e.g. ``helpers.learning_rate.PaperSchedule``).
         penalty: the second objective, ``DensePenalty.from_model(model)``.
         weights: ``"min-norm"`` (the multi-objective algorithm, c recomputed every batch) or a
             pair ``(lambda1, lambda2)`` of fixed non-negative weights (weighted-sum mode).

@@ -74,7 +74,7 @@ from .files import RecordError, atomic_write, check_record, check_record_object,
 from .validation import Float, Int, Optional, check_bool, check_choice, check_epochs, check_float, check_int, check_seed
 from .pruning import enable_itp, nonzero_counts
 from .runtime import enable_determinism
-from .schedules import PaperSchedule
+from .learning_rate import PaperSchedule
 
 # Bump when a change alters the numbers a configuration produces; old cache files then miss.
 CACHE_VERSION = 1

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers.schedules import PaperSchedule, logistic_factor
+from helpers.learning_rate import PaperSchedule, logistic_factor
 
 # S(e), e = 0..29, for E = 30 as listed in REPRODUCTION_NOTES.md §6.
 SPEC_MNIST = [1, .9999, .9999, .9998, .9998, .9996, .9994, .9991, .9986, .9978, .9965, .9946, .9916,
