@@ -6,11 +6,13 @@ appends its History callback after the user's callbacks).
 
 from __future__ import annotations
 
+import math
 import time
 
 import keras
 import numpy as np
 
+from .cache import non_finite_values
 from .optimizers import MultiGradientOptimizer
 from .pruning import nonzero_counts
 
@@ -121,3 +123,50 @@ class EpochTimer(keras.callbacks.Callback):
         stop = self._stop if self._stop is not None else time.perf_counter()
         if logs is not None:
             logs["epoch_seconds"] = stop - self._start
+
+
+def non_finite_reason(model, logs=None):
+    """Why the model's state is unusable (a non-finite loss or variable), or None."""
+    for name, value in (logs or {}).items():
+        if name in ("loss", "ce") and value is not None and not math.isfinite(float(value)):
+            return f"training {name} is {float(value)} (diverged)"
+    reason = non_finite_values((v.path, keras.ops.convert_to_numpy(v)) for v in model.variables)
+    return f"{reason} (diverged)" if reason else None
+
+
+class Diverged(RuntimeError):
+    """Training diverged: ``reason`` says what is non-finite, ``epoch`` is the 1-based epoch after
+    which it was found."""
+
+    def __init__(self, reason, epoch=None):
+        super().__init__(reason if epoch is None else f"epoch {epoch}: {reason}")
+        self.reason, self.epoch = reason, epoch
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stop at the first epoch whose loss or weights are not finite: Keras' ``TerminateOnNaN`` in
+    shape, but checked at epoch end on the epoch's loss (``loss``, ``ce``) and on every model
+    variable (``non_finite_reason``; ITP or a mask cannot hide a NaN in a weight), so a diverged
+    network is never measured, checkpointed, cached or returned.
+
+    ``on_divergence="raise"`` (default) raises ``Diverged(reason, epoch)`` out of ``fit``; callers
+    turn it into their failure (the runner records it in ``failed/``, ``trained_model`` raises
+    ``RunFailedError``). ``"stop"`` records it instead, like ``TerminateOnNaN``: ``reason`` and
+    ``epoch`` are set and ``model.stop_training`` ends ``fit`` after that epoch. Put it after the
+    callbacks that add to ``logs``; it reads them only."""
+
+    def __init__(self, on_divergence="raise"):
+        super().__init__()
+        if on_divergence not in ("raise", "stop"):
+            raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+        self.on_divergence = on_divergence
+        self.reason, self.epoch = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        reason = non_finite_reason(self.model, logs)
+        if reason is None:
+            return
+        self.reason, self.epoch = reason, epoch + 1
+        if self.on_divergence == "raise":
+            raise Diverged(reason, epoch + 1)
+        self.model.stop_training = True

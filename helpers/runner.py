@@ -65,7 +65,8 @@ import keras
 import numpy as np
 
 from . import data as data_lib
-from .callbacks import EpochTimer, MultiGradientWeightsLogger
+from .callbacks import Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
+from .callbacks import non_finite_reason  # noqa: F401 (re-exported for code not yet on NonFiniteGuard)
 from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
@@ -141,12 +142,6 @@ class RunFailedError(RuntimeError):
             advice = ("A failed run is never a result; retry it with retry_failed=True (or recompute=True) once "
                       "the cause is fixed")
         super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. {advice}")
-
-
-class _Diverged(Exception):
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -760,15 +755,6 @@ def _summary(history, sizes):
     return summary
 
 
-def non_finite_reason(model, logs=None):
-    """Why the model's state is unusable (a non-finite loss or variable), or None."""
-    for name, value in (logs or {}).items():
-        if name in ("loss", "ce") and value is not None and not math.isfinite(float(value)):
-            return f"training {name} is {float(value)} (diverged)"
-    reason = non_finite_values((v.path, keras.ops.convert_to_numpy(v)) for v in model.variables)
-    return f"{reason} (diverged)" if reason else None
-
-
 def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=True, checkpoint=True,
                    batch_weights=False, retry_failed=False) -> RunResult:
     """Train ``config`` (or return its cached result) and return the per-epoch history.
@@ -844,6 +830,9 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     weights_logger = MultiGradientWeightsLogger(per_batch=batch_weights) if config.is_multi else None
     if weights_logger:
         callbacks.append(weights_logger)
+    # Last, after the callbacks that add to the logs: a diverged epoch is never measured,
+    # checkpointed or stored.
+    callbacks.append(NonFiniteGuard())
     bar = _progress_bar(config, start_epoch) if progress else None
     epoch = start_epoch
     try:
@@ -854,16 +843,13 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
             fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
                             epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
             logs = {k: v[-1] for k, v in fit.history.items()}
-            reason = non_finite_reason(model, logs)  # before anything is measured, checkpointed or stored
-            if reason:
-                raise _Diverged(reason)
             row = {"epoch": epoch + 1, "lr": lr_start, "epoch_seconds": float(logs["epoch_seconds"])}
             if config.is_multi:
                 row["c1"], row["c2"] = logs["c1"], logs["c2"]
             row.update(_measure(model, data, config, penalty))
             for name in ("test_ce", "train_ce", "val_ce"):
                 if name in row and not math.isfinite(row[name]):
-                    raise _Diverged(f"{name} is {row[name]} (diverged)")
+                    raise Diverged(f"{name} is {row[name]} (diverged)", epoch + 1)
             _append(history, row)
             if batch_weights and weights_logger:
                 history["batch_c1"].extend(weights_logger.batch_c1)
@@ -875,7 +861,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
                 bar.set_postfix(test_acc=f"{row['test_accuracy']:.4f}", dense_nnz=sum(row["nnz"].values()),
                                 refresh=False)
                 bar.update(1)
-    except _Diverged as exc:
+    except Diverged as exc:
         # The checkpoint holds the epochs that led to the divergence: a retry starts from the
         # initial weights, not from them.
         partial.unlink(missing_ok=True)

@@ -1,11 +1,12 @@
-"""Callbacks with plain model.fit: c1/c2 per batch and per epoch, train-set evaluation, timing."""
+"""Callbacks with plain model.fit: c1/c2 per batch and per epoch, train-set evaluation, timing, the
+divergence guard."""
 
 import keras
 import numpy as np
 import pytest
 
 from helpers import models
-from helpers.callbacks import DatasetEvaluator, EpochTimer, MultiGradientWeightsLogger
+from helpers.callbacks import DatasetEvaluator, Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
 from helpers.objectives import DensePenalty
 from helpers.optimizers import MAdam
 
@@ -41,3 +42,46 @@ def test_dataset_evaluator_and_timer(tiny_images):
     # the evaluator sees the same data in the same (inference) mode as validation does
     np.testing.assert_allclose(h["train_accuracy"], h["val_accuracy"], rtol=1e-6)
     np.testing.assert_allclose(h["train_loss"], h["val_loss"], rtol=1e-5)
+
+
+def _poison_at(epoch_to_poison):
+    """A callback that writes a NaN into the first kernel at the end of one epoch (1-based)."""
+    def poison(epoch, logs):
+        if epoch + 1 == epoch_to_poison:
+            model = poisoner.model
+            kernel = model.layers[-1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+    poisoner = keras.callbacks.LambdaCallback(on_epoch_end=poison)
+    return poisoner
+
+
+@pytest.mark.parametrize("mode", ["raise", "stop"])
+def test_non_finite_guard_stops_at_the_first_diverged_epoch(tiny_images, mode):
+    """Like TerminateOnNaN, but at epoch end on the loss and every weight: a NaN weight with a finite
+    loss is caught in the epoch it appears; "raise" raises Diverged, "stop" records it and stops."""
+    x, y = tiny_images
+    model = models.lenet5()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    guard = NonFiniteGuard(on_divergence=mode)
+    epochs = []
+    counter = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch + 1))
+    callbacks = [counter, _poison_at(2), guard]
+    if mode == "raise":
+        with pytest.raises(Diverged, match="non-finite values") as info:
+            model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=callbacks)
+        assert info.value.epoch == 2
+    else:
+        history = model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=callbacks)
+        assert len(history.history["loss"]) == 2
+    assert epochs == [1, 2] and guard.epoch == 2 and "(diverged)" in guard.reason
+
+
+def test_non_finite_guard_leaves_a_finite_run_alone(tiny_images):
+    x, y = tiny_images
+    model = models.lenet5()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    guard = NonFiniteGuard()
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[guard])
+    assert len(history.history["loss"]) == 2 and guard.reason is None
+    with pytest.raises(ValueError, match="on_divergence"):
+        NonFiniteGuard(on_divergence="ignore")

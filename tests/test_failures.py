@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, files, models, runner
+from helpers import cache, callbacks, experiments, files, models, runner
 from helpers.cache import CorruptCacheWarning
 from helpers.runner import RunConfig, RunFailedError, run_experiment, run_sweep
 
@@ -254,13 +254,13 @@ def test_io_failure_is_retried_by_the_next_sweep(tmp_path, monkeypatch):
 @pytest.mark.needs_data("mnist")
 def test_diverged_run_discards_its_checkpoint_so_a_retry_starts_fresh(tmp_path, monkeypatch):
     config = RunConfig(optimizer="adam", **{**TINY, "epochs": 3})
-    real_check, checks = runner.non_finite_reason, []
+    real_check, checks = callbacks.non_finite_reason, []
 
     def diverges_in_epoch_2(model, logs=None):
         checks.append(1)
         return "training loss is nan (diverged)" if len(checks) == 2 else real_check(model, logs)
 
-    monkeypatch.setattr(runner, "non_finite_reason", diverges_in_epoch_2)
+    monkeypatch.setattr(callbacks, "non_finite_reason", diverges_in_epoch_2)
     with pytest.raises(RunFailedError, match="diverged") as info:
         run_experiment(config, cache_dir=tmp_path, progress=False)
     assert info.value.kind == "diverged" and info.value.epoch == 2
@@ -268,7 +268,7 @@ def test_diverged_run_discards_its_checkpoint_so_a_retry_starts_fresh(tmp_path, 
     partial = tmp_path / "partial" / runner.ResultCache.run_name(config, ".npz")
     assert not partial.exists()  # the epoch-1 checkpoint led to the divergence: not resumed
 
-    monkeypatch.setattr(runner, "non_finite_reason", real_check)
+    monkeypatch.setattr(callbacks, "non_finite_reason", real_check)
     fit, starts = keras.Model.fit, []
 
     def spy(model, *args, **kwargs):
@@ -302,3 +302,14 @@ def test_a_cache_folder_that_is_a_dangling_symlink_is_created_and_used(tmp_path)
     link.symlink_to(tmp_path / "elsewhere" / "cache")
     result = run_experiment(RunConfig(optimizer="adam", **TINY), cache_dir=link, progress=False)
     assert result.path.exists() and (tmp_path / "elsewhere" / "cache" / "runs" / result.path.name).exists()
+
+
+def test_a_diverged_pretrained_network_is_never_cached(tmp_path, fake_mnist, monkeypatch):
+    """trained_model's plain fit runs under NonFiniteGuard: the first non-finite epoch ends it with
+    RunFailedError naming that epoch, and no weights are written."""
+    monkeypatch.setattr(callbacks, "non_finite_reason", lambda model, logs=None: "training loss is nan (diverged)")
+    with pytest.raises(RunFailedError, match="failed at epoch 1: training loss is nan") as info:
+        experiments.trained_model("mlp", "mnist", 3, 32, 1e-3, train_subset=64, progress=False,
+                                  model_kwargs={"hidden": (8,)})
+    assert info.value.kind == "diverged"
+    assert not list((tmp_path / "results" / "cache" / "models").glob("*.weights.h5"))

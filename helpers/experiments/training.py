@@ -48,7 +48,8 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     from .. import data as data_lib
     from ..cache import ResultCache
     from ..models import MODELS, build_model
-    from ..runner import RunFailedError, non_finite_reason
+    from ..callbacks import Diverged, NonFiniteGuard
+    from ..runner import RunFailedError
 
     checked = check_parameters(
         dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
@@ -92,10 +93,11 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
         _train_resumable(model, data, store, name, epochs, batch_size, seed, augment, recompute, progress)
     else:
         keras.utils.set_random_seed(seed)
-        fit = model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0)
-        reason = non_finite_reason(model, {"loss": fit.history["loss"][-1]})
-        if reason:  # a diverged network is never cached (nor returned)
-            raise RunFailedError(f"{model_name}-{dataset}", reason, epochs)
+        try:  # a diverged network is never cached (nor returned)
+            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0,
+                      callbacks=[NonFiniteGuard()])
+        except Diverged as exc:
+            raise RunFailedError(f"{model_name}-{dataset}", exc.reason, exc.epoch) from None
     store.save_weights(model, name)
     if resumable:
         _remove_checkpoints(store, name)
@@ -126,7 +128,8 @@ def _train_resumable(model, data, store, name, epochs, batch_size, seed, augment
 
     from .. import data as data_lib
     from ..cache import RecordError, atomic_write, check_record, quarantine, read_json, write_json
-    from ..runner import RunFailedError, non_finite_reason
+    from ..callbacks import Diverged, NonFiniteGuard, non_finite_reason
+    from ..runner import RunFailedError
 
     meta_path, _ = _checkpoint_paths(store, name)
     stem = name.removesuffix(".weights.h5")
@@ -165,12 +168,13 @@ def _train_resumable(model, data, store, name, epochs, batch_size, seed, augment
         order = rng.permutation(len(data.x_train))
         x = data.x_train[order]
         x = data_lib.augment_crop_flip(x, rng) if augment else x
-        fit = model.fit(x, data.y_train[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-        logs = {key: float(values[-1]) for key, values in fit.history.items()}
-        reason = non_finite_reason(model, logs)
-        if reason:  # a diverged network is never cached, nor checkpointed; a retry starts afresh
+        try:
+            fit = model.fit(x, data.y_train[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                            callbacks=[NonFiniteGuard()])
+        except Diverged as exc:  # a diverged network is never cached, nor checkpointed; a retry starts afresh
             _remove_checkpoints(store, name)
-            raise RunFailedError(stem, reason, epoch + 1)
+            raise RunFailedError(stem, exc.reason, epoch + 1) from None
+        logs = {key: float(values[-1]) for key, values in fit.history.items()}
         history.append({**logs, "seconds": time.perf_counter() - started})
         if progress:
             print(f"{stem}: epoch {epoch + 1}/{epochs} loss {logs['loss']:.4f} accuracy {logs.get('accuracy', 0):.4f} "
