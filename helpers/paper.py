@@ -23,7 +23,7 @@ FIG4_BANDS = (
 FIG4_LAMBDA_MAX = 9e-4  # the top of Fig. 4's grey scale
 # Fig. 4's axes: (a) test CE vs l1 of the dense kernels, (b) test accuracy vs nonzero weights.
 FIG4_AXES = {"a": {"x": (0.0, 0.25), "y": (-200.0, 2_700.0)}, "b": {"x": (0.93, 1.0), "y": (-3_000.0, 30_000.0)}}
-# The knee the paper's Fig. 4 shows (spec 9.1): lambda ~ 3-5e-4, CE 0.05-0.07, l1 150-270,
+# The knee the paper's Fig. 4 shows (REPRODUCTION_NOTES.md §9.1): lambda ~ 3-5e-4, CE 0.05-0.07, l1 150-270,
 # 1,000-3,500 nonzeros, test accuracy 0.979-0.987.
 FIG4_KNEE = {"test_ce": (0.05, 0.07), "l1_dense": (150, 270), "nnz_dense": (1_000, 3_500), "test_acc": (0.979, 0.987)}
 

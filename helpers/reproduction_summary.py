@@ -49,7 +49,7 @@ DENSE_WEIGHTS_MNIST = 58_920
 LARGE_REDUCTION, NEGLIGIBLE_LOSS = 0.975, 0.005  # 98% rounded; half an accuracy point
 # Claim 2: the reference lines, within the precision they are drawn at.
 PRUNED_TOLERANCE, ACCURACY_TOLERANCE = 0.005, 0.001
-# The knee region of Fig. 4 (spec 9.1, inferred from the figure): lambda2 3-5e-4 plus helpers.paper.FIG4_KNEE.
+# The knee region of Fig. 4 (REPRODUCTION_NOTES.md §9.1, inferred from the figure): lambda2 3-5e-4 plus helpers.paper.FIG4_KNEE.
 KNEE_LAMBDA = (3e-4, 5e-4)
 EMPTY_ACCURACY = 0.5  # below it a run is the emptied network (accuracy at the class prior)
 

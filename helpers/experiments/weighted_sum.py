@@ -1,5 +1,5 @@
 """Notebooks 04 and 05: weighted-sum runs of the search scripts (REPRODUCTION_NOTES.md §6.2), the
-dense grid of Fig. 4 and its tables, and ``KneeSearch``, the weighted-sum searches of spec 7 on
+dense grid of Fig. 4 and its tables, and ``KneeSearch``, the weighted-sum searches of REPRODUCTION_NOTES.md §7 on
 real training runs.
 """
 
@@ -244,7 +244,7 @@ def knee_region_verdict(knee_seeds_table, region, methods=None, scalarization=No
     return sentences
 
 
-# Knee search (notebook 05): the weighted-sum searches of spec 7 on real training runs.
+# Knee search (notebook 05): the weighted-sum searches of REPRODUCTION_NOTES.md §7 on real training runs.
 
 SEARCH_METHODS = ("bisection", "dichotomic", "stochastic", "grid")
 

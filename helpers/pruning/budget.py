@@ -28,7 +28,7 @@ function.
 - ``LagrangianPolicyGradient``: a Gaussian policy, linear in the observation, trained by
   REINFORCE on the Lagrangian ``reward - nu * cost`` with the multiplier ``nu >= 0`` learned by
   projected dual ascent on ``nu * (mean cost / budget - 1)``. This is the simpler Lagrangian
-  policy gradient that issue 6 allows in place of PPO-Lagrangian; the combination
+  policy gradient used in place of PPO-Lagrangian (REPRODUCTION_NOTES.md §12); the combination
   ``(A_reward - nu * A_cost) / (1 + nu)`` is the one of the seed's PPO-Lagrangian (which learns
   ``nu = softplus(log nu)`` instead: its gradient vanishes as nu -> 0, so it recovers slowly);
 - ``search``: the training loop, seeded, checkpointed after every update (bit-exact resume) and
