@@ -44,38 +44,12 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
     """Gradual magnitude pruning during ``model.fit``, step for step what tfmot 0.8's
     ``prune_low_magnitude`` + ``PolynomialDecay`` + ``UpdatePruningStep`` do, on Keras 3.
 
-    tfmot's semantics (``pruning_wrapper.py``, ``pruning_impl.py``, ``pruning_schedule.py``,
-    ``pruning_callbacks.py``), all reproduced here:
-
-    - **Step counter.** Each wrapper holds ``pruning_step`` (-1 at build; ``UpdatePruningStep.
-      on_train_begin`` sets it to 0 if still -1, so it carries over between ``fit`` calls). The
-      wrapper's training-mode ``call`` increments it in-graph *before* anything else, so during
-      the ``i``-th training batch (1-based, counted over all epochs) the step is ``t = i``; step 0
-      is never seen in training. Inference calls do not count. (Older tfmot set the step from
-      ``optimizer.iterations`` in ``on_train_batch_begin``; 0.8 does not.)
-    - **When masks change.** In that same call, before the forward pass, the masks are recomputed
-      iff ``_should_prune_in_step(t)``: ``t >= begin_step``, ``t <= end_step`` (or
-      ``end_step == -1``, not allowed for PolynomialDecay), and ``(t - begin_step) % frequency ==
-      0``. With ``begin_step=0`` the first update is at ``t = frequency``; there is no extra update
-      at ``end_step`` unless it falls on the grid, so the last target reached is ``s(t_last)``.
-      Until the first update the mask is all ones, whatever ``initial_sparsity`` is.
-    - **Sparsity.** ``PolynomialDecay``: ``p = clip((t - begin) / (end - begin), 0, 1)`` in
-      float32, ``s = final + (initial - final) (1 - p)^power``, ``power=3`` by default
-      (``polynomial_sparsity``).
-    - **Which weights, how many.** Per layer (kernel only; biases are never pruned), on the raw
-      kernel as it stands at that moment: ``k = max(round(size * (1 - s)), 1)`` in float32 with
-      round-half-to-even are kept; ``tf.math.top_k`` gives the ``k``-th largest ``|w|`` as a
-      threshold and the mask keeps ``|w| >= threshold`` (ties at the threshold all kept) plus the
-      ``k``-th entry itself (``top_magnitude_mask``). The raw kernel includes the entries pruned
-      so far, which are *not* zero then: see the next point. So pruned weights can come back.
-    - **Masking and what the optimizer sees.** Every training call runs ``w <- w * mask`` (an
-      assignment, ``weight_mask_op``) after the mask update and before the forward pass; the mask
-      is not in the forward graph. So the forward pass uses zeros, the gradient of a pruned entry
-      is the full gradient, Adam's moments keep accumulating for it, and the optimizer step moves
-      it away from zero again; it is zeroed at the start of the next step. When masks are
-      re-ranked, a pruned entry's |w| is the size of the last optimizer step on it.
-    - **Epoch end.** ``UpdatePruningStep.on_epoch_end`` runs ``w <- w * mask`` once more, so the
-      saved weights are masked (and a mask update on an epoch's first batch ranks zeros).
+    tfmot's semantics (step counter, when masks change, the polynomial sparsity, which weights are
+    kept and how many, what the optimizer sees, the epoch-end re-mask) are specified in
+    ``REPRODUCTION_NOTES.md`` §13; how this callback reproduces them is below. In short: the
+    ``i``-th training batch is step ``i``; masks are re-ranked on the raw kernels at steps
+    ``begin_step + k * frequency <= end_step``, keeping the ``max(round(size * (1 - s(t))), 1)``
+    largest ``|w|`` of each kernel; pruned weights receive their full gradient and can come back.
 
     Here, in-graph and with plain ``model.fit``: a ``PruningConstraint`` mask on each kernel zeroes the
     pruned entries after every optimizer step, which gives the same forward pass, gradients and
