@@ -243,10 +243,6 @@ def _not_cached():
     raise _NotCached()
 
 
-# The trained_model arguments a study passes on (and checks before loading the data).
-_TRAINED_ON = ("epochs", "batch_size", "learning_rate", "seed", "train_subset")
-
-
 class StructureStudy:
     """Notebook 07's procedure: the seed's CNN trained with SGD on CIFAR-10 (inputs normalised
     with mean 0.5 and std 0.5), loaded from the model cache or trained only when a result needs
@@ -265,8 +261,7 @@ class StructureStudy:
         # Checked before the data is loaded, as trained_model would check them on the first cache miss.
         check_parameters(dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               seed=seed, train_subset=train_subset, recompute=recompute),
-                         dict({k: TRAINING_SPECS[k] for k in _TRAINED_ON}, width=Float(0.0, min_open=True),
-                              recompute=Bool()))
+                         dict(TRAINING_SPECS, width=Float(0.0, min_open=True), recompute=Bool()))
         self.width, self.epochs, self.batch_size, self.learning_rate = width, epochs, batch_size, learning_rate
         self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
         self.data = data_lib.load_dataset("cifar10", train_subset=train_subset, seed=seed, cifar_normalization="half")
