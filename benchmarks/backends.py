@@ -38,7 +38,7 @@ def worker(args):
     from helpers import data as data_lib
     from helpers.models import lenet5
     from helpers.pruning import enable_itp
-    from helpers.runner import RunConfig, make_optimizer
+    from helpers.run_config import RunConfig, make_optimizer
 
     data = data_lib.load_dataset("mnist", train_subset=args.train_subset)
     out = {"backend": keras.backend.backend(), "keras": keras.__version__, "runs": {}}

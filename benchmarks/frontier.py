@@ -33,7 +33,8 @@ from helpers import experiments, pruning  # noqa: E402
 from helpers.cache import cached  # noqa: E402
 from helpers.models import LAMBDA_CONV, dense_layers, lenet5  # noqa: E402
 from helpers.callbacks import non_finite_reason  # noqa: E402
-from helpers.runner import RunFailedError, run_sweep  # noqa: E402
+from helpers.runner import RunFailedError  # noqa: E402
+from helpers.sweep import run_sweep  # noqa: E402
 
 OURS = {"smgd": "SMGD+ITP", "madam": "MAdam+ITP", "adam": "Adam+L1+ITP"}
 

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from helpers import data as data_lib  # noqa: E402
 from helpers.models import dense_layers, lenet5  # noqa: E402
 from helpers.pruning import DEFAULT_THRESHOLD, enable_itp  # noqa: E402
-from helpers.runner import RunConfig, make_optimizer  # noqa: E402
+from helpers.run_config import RunConfig, make_optimizer  # noqa: E402
 
 # method -> (base optimizer of RunConfig, ITP mode)
 KERAS3_METHODS = {

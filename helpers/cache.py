@@ -112,7 +112,7 @@ class ResultCache:
 
     @staticmethod
     def run_name(config, suffix=".json") -> str:
-        """The file name of the ``helpers.runner.RunConfig`` ``config`` in runs/, failed/ and
+        """The file name of the ``helpers.run_config.RunConfig`` ``config`` in runs/, failed/ and
         (``suffix=".npz"``) partial/."""
         return f"{config.slug()}-{config.key()}{suffix}"
 

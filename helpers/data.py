@@ -283,7 +283,7 @@ def _read_raw(name: str):
 def file_variant(name: str) -> str:
     """The variant ``load_dataset(name)`` would report, from the file it would read (no decoding):
     ``"jpeg-q75 stand-in"`` for ``cifar10-jpeg.npz``, else ``"official"``. What this machine would
-    train on; results are labelled with their runs' variant instead (``helpers.runner.dataset_label``)."""
+    train on; results are labelled with their runs' variant instead (``helpers.sweep.dataset_label``)."""
     directory = data_dir()
     for filename in _FILES[name] if directory is not None else ():
         if (directory / filename).exists():

@@ -4,6 +4,7 @@ CIFAR ResNet-20 (``resnet20``) for residual-network pruning (seed 004's ResNet e
 Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
 only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
 gives the same initial weights for every optimizer (the authors' intent, REPRODUCTION_NOTES.md, B7).
+(``seed=None`` reseeds nothing: ``dense_fans`` builds a model only to read its shapes.)
 
 Variants of the paper's networks:
   * ``"multi"``: no regularizer on the dense layers; the L1 term is the second objective
@@ -14,6 +15,10 @@ Both keep ``l2(lambda_c)`` on the conv kernels, as the original code does.
 """
 
 from __future__ import annotations
+
+import functools
+import random
+import threading
 
 import keras
 from keras import layers, ops, regularizers
@@ -52,6 +57,11 @@ class SignL1(regularizers.Regularizer):
         return {"l1": self.l1}
 
 
+def _seed(seed):
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+
 def _check_variant(variant):
     if variant not in VARIANTS:
         raise ValueError(f"unknown model variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -67,7 +77,7 @@ def _dense_regularizer(variant, lambda_dense):
 def lenet5(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["lenet5"],
            lambda_conv=LAMBDA_CONV["lenet5"], input_shape=(28, 28, 1)):
     """The paper's LeNet-5 variant: 3x3 convs, average pooling, 60,074 parameters."""
-    keras.utils.set_random_seed(seed)
+    _seed(seed)
     dense_reg = _dense_regularizer(variant, lambda_dense)
     conv_reg = regularizers.L2(lambda_conv) if lambda_conv > 0 else None
     inputs = keras.Input(input_shape)
@@ -89,7 +99,7 @@ def vgg(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["vgg"],
     Conv(ELU, same) -> BN, twice per block, then max-pool and dropout 0.2/0.3/0.4;
     BN comes after the activation as in the original code.
     """
-    keras.utils.set_random_seed(seed)
+    _seed(seed)
     dense_reg = _dense_regularizer(variant, lambda_dense)
     conv_reg = regularizers.L2(lambda_conv) if lambda_conv > 0 else None
     inputs = keras.Input(input_shape)
@@ -108,7 +118,7 @@ def vgg(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["vgg"],
 
 def mlp(seed=0, input_shape=(28, 28, 1), hidden=(1000, 1000, 500, 200)):
     """Seed 002's MLP (Keras_pruning): 784-1000-1000-500-200-10, 2,388,710 parameters."""
-    keras.utils.set_random_seed(seed)
+    _seed(seed)
     inputs = keras.Input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(hidden, start=1):
@@ -126,7 +136,7 @@ def cifar_cnn(width=1.0, seed=0, input_shape=(32, 32, 3)):
     """
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
-    keras.utils.set_random_seed(seed)
+    _seed(seed)
 
     def scaled(n):
         return max(1, int(round(n * width)))
@@ -165,7 +175,7 @@ def resnet20(width=1.0, blocks=3, seed=0, input_shape=(32, 32, 3), classes=10, l
         raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
     if l2 < 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
-    keras.utils.set_random_seed(seed)
+    _seed(seed)
 
     def conv(x, filters, kernel, strides, name):
         return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
@@ -208,6 +218,33 @@ def build_model(name, variant="multi", seed=0, **kwargs):
     if name == "resnet20":
         return resnet20(seed=seed, **kwargs)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+@functools.cache
+def dense_fans(name) -> dict:
+    """``{layer: (fan_in, fan_out)}`` of every Dense layer of the model ``name`` (default arguments),
+    read from a model built for the purpose, so no table retypes the shapes. The build leaves the
+    caller's state alone: no reseeding (``seed=None``), Python's random state (from which Keras draws
+    default initializer seeds) restored, and in a thread of its own, since Keras keeps its layer-name
+    counters and its global seed generator per thread (a later ``keras.Input`` keeps its name)."""
+    found, state = {}, random.getstate()
+
+    def build():
+        try:
+            model = build_model(name, seed=None)
+            found.update({layer.name: tuple(int(n) for n in layer.kernel.shape) for layer in dense_layers(model)})
+        except BaseException as exc:  # re-raised in the caller's thread
+            found["error"] = exc
+
+    try:
+        thread = threading.Thread(target=build, name=f"dense_fans({name})")
+        thread.start()
+        thread.join()
+    finally:
+        random.setstate(state)
+    if "error" in found:
+        raise found["error"]
+    return found
 
 
 def parameter_table(model):

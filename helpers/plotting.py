@@ -87,32 +87,20 @@ OPTIMIZER_LABELS: dict[str, str] = {
 }
 
 
-def _lookup(table: dict[str, str], name: str, what: str) -> str:
-    """Return ``table[name]`` for a case-insensitive ``name`` with a helpful error."""
-    key = str(name).strip().lower()
-    try:
-        return table[key]
-    except KeyError:
-        valid = ", ".join(repr(k) for k in table)
-        raise ValueError(f"unknown method {name!r} for {what}; valid names are: {valid}") from None
+# What a method without an entry above gets (a newly registered optimizer, say): grey, and its name.
+DEFAULT_COLOR = "#808080"
 
 
 def color(name: str) -> str:
-    """Hex colour of a method (case-insensitive canonical name, e.g. ``"madam"``).
-
-    Raises:
-        ValueError: for an unknown name; the message lists the valid names.
-    """
-    return _lookup(OPTIMIZER_COLORS, name, "color()")
+    """Hex colour of a method (case-insensitive canonical name, e.g. ``"madam"``);
+    ``DEFAULT_COLOR`` for a name without its own colour."""
+    return OPTIMIZER_COLORS.get(str(name).strip().lower(), DEFAULT_COLOR)
 
 
 def label(name: str) -> str:
-    """Display name of a method (case-insensitive canonical name, e.g. ``"gmp"``).
-
-    Raises:
-        ValueError: for an unknown name; the message lists the valid names.
-    """
-    return _lookup(OPTIMIZER_LABELS, name, "label()")
+    """Display name of a method (case-insensitive canonical name, e.g. ``"gmp"``); the name itself
+    for one without its own label."""
+    return OPTIMIZER_LABELS.get(str(name).strip().lower(), str(name))
 
 
 # ---------------------------------------------------------------------------
@@ -559,7 +547,7 @@ def class_counts(y_train, y_test, class_names, ax=None, title=None):
 
 def _titled(fig, title, fontsize=None):
     """``fig.suptitle`` wrapped to the figure's width. The title names the data as the caller's
-    results were made on it (``helpers.runner.dataset_label``), never this machine's data file."""
+    results were made on it (``helpers.sweep.dataset_label``), never this machine's data file."""
     if not title:
         return
     size = fontsize or plt.rcParams["figure.titlesize"]
@@ -615,7 +603,7 @@ def plot_train_test(frame, train, test, ylabel, itp_values=(True, False), hue_or
                     title="", ylim=None, logy=False, reference_label=None):
     """One panel per ITP setting: ``train`` solid and ``test`` dotted per optimizer, per epoch.
 
-    ``frame`` is ``helpers.runner.history_frame(results)``; epoch 0 is the state before training
+    ``frame`` is ``helpers.sweep.history_frame(results)``; epoch 0 is the state before training
     and is never clipped (see ``_accuracy_limits``). ``reference`` is drawn as a labelled dashed
     line (``reference_label``, default "paper: <value>").
     """

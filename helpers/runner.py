@@ -3,10 +3,10 @@
 A run is a pure function of its resolved ``RunConfig``: the model's initial weights come
 from the seed alone (the same for every optimizer), the data order of epoch e from
 ``(seed, e)``, and dropout's random state is part of the checkpointed model variables. So
-results are keyed by the configuration, and a sweep can be spread over processes or
-machines: ``run_sweep(configs, executor=...)`` with a Dask cluster (``dask_executor``) or any
-``concurrent.futures`` executor; the runs share nothing but the cache folder, whose files are
-written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
+results are keyed by the configuration (``helpers.run_config.RunConfig.key``), and a sweep can be
+spread over processes or machines (``helpers.sweep.run_sweep``); the runs share nothing but the
+cache folder, whose files are written atomically (layout, reads and writes:
+``helpers.cache.ResultCache``).
 
 * Finished runs: ``results/cache/runs/<dataset>-<optimizer>-...-<key>.json`` (small, committed).
 * Unfinished runs: a checkpoint after every epoch in ``results/cache/partial/`` (a few MB;
@@ -20,7 +20,7 @@ written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
   folder). ``find_cached`` never returns a failure; a later ``run_experiment`` raises
   ``RunFailedError`` instead of retraining a diverged or raised run unless asked
   (``retry_failed=True`` or ``recompute=True``), while an ``io`` failure is not the run's fault
-  and is retried by the next call; ``run_sweep`` leaves failures out of its results and lists
+  and is retried by the next call; ``helpers.sweep.run_sweep`` leaves failures out of its results and lists
   them (``results.failed`` and a warning). Finished runs carry ``"status": "finished"``; older
   files without the field load as finished, unchanged, and older failure records without a kind
   get it from their reason.
@@ -35,7 +35,7 @@ written atomically (layout, reads and writes: ``helpers.cache.ResultCache``).
   records). Provenance again, **not** part of the key: every committed entry keeps its key, and a
   record without the field gets the variant it was made on (``DEFAULT_VARIANTS``: CIFAR-10 runs
   were all made on the JPEG stand-in, MNIST on the official files). Labels and figure titles take
-  the variant from the runs (``dataset_label``), never from this machine's data file, and
+  the variant from the runs (``helpers.sweep.dataset_label``), never from this machine's data file, and
   ``variant_note`` says when the runs were made on another variant than the one this machine
   would load.
 * Every record is checked against its schema when it is read back (``check_run_record``,
@@ -53,11 +53,8 @@ import dataclasses
 import functools
 import json
 import math
-import os
-import platform
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,43 +63,22 @@ import numpy as np
 
 from . import data as data_lib
 from .callbacks import Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
-from .callbacks import non_finite_reason  # noqa: F401 (re-exported for code not yet on NonFiniteGuard)
-from .models import LAMBDA_CONV, LAMBDA_DENSE, PAPER_MODEL, build_model, dense_layers
+from .models import LAMBDA_CONV, build_model, dense_layers
 from .objectives import DensePenalty, dense_l1
-from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
-from .cache import ResultCache, config_hash, non_finite_values, record_field
+from .cache import ResultCache, non_finite_values, record_field
 from .files import RecordError, atomic_write, check_record, check_record_object, quarantine, read_json
-from .validation import Float, Int, Optional, check_bool, check_choice, check_epochs, check_float, check_int, check_seed
+from .validation import Float, Int, Optional, check_bool
 from .pruning import enable_itp, nonzero_counts
-from .runtime import enable_determinism
+from .run_config import RunConfig, dense_sizes, learning_rate_schedule, make_optimizer
+from .runtime import enable_determinism, environment
 from .learning_rate import PaperSchedule
 
-# Bump when a change alters the numbers a configuration produces; old cache files then miss.
-CACHE_VERSION = 1
 # Keras backends a record may name (``keras.config.backend()``); a record without one is TensorFlow's.
 KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
 DEFAULT_BACKEND = "tensorflow"
 # The data variant of a record written before records named it: what every such run was made on.
 DEFAULT_VARIANTS = {"mnist": data_lib.OFFICIAL, "fashion_mnist": data_lib.OFFICIAL, "cifar10": data_lib.STAND_IN}
-
-MULTI_OPTIMIZERS = ("smgd", "madam", "mrmsprop")
-BASELINE_OPTIMIZERS = ("sgd", "adam", "rmsprop")
-OPTIMIZERS = MULTI_OPTIMIZERS + BASELINE_OPTIMIZERS
-PROTOCOLS = ("faithful", "clean")
-LR_SCHEDULES = ("paper", "constant")
-PAPER_MODELS = ("lenet5", "vgg")
 EVAL_BATCH = 1000
-
-# (fan_in, fan_out) of every Dense layer of the paper's models (checked against the built models
-# in the tests). Glorot-uniform draws a layer's kernel in [-limit, limit], limit =
-# sqrt(6 / (fan_in + fan_out)): an ITP threshold >= a layer's limit zeroes all of it at
-# initialization, and the network's output no longer depends on its input.
-DENSE_FANS = {"lenet5": {"denselayer1": (400, 120), "denselayer2": (120, 84), "denselayer3": (84, 10)},
-              "vgg": {"denselayer": (2048, 10)}}
-
-
-def glorot_limits(model):
-    return {name: math.sqrt(6.0 / (fan_in + fan_out)) for name, (fan_in, fan_out) in DENSE_FANS[model].items()}
 
 
 # What made a run fail: a non-finite loss or weights, an exception in training, the disk.
@@ -142,176 +118,6 @@ class RunFailedError(RuntimeError):
             advice = ("A failed run is never a result; retry it with retry_failed=True (or recompute=True) once "
                       "the cause is fixed")
         super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. {advice}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a training run. ``None`` fields are resolved from the
-    paper's protocol (REPRODUCTION_NOTES.md §6.1) by ``resolved()``; the cache key uses resolved values.
-
-    Attributes:
-        dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
-        optimizer: ``smgd``, ``madam``, ``mrmsprop`` (multi-objective, on the "multi" model)
-            or ``sgd``, ``adam``, ``rmsprop`` (Keras baselines on the L1-regularised model).
-        itp: intra-training pruning of the dense layers (initial prune + every batch).
-        epochs, batch_size, seed: as usual; batch 32 (MNIST) / 64 (CIFAR) by default.
-        learning_rate: eta0; default 1e-3 for Adam-type and RMSprop-type, 1e-2 for SGD-type.
-        weights: ``"min-norm"`` or fixed ``(lambda1, lambda2)`` (weighted sum; multi only).
-        scalarization: how MAdam / MRMSprop combine the objectives: ``"separate"`` (the published
-            code: one moment stream per objective) or ``"joint"`` (one stream on c1 g1 + c2 g2,
-            which minimises the weighted sum; see ``helpers.optimizers``). SMGD is linear, so
-            both are the same update and resolve to ``"separate"`` (one cache entry).
-        lr_schedule: ``"paper"`` (logistic S(e) and decay as in the paper's table) or
-            ``"constant"`` (the search scripts: no schedule, no decay).
-        protocol: ``"faithful"`` reproduces the original code including its quirks (B3, B5,
-            B11); ``"clean"`` fixes them.
-        threshold: ITP threshold tau.
-        train_subset: train on a seeded class-stratified subset of this size.
-        validation_size: hold out the last N training images as a validation split (B22).
-        eval_train: evaluate on the full training set every epoch (the paper's train curves).
-        model: ``lenet5`` or ``vgg``; default: the paper's model for the dataset.
-        momentum, decay, logistic, conv_l2_in_penalty, lambda_dense: protocol details,
-            resolved from the protocol unless given.
-    """
-
-    dataset: str = "mnist"
-    optimizer: str = "madam"
-    itp: bool = True
-    epochs: int = 30
-    seed: int = 0
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    weights: str | tuple = "min-norm"
-    scalarization: str = "separate"
-    lr_schedule: str = "paper"
-    protocol: str = "faithful"
-    threshold: float = 1e-3
-    train_subset: int | None = None
-    validation_size: int = 0
-    eval_train: bool = True
-    model: str | None = None
-    momentum: float | None = None
-    decay: float | None = None
-    logistic: bool | None = None
-    conv_l2_in_penalty: bool | None = None
-    lambda_dense: float | None = None
-
-    @property
-    def is_multi(self):
-        return self.optimizer in MULTI_OPTIMIZERS
-
-    def resolved(self) -> "RunConfig":
-        """Validate every field and fill the protocol defaults; raises before any work.
-
-        Types are exact (``TypeError``: a bool field takes only bools, an int field ints but not
-        bools, floats or strings); values must be finite and in range (``ValueError``), including
-        the ones that would make a run meaningless: a train subset larger than the data, a batch
-        larger than the training set, an ITP threshold that zeroes a whole dense layer at init.
-        """
-        dataset = data_lib.check_dataset_name(self.dataset)
-        optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        protocol = check_choice("protocol", self.protocol, PROTOCOLS)
-        lr_schedule = check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        itp = check_bool("itp", self.itp)
-        eval_train = check_bool("eval_train", self.eval_train)
-        epochs = check_epochs("epochs", self.epochs)
-        seed = check_seed("seed", self.seed)
-        threshold = check_float("threshold (ITP)", self.threshold, minimum=0.0)
-        cifar = dataset == "cifar10"
-        model = check_choice("model", self.model, PAPER_MODELS, allow_none=True) or PAPER_MODEL.get(dataset, "lenet5")
-        if (model == "vgg") != cifar:
-            raise ValueError(f"model {model!r} does not fit dataset {dataset!r} (lenet5: 28x28 grey, vgg: CIFAR-10)")
-        if itp:
-            layer, limit = min(glorot_limits(model).items(), key=lambda item: item[1])
-            if threshold >= limit:
-                raise ValueError(f"threshold (ITP) must be < {limit:.4g} for {model}, got {threshold!r}: it would "
-                                 f"prune every weight of {layer} at initialization (Glorot limit {limit:.4g})")
-        available = data_lib.TRAIN_SIZES[dataset]
-        validation_size = check_int("validation_size", self.validation_size, minimum=0, maximum=available - 1)
-        train_subset = check_int("train_subset", self.train_subset, minimum=1, maximum=available - validation_size,
-                                 allow_none=True)
-        n_train = train_subset or available - validation_size
-
-        weights = self.weights
-        if isinstance(weights, str):
-            if weights != "min-norm":
-                raise ValueError(f"weights must be 'min-norm' or (lambda1, lambda2), got {weights!r}")
-        else:
-            if not isinstance(weights, (tuple, list)) or len(weights) != 2:
-                raise ValueError(f"fixed weights must be two non-negative numbers, not both 0; got {self.weights!r}")
-            weights = tuple(check_float(f"weights[{i}]", w, minimum=0.0) for i, w in enumerate(weights))
-            if sum(weights) == 0:
-                raise ValueError(f"fixed weights must be two non-negative numbers, not both 0; got {self.weights!r}")
-            if optimizer not in MULTI_OPTIMIZERS:
-                raise ValueError(f"fixed weights are for the multi-objective optimizers, not {optimizer!r}")
-
-        check_choice("scalarization", self.scalarization, SCALARIZATIONS)
-        if self.scalarization != SEPARATE and optimizer not in MULTI_OPTIMIZERS:
-            raise ValueError(f"scalarization is for the multi-objective optimizers, not {optimizer!r}")
-        # SMGD is linear in the gradient: "joint" and "separate" are the same update.
-        scalarization = SEPARATE if optimizer == "smgd" else self.scalarization
-
-        sgd_like = optimizer in ("smgd", "sgd")
-        learning_rate = check_float("learning_rate", self.learning_rate, minimum=0.0, min_open=True, allow_none=True)
-        if learning_rate is None:
-            learning_rate = 1e-2 if sgd_like else 1e-3
-
-        batch_size = check_int("batch_size", self.batch_size, minimum=1, allow_none=True)
-        if batch_size is None:
-            batch_size = 64 if cifar else 32
-            # B3: the original's unpruned CIFAR sgd/rms runs forgot batch_size and got 32.
-            if cifar and protocol == "faithful" and not itp and optimizer in ("sgd", "rmsprop"):
-                batch_size = 32
-        if batch_size > n_train:
-            raise ValueError(f"batch_size must be <= the {n_train} training images, got {batch_size}")
-
-        logistic = check_bool("logistic", self.logistic, allow_none=True)
-        decay = check_float("decay", self.decay, minimum=0.0, allow_none=True)
-        momentum = check_float("momentum", self.momentum, minimum=0.0, maximum=1.0, max_open=True, allow_none=True)
-        conv_l2 = check_bool("conv_l2_in_penalty", self.conv_l2_in_penalty, allow_none=True)
-        lambda_dense = check_float("lambda_dense", self.lambda_dense, minimum=0.0, allow_none=True)
-        if lr_schedule == "constant":
-            logistic = False if logistic is None else logistic
-            decay = 0.0 if decay is None else decay
-        else:
-            if logistic is None:
-                # B5: the original gives CIFAR SMGD no logistic schedule, only decay.
-                logistic = not (cifar and optimizer == "smgd" and protocol == "faithful")
-            if decay is None:
-                decay = learning_rate / epochs if sgd_like else 0.0
-        momentum = momentum if momentum is not None else (0.9 if sgd_like else 0.0)
-        if conv_l2 is None:
-            conv_l2 = protocol == "faithful"  # B11
-        if lambda_dense is None:
-            lambda_dense = 0.0 if optimizer in MULTI_OPTIMIZERS else LAMBDA_DENSE[model]
-        return dataclasses.replace(
-            self, dataset=dataset, optimizer=optimizer, protocol=protocol, lr_schedule=lr_schedule, itp=itp,
-            eval_train=eval_train, epochs=epochs, seed=seed, train_subset=train_subset,
-            validation_size=validation_size, model=model, weights=weights, scalarization=scalarization,
-            learning_rate=float(learning_rate), batch_size=batch_size, logistic=bool(logistic), decay=float(decay),
-            momentum=float(momentum), conv_l2_in_penalty=bool(conv_l2), lambda_dense=float(lambda_dense),
-            threshold=float(threshold))
-
-    def to_dict(self):
-        d = dataclasses.asdict(self)
-        if isinstance(d["weights"], tuple):
-            d["weights"] = list(d["weights"])
-        return d
-
-    def key(self):
-        """Stable hash of the resolved configuration (and of CACHE_VERSION)."""
-        config = self.resolved().to_dict()
-        if config["scalarization"] == SEPARATE:
-            del config["scalarization"]  # the field came later: separate runs keep their keys
-        return config_hash(config, CACHE_VERSION)
-
-    def slug(self):
-        c = self.resolved()
-        weights = "" if c.weights == "min-norm" else f"-w{c.weights[1]:.3g}"
-        if c.scalarization != SEPARATE:
-            weights += f"-{c.scalarization}"
-        itp = "itp" if c.itp else "noitp"
-        return f"{c.dataset}-{c.optimizer}{weights}-{itp}-e{c.epochs}-s{c.seed}"
 
 
 @dataclass
@@ -362,65 +168,9 @@ def record_dataset_variant(stored) -> str:
     return stored.get("dataset_variant") or DEFAULT_VARIANTS.get(dataset, data_lib.OFFICIAL)
 
 
-def dataset_label(results, dataset=None) -> str:
-    """The label of the data ``results`` were made on, from the runs themselves: ``"CIFAR-10
-    (jpeg-q75 stand-in)"``, ``"MNIST"``, or with runs on several variants ``"CIFAR-10 (official: 3
-    runs; jpeg-q75 stand-in: 5 runs)"``. ``dataset`` names it when there are no runs."""
-    from collections import Counter
-
-    names = {r.config.dataset for r in results} or {dataset or "mnist"}
-    if len(names) > 1:
-        return "; ".join(dataset_label([r for r in results if r.config.dataset == n]) for n in sorted(names))
-    [name] = names
-    counts = Counter(r.dataset_variant for r in results)
-    if len(counts) <= 1:
-        return data_lib.dataset_label(name, next(iter(counts), data_lib.OFFICIAL))
-    parts = "; ".join(f"{variant}: {n} run{'s' * (n != 1)}" for variant, n in sorted(counts.items()))
-    return f"{data_lib.PRETTY_NAMES[name]} ({parts})"
-
-
-def variant_note(results) -> str | None:
-    """A sentence when ``results`` were made on another data variant than the one this machine would
-    load now (``helpers.data.file_variant``), e.g. cached stand-in runs on a machine with the
-    official CIFAR-10: they are still shown, labelled with their own variant. None otherwise."""
-    others = {}
-    for r in results:
-        loaded = data_lib.file_variant(r.config.dataset)
-        if r.dataset_variant != loaded:
-            others.setdefault((r.config.dataset, loaded), []).append(r)
-    if not others:
-        return None
-    return " ".join(
-        f"NOTE: {len(runs)} of these runs were made on {dataset_label(runs)}, but this machine would load "
-        f"{data_lib.dataset_label(name, loaded)}; they are shown as made, labelled with their own data "
-        "(a run's data variant is recorded, not part of its cache key)."
-        for (name, loaded), runs in others.items())
-
-
 @functools.lru_cache(maxsize=2)
 def _load_data(dataset, train_subset, validation_size, seed):
     return data_lib.load_dataset(dataset, train_subset=train_subset, validation_size=validation_size, seed=seed)
-
-
-def make_optimizer(config: RunConfig, model, steps_per_epoch: int):
-    """The optimizer a resolved config asks for, with the paper's learning-rate schedule."""
-    c = config
-    if c.logistic or c.decay:
-        learning_rate = PaperSchedule(c.learning_rate, steps_per_epoch, c.epochs, decay=c.decay, logistic=c.logistic)
-    else:
-        learning_rate = c.learning_rate
-    if c.is_multi:
-        penalty = DensePenalty.from_model(model, conv_l2=c.conv_l2_in_penalty)
-        if c.optimizer == "smgd":
-            return SMGD(learning_rate, penalty, c.weights, momentum=c.momentum)
-        if c.optimizer == "madam":
-            return MAdam(learning_rate, penalty, c.weights, scalarization=c.scalarization)
-        return MRMSprop(learning_rate, penalty, c.weights, scalarization=c.scalarization)
-    if c.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=c.momentum)
-    if c.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate, epsilon=1e-7)
-    return RMSpropKeras2(learning_rate)
 
 
 RUN_KEYS = ("key", "config", "summary", "history")
@@ -473,7 +223,7 @@ def _kind_of(record):
     return record.get("kind") or failure_kind(record["reason"])
 
 
-def _failed_error(config, path):
+def failed_error(config, path):
     record = load_failed(path)
     if record is None:
         return RunFailedError(config.slug(), "unknown (its failure record is gone)", None, None, kind="raised")
@@ -504,11 +254,6 @@ def _schema(check):
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
             raise RecordError(f"{type(exc).__name__}: {exc}") from None
     return checked
-
-
-def _layer_sizes(model):
-    """``{dense layer: (kernel size, bias size)}`` of a paper model."""
-    return {name: (fan_in * fan_out, fan_out) for name, (fan_in, fan_out) in DENSE_FANS[model].items()}
 
 
 @_schema
@@ -544,7 +289,7 @@ def check_history(history, config, epochs, what="history"):
     rows = epochs + 1
     check_record(history["epoch"] == list(range(rows)), f"{what}['epoch'] must be the epochs 0..{epochs} of the "
                  f"record, got {history['epoch']!r:.120}")
-    sizes = _layer_sizes(config.model)
+    sizes = dense_sizes(config.model)
     for name, values in history.items():
         if name in ("nnz", "nnz_bias", "nnz_before_itp"):
             check_record_object(values, f"{what}[{name!r}]")
@@ -582,7 +327,7 @@ def _same(a, b):
 @_schema
 def check_summary(summary, history, config):
     """A run's summary: every number in range, and what it repeats of the history's last epoch the same."""
-    sizes = _layer_sizes(config.model)
+    sizes = dense_sizes(config.model)
     dense_weights = sum(kernel for kernel, _ in sizes.values())
     layers = [f"nnz/{layer}" for layer in sizes] + [f"pruned_fraction/{layer}" for layer in sizes]
     check_record_object(summary, "summary", ["epochs", "test_acc", "train_acc", "test_ce", "train_ce", "l1_dense",
@@ -627,7 +372,7 @@ def check_run_record(stored, key) -> RunConfig:
     check_record(stored["key"] == key, f"key is {stored['key']!r}, not the file's key {key}")
     config = stored_config(stored["config"], key)
     if "dense_sizes" in stored:  # older records lack it
-        sizes = {layer: kernel for layer, (kernel, _) in _layer_sizes(config.model).items()}
+        sizes = {layer: kernel for layer, (kernel, _) in dense_sizes(config.model).items()}
         check_record(stored["dense_sizes"] == sizes, f"dense_sizes is {stored['dense_sizes']!r}, not {config.model}'s "
                      f"{sizes}")
     check_history(stored["history"], config, config.epochs)
@@ -677,7 +422,7 @@ def check_failure_record(stored, key):
     return config
 
 
-def _result_from_file(path: Path, from_cache=True):
+def read_result(path: Path, from_cache=True):
     with open(path) as f:
         stored = json.load(f)
     return _result_from_stored(stored, path, from_cache)
@@ -788,7 +533,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
             return cached
         failed = find_failed(config, cache_root, sticky_only=True)  # an io failure is retried
         if failed is not None and not retry_failed:
-            raise _failed_error(config, failed)
+            raise failed_error(config, failed)
     store.check_writable("runs", "failed", *(("partial",) if checkpoint else ()))  # before any training
 
     enable_determinism()
@@ -806,7 +551,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         raise ValueError(f"batch_size must be <= the {n_train} training images of {data.source}, got "
                          f"{config.batch_size}")
     steps_per_epoch = math.ceil(n_train / config.batch_size)
-    optimizer = make_optimizer(config, model, steps_per_epoch)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    optimizer = make_optimizer(config, model, learning_rate=schedule)
     penalty = DensePenalty.from_model(model, conv_l2=config.conv_l2_in_penalty) if config.is_multi else \
         DensePenalty.from_model(model, conv_l2=False)
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -819,7 +565,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     if checkpoint and partial.exists() and not recompute:
         history, start_epoch = _restore(partial, model, optimizer, key, config)
     if history is None:
-        history = {"epoch": [0], "lr": [_lr_value(optimizer, 0)], "epoch_seconds": [float("nan")]}
+        history = {"epoch": [0], "lr": [_lr_value(optimizer, schedule, 0)], "epoch_seconds": [float("nan")]}
         if config.is_multi:
             history["c1"], history["c2"] = [None], [None]
         _append(history, _measure(model, data, config, penalty))
@@ -839,7 +585,7 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
         for epoch in range(start_epoch, config.epochs):
             # Epoch e's data order depends on (seed, e) alone, so a resumed run is identical.
             order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-            lr_start = _lr_value(optimizer, int(optimizer.iterations.numpy()))
+            lr_start = _lr_value(optimizer, schedule, int(optimizer.iterations.numpy()))
             fit = model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
                             epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, callbacks=callbacks)
             logs = {k: v[-1] for k, v in fit.history.items()}
@@ -908,245 +654,11 @@ def _failure(store, config, key, kind, reason, epoch, history, data) -> RunFaile
     return RunFailedError(config.slug(), reason, epoch, path, kind=kind)
 
 
-class SweepResults(list):
-    """The finished runs of a sweep (a list of ``RunResult``, in config order), plus ``failed``
-    (``RunFailedError`` of every failed run, left out of the list) and ``missing`` (configs
-    skipped by ``cached_only``)."""
-
-    def __init__(self, results=(), failed=(), missing=()):
-        super().__init__(results)
-        self.failed, self.missing = list(failed), list(missing)
-
-
-def environment() -> dict:
-    """The versions a run is made under, recorded in every cached run."""
-    env = {"keras": keras.__version__, "backend": keras.backend.backend(), "numpy": np.__version__,
-           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
-    if env["backend"] == "tensorflow":
-        import tensorflow as tf
-
-        env["tensorflow"] = tf.__version__
-    return env
-
-
-# Versions whose change can move the numbers (cpu_count and the patch level of Python cannot).
-COMPARED_VERSIONS = ("keras", "backend", "tensorflow", "numpy", "machine")
-
-
-class EnvironmentMismatchWarning(UserWarning):
-    """Cached runs were made under other versions than the running ones."""
-
-
-def check_environments(results, warn=True) -> list:
-    """Warn once if any of ``results`` was made under other versions than the running ones.
-
-    Returns ``[(slug, {name: (recorded, running)})]`` for the runs that differ; only versions
-    recorded by both are compared (older cache files lack ``tensorflow`` and ``numpy``).
-    """
-    running = environment()
-    running["python"] = ".".join(platform.python_version_tuple()[:2])
-    differing = []
-    for r in results:
-        recorded = dict(r.environment or {})
-        if "python" in recorded:
-            recorded["python"] = ".".join(str(recorded["python"]).split(".")[:2])
-        diff = {k: (recorded[k], running[k]) for k in (*COMPARED_VERSIONS, "python")
-                if k in recorded and k in running and str(recorded[k]) != str(running[k])}
-        if diff:
-            differing.append((r.config.slug(), diff))
-    if differing and warn:
-        import warnings
-
-        kinds = sorted({f"{k} {a} (running {b})" for _, d in differing for k, (a, b) in d.items()})
-        warnings.warn(f"{len(differing)} of {len(results)} cached runs were made under other versions: "
-                      f"{', '.join(kinds)}; e.g. {differing[0][0]}. Their numbers may differ slightly from a rerun "
-                      f"here (recompute=True retrains).", EnvironmentMismatchWarning, stacklevel=2)
-    return differing
-
-
-def dask_executor(workers: int = 2, address: str | None = None):
-    """A Dask ``distributed.Client``: on a running scheduler at ``address`` (a cluster), else on a
-    new ``LocalCluster`` of ``workers`` processes with one thread each (runs hold the GIL and
-    TensorFlow's own thread pools; one process per core is the fast layout). Close it when done
-    (``client.close()``; with a LocalCluster that also stops the cluster)."""
-    from distributed import Client, LocalCluster
-
-    if address:
-        return Client(address)
-    # One TensorFlow thread per worker process: concurrent workers with thread pools of their own
-    # oversubscribe the cores and, with oneDNN, do not reproduce the sequential numbers.
-    single = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env=single)
-    client = Client(cluster)
-    client._mo_pruning_cluster = cluster  # closed with the client by run_sweep
-    return client
-
-
-def _as_executor(executor):
-    """``(executor, owned)`` for what run_sweep accepts; ``owned`` ones are closed after the sweep."""
-    if executor is None or executor is False or (isinstance(executor, int) and executor <= 0) or executor == "":
-        return None, False
-    if isinstance(executor, int):
-        return dask_executor(workers=executor), True
-    if isinstance(executor, str):
-        return dask_executor(address=executor), True
-    return executor, False
-
-
-def run_isolated(config: RunConfig, cache_dir, recompute=False) -> RunResult:
-    """``run_experiment`` in a fresh Python process, then its result read from the cache.
-
-    What executors run: a worker process has threads of its own (Dask's event loop and
-    scheduler client) that draw from Python's global ``random``, from which Keras derives its
-    initializer seeds, so a run inside it would not reproduce the sequential numbers. A child
-    process started for the run has no such threads.
-    """
-    import subprocess
-    import sys
-
-    config = config.resolved()
-    command = [sys.executable, "-m", "helpers.runner", json.dumps(config.to_dict()), str(cache_dir)]
-    if recompute:
-        command.append("--recompute")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"run {config.slug()} failed:\n{done.stderr[-4000:]}")
-    found = find_cached(config, cache_dir)
-    if found is None:
-        raise RuntimeError(f"run {config.slug()} finished without a cache file in {cache_dir}")
-    return dataclasses.replace(_result_from_file(found), from_cache=False)
-
-
-def _close(executor):
-    cluster = getattr(executor, "_mo_pruning_cluster", None)
-    executor.close()
-    if cluster is not None:
-        cluster.close()
-
-
-def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, retry_failed=False,
-              executor=None, check_versions=True):
-    """Run (or fetch from the cache) every config; an interrupted sweep resumes. Returns the
-    finished runs in config order.
-
-    With ``cached_only`` nothing is trained: configs without a cached result are skipped (so
-    figures can be drawn from a sweep that is still being computed elsewhere).
-
-    A failed run (now or recorded earlier) is not a result: it is left out of the returned list,
-    listed in its ``failed`` attribute and in a warning, and the sweep goes on; it is retried
-    only with ``retry_failed`` or ``recompute``. Raises if no run at all can be returned.
-
-    ``executor`` spreads the runs that are not cached yet over processes or machines:
-
-    * ``None`` or ``0`` (default): sequential, in this process;
-    * an int n > 0: a Dask ``LocalCluster`` of n worker processes, closed afterwards;
-    * a string: the address of a running Dask scheduler (``tcp://host:8786``), i.e. a cluster;
-    * a ``distributed.Client`` or a ``concurrent.futures.Executor``: used as given (``submit``).
-
-    Every worker writes to the same cache folder (resolved here, so it must be shared, e.g. a
-    network file system on a cluster); files are written atomically. A run is a pure function
-    of its configuration, so the results equal the sequential ones.
-    """
-    for name, value in dict(recompute=recompute, progress=progress, cached_only=cached_only,
-                            retry_failed=retry_failed).items():
-        check_bool(name, value)
-    configs = list(configs)
-    if not configs:
-        raise ValueError("run_sweep got no configs (an empty list of seeds, optimizers or weightings?)")
-    for i, config in enumerate(configs):
-        if not isinstance(config, RunConfig):
-            raise TypeError(f"configs[{i}] must be a RunConfig, got {type(config).__name__}")
-    configs = [c.resolved() for c in configs]  # every config is validated before any training
-    from .progress import tqdm
-
-    cache_root = ResultCache(cache_dir).root.resolve()
-    store = ResultCache(cache_root)
-    if not cached_only:
-        store.check_writable("runs", "failed", "partial")
-    results = SweepResults()
-    todo = []  # configs to run (or fetch) in this process or on the executor
-    for config in configs:
-        if cached_only and not recompute:
-            cached = load_cached(config, cache_root)
-            if cached is not None:
-                results.append(cached)
-            elif find_failed(config, cache_root) is not None:
-                results.failed.append(_failed_error(config, find_failed(config, cache_root)))
-            else:
-                results.missing.append(config)
-        else:
-            todo.append(config)
-    pool, owned = _as_executor(executor) if todo else (None, False)
-    if pool is None:
-        bar = tqdm(todo, desc="runs", disable=not progress or not todo)
-        for config in bar:
-            bar.set_postfix_str(config.slug(), refresh=True)
-            try:
-                results.append(run_experiment(config, cache_dir=cache_root, recompute=recompute, progress=progress,
-                                              retry_failed=retry_failed))
-            except RunFailedError as exc:
-                results.failed.append(exc)
-    else:
-        try:
-            done, pending = {}, {}
-            for i, config in enumerate(todo):
-                found = None if recompute else find_cached(config, cache_root)
-                failed = None if recompute or retry_failed else find_failed(config, cache_root, sticky_only=True)
-                if found is not None:
-                    done[i] = _result_from_file(found)
-                elif failed is not None:
-                    results.failed.append(_failed_error(config, failed))
-                else:
-                    pending[pool.submit(run_isolated, config, str(cache_root), recompute or retry_failed)] = i
-            bar = tqdm(total=len(pending), desc=f"runs on {type(pool).__name__}", disable=not progress or not pending)
-            for future, i in pending.items():  # in submission order; all run concurrently
-                try:
-                    done[i] = future.result()
-                except RuntimeError:
-                    failed = find_failed(todo[i], cache_root)
-                    if failed is None:
-                        raise
-                    results.failed.append(_failed_error(todo[i], failed))
-                bar.update(1)
-            bar.close()
-            results.extend(done[i] for i in sorted(done))
-        finally:
-            if owned:
-                _close(pool)
-    if results.failed:
-        warnings.warn(f"{len(results.failed)} of {len(configs)} runs FAILED and are left out of the results "
-                      "(retry with retry_failed=True): " + "; ".join(str(e) for e in results.failed),
-                      RuntimeWarning, stacklevel=2)
-    if not results:
-        if cached_only and results.missing:
-            raise LookupError(f"cached_only=True, but none of the {len(configs)} runs is in the cache {cache_root} "
-                              "(train them first: cached_only=False)")
-        raise RuntimeError(f"every run of the sweep failed: {'; '.join(str(e) for e in results.failed)}")
-    if check_versions:
-        check_environments([r for r in results if r.from_cache])
-    return results
-
-
-def summary_frame(results):
-    """One row per run: configuration columns then the summary columns."""
-    import pandas as pd
-
-    rows = []
-    for r in results:
-        c = r.config
-        rows.append({"dataset": c.dataset, "optimizer": c.optimizer, "itp": c.itp, "seed": c.seed,
-                     "learning_rate": c.learning_rate, "batch_size": c.batch_size,
-                     "weights": c.weights if isinstance(c.weights, str) else f"{c.weights[0]:g},{c.weights[1]:g}",
-                     "protocol": c.protocol, "train_subset": c.train_subset,
-                     "backend": getattr(r, "backend", DEFAULT_BACKEND), **r.summary})
-    return pd.DataFrame(rows)
-
-
-def _lr_value(optimizer, step):
-    lr = optimizer._learning_rate
-    if isinstance(lr, PaperSchedule):
-        return lr.value(step)
+def _lr_value(optimizer, schedule, step):
+    """The learning rate at ``step``: the schedule's own value (the paper's, in float64) or the
+    optimizer's current rate (a constant one, as the optimizer holds it)."""
+    if isinstance(schedule, PaperSchedule):
+        return schedule.value(step)
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
@@ -1210,22 +722,6 @@ def _restore(path, model, optimizer, key=None, config=None):
     for variable, value in zip([*model.variables, *optimizer.variables], [*model_arrays, *opt_arrays]):
         variable.assign(value)
     return history, epochs_done
-
-
-def history_frame(results):
-    """Long table of every run's per-epoch history: one row per (run, epoch), with the run's
-    optimizer, itp, seed and learning rate as columns (for seaborn)."""
-    import pandas as pd
-
-    frames = []
-    for r in results:
-        frame = r.history_frame()
-        frame.insert(0, "seed", r.config.seed)
-        frame.insert(0, "itp", r.config.itp)
-        frame.insert(0, "optimizer", r.config.optimizer)
-        frame["dense_nnz"] = frame[[c for c in frame.columns if c.startswith("nnz/")]].sum(axis=1)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 def _main(argv):

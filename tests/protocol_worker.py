@@ -26,7 +26,7 @@ if os.environ.get("BLOCK_TENSORFLOW") == "1":
 import keras  # noqa: E402
 
 from helpers import experiments  # noqa: E402
-from helpers.runner import run_sweep  # noqa: E402
+from helpers.sweep import run_sweep  # noqa: E402
 
 # Notebook 03's paper optimizers for CIFAR-10 that the paper-protocol runs use: SMGD (min-norm, no
 # logistic schedule, B5), MRMSprop (min-norm, two streams) and the RMSprop + L1 baseline (Keras 2's

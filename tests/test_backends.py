@@ -51,7 +51,9 @@ def test_cifar_protocol_runs_on_jax_into_the_tensorflow_cache(tmp_path):
     import keras
 
     from helpers import experiments
-    from helpers.runner import EnvironmentMismatchWarning, check_run_record, load_cached, run_sweep
+    from helpers.runner import check_run_record, load_cached
+    from helpers.sweep import run_sweep
+    from helpers.runtime import EnvironmentMismatchWarning
 
     cache = tmp_path / "cache"
     # TensorFlow blocked in the worker: the GPU machines have JAX and not TensorFlow

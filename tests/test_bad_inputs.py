@@ -13,7 +13,9 @@ import pytest
 
 from helpers import data, experiments, models, plotting, pruning, runner, validation
 from helpers.pruning import costs
-from helpers.runner import RunConfig, run_experiment, run_sweep
+from helpers.run_config import RunConfig
+from helpers.runner import run_experiment
+from helpers.sweep import run_sweep
 from helpers.notebooks import output_folders
 from helpers.notebooks.parameters import check_notebook_parameters
 from helpers.validation import Choice, Float, Int, List, Optional

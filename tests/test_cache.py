@@ -14,7 +14,7 @@ import pytest
 
 from helpers import cache, experiments, files
 from helpers.cache import CorruptCacheWarning, ResultCache, config_hash
-from helpers.runner import RunConfig
+from helpers.run_config import RunConfig
 
 COMMITTED = cache.default_cache_dir()
 

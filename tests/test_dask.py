@@ -2,7 +2,8 @@
 
 import pytest
 
-from helpers.runner import RunConfig, run_sweep
+from helpers.run_config import RunConfig
+from helpers.sweep import run_sweep
 
 distributed = pytest.importorskip("distributed")
 
@@ -26,7 +27,7 @@ def _flat(value, prefix=""):
 
 def test_sweep_on_a_local_cluster_equals_the_sequential_one(tmp_path):
     sequential = run_sweep(CONFIGS, cache_dir=tmp_path / "sequential", progress=False)
-    from helpers.runner import dask_executor
+    from helpers.sweep import dask_executor
 
     client = dask_executor(workers=2)
     try:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import data as data_lib
-from helpers import experiments, paths, plotting, runner
-from helpers.runner import RunConfig
+from helpers import experiments, paths, plotting, runner, sweep
+from helpers.run_config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "results" / "cache"
@@ -39,7 +39,7 @@ def _cifar_configs():
 def _cached(configs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # runs made under other versions are named, not a failure here
-        return runner.run_sweep(configs, cache_dir=CACHE, cached_only=True, progress=False)
+        return sweep.run_sweep(configs, cache_dir=CACHE, cached_only=True, progress=False)
 
 
 def test_cached_stand_in_runs_are_labelled_as_such_on_a_machine_with_the_official_file(official_cifar):
@@ -49,15 +49,15 @@ def test_cached_stand_in_runs_are_labelled_as_such_on_a_machine_with_the_officia
     results = _cached(configs)
     assert len(results) == len(configs) and not results.missing  # the keys did not change
     assert {r.dataset_variant for r in results} == {"jpeg-q75 stand-in"}
-    assert runner.dataset_label(results) == STAND_IN and results[0].dataset_label == STAND_IN
-    note = runner.variant_note(results)
+    assert sweep.dataset_label(results) == STAND_IN and results[0].dataset_label == STAND_IN
+    note = sweep.variant_note(results)
     assert note and f"were made on {STAND_IN}" in note and "would load CIFAR-10;" in note
     # the title a figure gets is the one the notebook builds from the runs, not rewritten from the data file
     import matplotlib
 
     matplotlib.use("Agg")
-    frame = runner.history_frame(results)
-    title = f"Accuracy. {runner.dataset_label(results)}, VGG"
+    frame = sweep.history_frame(results)
+    title = f"Accuracy. {sweep.dataset_label(results)}, VGG"
     fig = plotting.plot_train_test(frame, "train_accuracy", "test_accuracy", "accuracy", title=title)
     assert fig._suptitle.get_text().replace("\n", " ") == title
     matplotlib.pyplot.close(fig)
@@ -66,10 +66,10 @@ def test_cached_stand_in_runs_are_labelled_as_such_on_a_machine_with_the_officia
 def test_no_note_when_the_runs_were_made_on_the_data_this_machine_has(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))  # no CIFAR-10 file: keras.datasets, official
     mnist = _cached(experiments.smgd_comparison("mnist", ["madam"], "on", 30, (0,)))
-    assert runner.variant_note(mnist) is None and runner.dataset_label(mnist) == "MNIST"
+    assert sweep.variant_note(mnist) is None and sweep.dataset_label(mnist) == "MNIST"
     (tmp_path / "cifar10-jpeg.npz").write_bytes(b"")  # only its name is looked at
     assert data_lib.file_variant("cifar10") == "jpeg-q75 stand-in"
-    assert runner.variant_note(_cached(_cifar_configs())) is None
+    assert sweep.variant_note(_cached(_cifar_configs())) is None
 
 
 def test_records_without_the_field_get_the_variant_they_were_made_on():
@@ -80,7 +80,7 @@ def test_records_without_the_field_get_the_variant_they_were_made_on():
     assert result.dataset_variant == "jpeg-q75 stand-in"
     mixed = [result, runner.RunResult(RunConfig(dataset="cifar10", seed=1), {}, {}, "k", Path("y"), True,
                                       dataset_variant="official")]
-    assert runner.dataset_label(mixed) == "CIFAR-10 (jpeg-q75 stand-in: 1 run; official: 1 run)"
+    assert sweep.dataset_label(mixed) == "CIFAR-10 (jpeg-q75 stand-in: 1 run; official: 1 run)"
 
 
 def test_every_committed_run_names_its_data_and_keeps_its_key():

@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cache, callbacks, experiments, files, models, runner
+from helpers import cache, callbacks, experiments, files, models, runner, sweep
 from helpers.cache import CorruptCacheWarning
-from helpers.runner import RunConfig, RunFailedError, run_experiment, run_sweep
+from helpers.run_config import RunConfig
+from helpers.runner import RunFailedError, run_experiment
+from helpers.sweep import run_sweep
 
 TINY = dict(dataset="mnist", epochs=1, train_subset=256, eval_train=False)
 
@@ -52,7 +54,7 @@ def test_sweep_leaves_failures_out_and_lists_them(tmp_path, monkeypatch):
     assert [e.slug for e in results.failed] == [bad.slug()]
     stored = json.loads(results[0].path.read_text())
     assert stored["status"] == "finished"
-    frame = runner.summary_frame(results)
+    frame = sweep.summary_frame(results)
     assert list(frame.optimizer) == ["adam"]  # the failure is never a number in a table
     # retried only when asked; a retry that still diverges stays a failure
     with pytest.raises(RunFailedError):
@@ -190,10 +192,24 @@ def test_concurrent_trained_model_calls_give_one_result(tmp_path, fake_mnist):
     assert any(np.array_equal(model.get_weights()[0], w) for w in outputs)
 
 
-def test_glorot_table_matches_the_models():
-    for name, fans in runner.DENSE_FANS.items():
-        model = models.build_model(name)
-        assert {layer.name: tuple(layer.kernel.shape) for layer in models.dense_layers(model)} == fans
+def test_dense_fans_are_read_from_the_models_without_touching_the_callers_state():
+    """The Glorot limits and record sizes come from the built models (models.dense_fans), and reading
+    them reseeds nothing and takes no layer name from the caller's thread."""
+    import random
+
+    models.dense_fans.cache_clear()
+    keras.utils.set_random_seed(3)
+    state, numpy_state = random.getstate(), np.random.get_state()[1].copy()
+    def input_number():  # input_layer, input_layer_1, ...: Keras' per-thread name counter
+        name = models.build_model("lenet5", seed=None).layers[0].name
+        return int(name.rsplit("_", 1)[1]) if name.count("_") > 1 else 0
+
+    first = input_number()
+    keras.utils.set_random_seed(3)
+    assert models.dense_fans("lenet5") == {"denselayer1": (400, 120), "denselayer2": (120, 84), "denselayer3": (84, 10)}
+    assert models.dense_fans("vgg") == {"denselayer": (2048, 10)}
+    assert random.getstate() == state and (np.random.get_state()[1] == numpy_state).all()
+    assert input_number() == first + 1
 
 
 def test_every_committed_cached_run_is_still_found():
@@ -245,7 +261,7 @@ def test_io_failure_is_retried_by_the_next_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.ResultCache, "write_json", runs_unwritable)
     with pytest.warns(RuntimeWarning, match="FAILED"), pytest.raises(RuntimeError, match="every run"):
         run_sweep([config], cache_dir=tmp_path, progress=False)
-    assert runner._failed_error(config, runner.find_failed(config, tmp_path)).kind == "io"
+    assert runner.failed_error(config, runner.find_failed(config, tmp_path)).kind == "io"
     monkeypatch.undo()
     (result,) = run_sweep([config], cache_dir=tmp_path, progress=False)
     assert not result.from_cache

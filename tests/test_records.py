@@ -17,9 +17,10 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, runner
+from helpers import cache, experiments, runner, runtime
 from helpers.cache import CorruptCacheWarning, ResultCache
-from helpers.runner import RunConfig, run_experiment
+from helpers.run_config import RunConfig
+from helpers.runner import run_experiment
 from test_cache import committed, run_config  # the committed cache's files and their configs
 
 COMMITTED = cache.default_cache_dir()
@@ -170,7 +171,7 @@ def test_the_backend_is_provenance_not_part_of_the_key(tmp_path):
         result = runner.load_cached(config, tmp_path)
     assert result.backend == "jax" and result.key == config.key() == stored["key"]
     assert experiments.comparison_summary([result])["backend"].tolist() == ["jax"]
-    assert runner.check_environments([result], warn=False)[0][1]["backend"] == ("jax", keras.backend.backend())
+    assert runtime.check_environments([result], warn=False)[0][1]["backend"] == ("jax", keras.backend.backend())
 
 
 def test_seed_0_record_under_seed_1_key_is_quarantined(tmp_path):
@@ -248,7 +249,7 @@ def test_failure_records_without_a_kind_get_one_from_their_reason(reason, kind, 
     del record["kind"]
     path = ResultCache(tmp_path).write_json("failed", ResultCache.run_name(config), record)
     assert runner.find_failed(config, tmp_path) == path
-    assert runner._failed_error(config, path).kind == kind
+    assert runner.failed_error(config, path).kind == kind
 
 
 # ------------------------------------------------------------------------------ checkpoints

@@ -139,7 +139,9 @@ def test_clean_gives_papermills_injected_cell_a_stable_id():
 
 
 def test_runs_under_other_versions_are_reported():
-    from helpers.runner import EnvironmentMismatchWarning, RunConfig, RunResult, check_environments, environment
+    from helpers.run_config import RunConfig
+    from helpers.runner import RunResult
+    from helpers.runtime import EnvironmentMismatchWarning, check_environments, environment
 
     same = RunResult(RunConfig(), {}, {}, "k", Path("x"), True, environment())
     old = RunResult(RunConfig(seed=1), {}, {}, "k", Path("y"), True, dict(environment(), keras="2.3.1"))

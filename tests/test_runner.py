@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from helpers import runner
-from helpers.runner import RunConfig, run_experiment
+from helpers import runner, sweep
+from helpers.run_config import RunConfig
+from helpers.runner import run_experiment
 
 TINY = dict(dataset="mnist", epochs=2, train_subset=512, eval_train=False)
 
@@ -41,7 +42,7 @@ def _must_not_be_called(*args, **kwargs):
 
 def test_sweep_validates_every_config_first(tmp_path):
     with pytest.raises(ValueError, match="unknown optimizer"):
-        runner.run_sweep([RunConfig(**TINY), RunConfig(**{**TINY, "optimizer": "nope"})], cache_dir=tmp_path)
+        sweep.run_sweep([RunConfig(**TINY), RunConfig(**{**TINY, "optimizer": "nope"})], cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -133,13 +134,13 @@ def test_cached_only_sweep_skips_missing_runs(tmp_path, monkeypatch):
     done = RunConfig(optimizer="madam", **{**TINY, "epochs": 1})
     run_experiment(done, cache_dir=tmp_path, progress=False)
     monkeypatch.setattr(runner, "build_model", _must_not_be_called)
-    results = runner.run_sweep([done, RunConfig(optimizer="sgd", **{**TINY, "epochs": 1})], cache_dir=tmp_path,
+    results = sweep.run_sweep([done, RunConfig(optimizer="sgd", **{**TINY, "epochs": 1})], cache_dir=tmp_path,
                                progress=False, cached_only=True)
     assert [r.config.optimizer for r in results] == ["madam"]
 
 
 def test_scalarization_in_config_and_key():
-    from helpers.runner import RunConfig
+    from helpers.run_config import RunConfig
 
     separate = RunConfig(optimizer="madam", weights=(0.9, 0.1), lr_schedule="constant", epochs=10)
     joint = dataclasses.replace(separate, scalarization="joint")
@@ -153,3 +154,38 @@ def test_scalarization_in_config_and_key():
         RunConfig(optimizer="adam", scalarization="joint").resolved()
     with pytest.raises(ValueError, match="scalarization"):
         RunConfig(optimizer="madam", scalarization="both").resolved()
+
+
+def test_optimizer_registry_builds_every_optimizer_and_a_new_entry_needs_one_line(monkeypatch):
+    """Every registered optimizer is built from its entry (the classes the runner always built), the
+    learning rate is the paper's schedule or the constant eta0, and one registry line makes a new
+    optimizer a valid RunConfig with the entry's defaults (plots fall back to grey and its name)."""
+    import keras
+
+    from helpers import models, plotting, run_config
+    from helpers.learning_rate import PaperSchedule
+    from helpers.optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD
+
+    expected = {"smgd": SMGD, "madam": MAdam, "mrmsprop": MRMSprop, "sgd": keras.optimizers.SGD,
+                "adam": keras.optimizers.Adam, "rmsprop": RMSpropKeras2}
+    assert run_config.OPTIMIZERS == tuple(expected)
+    assert run_config.MULTI_OPTIMIZERS == ("smgd", "madam", "mrmsprop")
+    for name, cls in expected.items():
+        config = RunConfig(optimizer=name, epochs=2).resolved()
+        model = models.build_model("lenet5", "multi" if config.is_multi else "baseline")
+        optimizer = run_config.make_optimizer(config, model, steps_per_epoch=10)
+        assert type(optimizer) is cls, name
+        schedule = run_config.learning_rate_schedule(config, 10)
+        assert isinstance(schedule, PaperSchedule) == bool(config.logistic or config.decay)
+    assert run_config.learning_rate_schedule(RunConfig(optimizer="adam", lr_schedule="constant").resolved(), 10) == 1e-3
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        run_config.get_optimizer("adagrad")
+
+    entry = run_config.OptimizerEntry(lambda lr, c, penalty: keras.optimizers.Adagrad(lr))
+    monkeypatch.setitem(run_config.OPTIMIZER_REGISTRY, "adagrad", entry)
+    monkeypatch.setattr(run_config, "OPTIMIZERS", (*run_config.OPTIMIZERS, "adagrad"))
+    config = RunConfig(optimizer="adagrad", epochs=2).resolved()
+    assert not config.is_multi and config.learning_rate == 1e-3 and config.momentum == 0.0
+    model = models.build_model("lenet5", "baseline")
+    assert isinstance(run_config.make_optimizer(config, model, steps_per_epoch=10), keras.optimizers.Adagrad)
+    assert plotting.color("adagrad") == plotting.DEFAULT_COLOR and plotting.label("adagrad") == "adagrad"

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 from helpers import experiments, plotting  # noqa: E402
 from helpers.paper import MNIST_REFERENCE_NONZEROS  # noqa: E402
-from helpers.runner import RunConfig  # noqa: E402
+from helpers.run_config import RunConfig  # noqa: E402
 
 LAYERS = ("denselayer1", "denselayer2", "denselayer3")
 

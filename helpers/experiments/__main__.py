@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..runner import run_sweep
+from ..sweep import run_sweep
 from .smgd import ITP_CHOICES, closest_to_reference, lr_ablation, lr_ablation_table, smgd_comparison
 from .weighted_sum import SEARCH_METHODS, KneeSearch, weighted_sum_grid
 

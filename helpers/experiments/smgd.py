@@ -6,10 +6,17 @@ eta0 is unknown).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
+import pandas as pd
 
-from ..runner import RunConfig
+from ..data import check_dataset_name
+from ..paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_NONZEROS, MNIST_REFERENCE_PRUNED_DENSE
+from ..plotting import label
+from ..run_config import OPTIMIZERS, RunConfig
+from ..runner import DEFAULT_BACKEND
+from ..sweep import run_sweep, summary_frame
 from ..validation import Choice, Dict, Epochs, Float, List, Optional, Seed, check_choice, check_parameters
 
 # The optimizer comparison of REPRODUCTION_NOTES.md §6.1: multi-objective methods and their Keras baselines.
@@ -28,8 +35,6 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     ``learning_rates`` maps optimizer -> eta0 (per-optimizer rates, REPRODUCTION_NOTES.md, B6); missing ones
     take the protocol default.
     """
-    from ..data import check_dataset_name
-    from ..runner import OPTIMIZERS
 
     dataset = check_dataset_name(dataset)
     if dataset not in PAPER_OPTIMIZERS and optimizers is None:
@@ -65,9 +70,6 @@ def backend_label(results):
     backend tensorflow"``, or with several ``"Keras backends tensorflow (6 runs), jax (2 runs)"``.
     A run's backend is provenance (``RunResult.backend``), not part of its cache key, so a sweep can
     mix runs made on a GPU under JAX with runs made here under TensorFlow."""
-    from collections import Counter
-
-    from ..runner import DEFAULT_BACKEND
 
     counts = Counter(getattr(r, "backend", DEFAULT_BACKEND) for r in results)
     if len(counts) <= 1:
@@ -78,7 +80,6 @@ def backend_label(results):
 def comparison_summary(results):
     """Notebook 03's ``<dataset>_summary.csv``: one row per run, nonzeros and pruned fractions per
     dense layer included."""
-    from ..runner import summary_frame
 
     summary = summary_frame(results)
     per_layer = [c for c in summary.columns if c.startswith("nnz/")] + \
@@ -89,7 +90,6 @@ def comparison_summary(results):
 def comparison_table(summary):
     """Mean ± sample std over seeds per (optimizer, itp) of notebook 03's summary ("± –" where
     there is one seed: no spread was measured, which is not a spread of 0)."""
-    import pandas as pd
 
     def mean_std(frame, column, digits):
         g = frame.groupby(["optimizer", "itp"], sort=False)[column].agg(["mean", "std"])
@@ -154,7 +154,6 @@ def lr_ablation_table(results):
     """One row per ablation run: ``optimizer, scalarization, learning_rate, seed, test_acc,
     pruned_fraction_dense``, nonzeros per dense layer, and the epoch-mean c2 (mean over epochs
     of each epoch's mean min-norm weight of the L1 objective) and its last-epoch value."""
-    import pandas as pd
 
     rows = [_ablation_row(r) for r in results]
     return pd.DataFrame(rows, columns=_columns(rows)).sort_values(
@@ -182,7 +181,6 @@ def shared_lr_comparison(lrs=SHARED_LEARNING_RATES, dataset="mnist", itp="on", s
 def cached_runs(configs):
     """``(results, missing)``: the cached results of ``configs`` and the configs not cached yet.
     Trains nothing (``run_sweep(..., cached_only=True)``), also when none is cached."""
-    from ..runner import run_sweep
 
     configs = list(configs)
     try:
@@ -197,7 +195,6 @@ def shared_lr_table(results):
     """The shared-eta0 runs (``shared_lr_comparison``) as rows with ``lr_ablation_table``'s columns
     plus ``shared_lr`` (first): the eta0 all optimizers of that figure share. Rows in order of
     ``shared_lr``, then the paper's optimizer order, then seed."""
-    import pandas as pd
 
     rows = [{**_ablation_row(r), "shared_lr": r.config.learning_rate} for r in results]
     frame = pd.DataFrame(rows, columns=_columns(rows, first=("shared_lr",)))
@@ -213,9 +210,6 @@ def reference_crossings(results, references=None):
     None where it never does. ``epoch_below/all``: the first epoch at which all layers are below
     together. Runs with the same config are listed once. Also the run's final ``nnz_dense`` and
     ``test_acc``, so that runs crossing on their way to the empty network can be told apart."""
-    import pandas as pd
-
-    from ..paper import MNIST_REFERENCE_NONZEROS
 
     references = dict(MNIST_REFERENCE_NONZEROS if references is None else references)
     rows, seen = [], set()
@@ -248,7 +242,6 @@ def collapse_transitions(table):
     """Per (optimizer, scalarization) of an ablation table (seed-0 rows), the step to the empty
     network: the largest rate whose run ends with no dense weight and the next rate tried above it,
     with that run's pruned fraction and accuracy, and their ratio. Only groups with an empty run."""
-    import pandas as pd
 
     rows = []
     first = table[table.seed == table.seed.min()] if len(table) else table
@@ -275,7 +268,6 @@ def closest_to_reference(table, accuracy=None, pruned=None):
     MNIST reference lines (test accuracy 0.989, 95.6% of the dense weights pruned), by
     ``|pruned - 0.956| + 10 |accuracy - 0.989|`` (0.1 accuracy points weigh as 1 point of sparsity).
     Returns ``{(optimizer, scalarization): rate}``."""
-    from ..paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_PRUNED_DENSE
 
     accuracy = MNIST_REFERENCE_ACCURACY if accuracy is None else accuracy
     pruned = MNIST_REFERENCE_PRUNED_DENSE if pruned is None else pruned
@@ -286,8 +278,6 @@ def closest_to_reference(table, accuracy=None, pruned=None):
 
 
 def _name(optimizer, scalarization):
-    from ..plotting import label
-
     return label(optimizer) + ("" if optimizer in ("smgd", "sgd", "adam", "rmsprop") else f" ({scalarization})")
 
 
@@ -301,13 +291,11 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
     CSVs): is the paper's reference (``pruned`` of the dense weights at test accuracy ``accuracy``,
     default 95.6% at 0.989) reached by any min-norm run, how sharp the step to the empty network
     is, and which runs cross the nonzero reference lines, at which epoch."""
-    from ..paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_NONZEROS, MNIST_REFERENCE_PRUNED_DENSE
 
     accuracy = MNIST_REFERENCE_ACCURACY if accuracy is None else accuracy
     pruned = MNIST_REFERENCE_PRUNED_DENSE if pruned is None else pruned
     lines = []
     frames = [ablation] + ([shared[shared.optimizer.isin(ablation.optimizer.unique())]] if shared is not None else [])
-    import pandas as pd
 
     minnorm = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else ablation
     minnorm = minnorm.drop_duplicates(["optimizer", "scalarization", "learning_rate", "seed"])  # shared = ablation run

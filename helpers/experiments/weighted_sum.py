@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import pareto
-from ..runner import RunConfig, run_experiment
+from ..run_config import RunConfig
+from ..runner import run_experiment
 from ..validation import Float, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
 
 # The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
