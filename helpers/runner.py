@@ -120,6 +120,16 @@ class RunFailedError(RuntimeError):
         super().__init__(f"run {slug} failed at epoch {epoch}: {reason}{where}. {advice}")
 
 
+def guarded_fit(model, name, *args, callbacks=(), **kwargs):
+    """``model.fit(*args, **kwargs)`` under ``NonFiniteGuard`` (after ``callbacks``), for the studies'
+    plain fits: a diverged network (a non-finite loss or weight at an epoch's end) raises
+    ``RunFailedError`` naming ``name`` and that epoch; it never goes on to be measured."""
+    try:
+        return model.fit(*args, callbacks=[*callbacks, NonFiniteGuard()], **kwargs)
+    except Diverged as exc:
+        raise RunFailedError(name, exc.reason, exc.epoch) from None
+
+
 @dataclass
 class RunResult:
     config: RunConfig

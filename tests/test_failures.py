@@ -329,3 +329,30 @@ def test_a_diverged_pretrained_network_is_never_cached(tmp_path, fake_mnist, mon
                                   model_kwargs={"hidden": (8,)})
     assert info.value.kind == "diverged"
     assert not list((tmp_path / "results" / "cache" / "models").glob("*.weights.h5"))
+
+
+def _diverging(monkeypatch):
+    monkeypatch.setattr(callbacks, "non_finite_reason", lambda model, logs=None: "training loss is nan (diverged)")
+
+
+def test_a_diverged_fine_tune_of_the_post_training_sweep_raises(fake_mnist, monkeypatch):
+    """post_training_sweep's fine-tuning fit runs under NonFiniteGuard: RunFailedError, never a row."""
+    model = models.build_model("mlp", hidden=(8,))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _diverging(monkeypatch)
+    with pytest.raises(RunFailedError, match="mnist-weight-fine-tuned-k0.5 failed at epoch 1") as info:
+        experiments.post_training_sweep(model, fake_mnist, ks=[0.5], finetune_epochs=1, batch_size=32,
+                                        progress=False)
+    assert info.value.kind == "diverged"
+
+
+@pytest.mark.parametrize("retrain_epochs, match", [(1, "mnist-l1_unstructured-iterative-0.5"), (0, "mnist-gmp-0.5")])
+def test_a_diverged_retrain_of_the_structure_sweep_raises(retrain_epochs, match, fake_mnist, monkeypatch):
+    """structure_sweep's iterative retrain and its GMP fine-tune run under NonFiniteGuard (with no
+    retraining epochs, GMP's fit is the first to end an epoch)."""
+    model = models.build_model("mlp", hidden=(8,))
+    _diverging(monkeypatch)
+    with pytest.raises(RunFailedError, match=f"{match} failed at epoch 1"):
+        experiments.structure_sweep(model, fake_mnist, targets=[0.5], methods=["l1_unstructured"],
+                                    retrain_epochs=retrain_epochs, gmp_epochs=1, latency_batch=4, latency_repeats=1,
+                                    progress=False)

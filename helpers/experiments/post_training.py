@@ -4,8 +4,16 @@ pruning of a trained MLP, one-shot and fine-tuned, and the compaction timing of 
 
 from __future__ import annotations
 
+import tempfile
+
+import keras
 import numpy as np
 
+from .. import pruning
+from ..cache import cached
+from ..pruning import costs, masks_for, output_layer
+from ..progress import tqdm
+from ..runner import guarded_fit
 from ..validation import Bool, Epochs, Fraction, Int, List, check_parameters
 from .training import TRAINING_SPECS, trained_model
 
@@ -24,11 +32,6 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
     Returns a list of rows ``dataset, method, variant, k, nominal_sparsity, effective_sparsity,
     test_acc, test_loss``.
     """
-    import keras
-    from ..progress import tqdm
-
-    from .. import pruning
-
     checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
                                     prune_bias=prune_bias, progress=progress),
                                dict(ks=List(Fraction()), finetune_epochs=Epochs(0), batch_size=Int(1),
@@ -47,7 +50,8 @@ def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_siz
             pruning.attach_masks(model, masks)
             model.compile(optimizer=keras.optimizers.Adam.from_config(optimizer_config) if optimizer_config
                           else "adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0)
+            guarded_fit(model, f"{data.name}-{method}-{variant}-k{k:g}", data.x_train, data.y_train,
+                        batch_size=batch_size, epochs=finetune_epochs, verbose=0)
         else:
             pruning.apply_masks(model, masks)
         loss, accuracy = model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0)
@@ -87,7 +91,6 @@ class PostTraining:
 
     def sweep(self, datasets, ks=SEED002_KS, finetune_epochs=1, prune_bias=True):
         """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
-        from ..cache import cached
 
         rows, hits = [], {}
         for name in datasets:
@@ -100,7 +103,6 @@ class PostTraining:
 
     def compaction_timing(self, datasets, compact_ks, latency_repeats=30):
         """``(rows, from the cache?)``: unit-pruned networks at each k compacted, timed and compared."""
-        from ..cache import cached
 
         config = dict(datasets=list(datasets), **self._config(compact_ks=list(compact_ks),
                                                                latency_repeats=latency_repeats))
@@ -112,10 +114,6 @@ class PostTraining:
 def compaction_rows(model, data, compact_ks, latency_repeats=30):
     """Per k in ``[0, *compact_ks]``: one-shot unit pruning, compaction, and the compact network's
     size, FLOPs, latency (batch 1 and 1024), gzip size, accuracy and largest output difference."""
-    import tempfile
-
-    from .. import pruning
-    from ..pruning import costs
 
     rows, trained, dense_flops = [], model.get_weights(), costs.flops(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +138,6 @@ def post_training_masks(model, method, variant, k, prune_bias=True):
     """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
     quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
     ranked across layers by their norm over sqrt(fan-in)); the output layer is never pruned."""
-    from ..pruning import masks_for, output_layer
 
     granularity = "weight" if method == "weight" else "unit"
     scope = "global" if variant == "global" else "layer"

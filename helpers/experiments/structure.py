@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+from collections import Counter
+
+import keras
+
+from .. import data as data_lib
+from .. import pruning
+from ..progress import tqdm
+from ..pruning import compact, costs, masks_for, output_layer
+from ..runner import guarded_fit
 from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, check_parameters
 from .post_training import _SEED_UNITS
 from .training import TRAINING_SPECS, trained_model
@@ -26,10 +37,6 @@ def seed003_table(model, data, targets=SEED003_TARGETS, experiments=SEED003_EXPE
     the smallest magnitudes, so that is the one-shot mask at each amount, computed here from the
     trained weights. Rows: experiment, target, test_acc, the deflate-zipped size of the weights
     (KiB, as the seed zips its state_dict), and the dense network's row."""
-    import io
-    import zipfile
-
-    from .. import pruning
 
     def zipped_kib():
         buffer = io.BytesIO()
@@ -54,7 +61,6 @@ def seed003_table(model, data, targets=SEED003_TARGETS, experiments=SEED003_EXPE
 
 def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
     """Notebook 07: per-layer sparsity of each one-shot method at ``target`` (weights restored)."""
-    from .. import pruning
 
     weights, table = model.get_weights(), {}
     for method in methods:
@@ -69,7 +75,6 @@ def structure_masks(model, method, target):
     """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
     layer included (the seed's case (c)); structured pruning removes filters/units of every
     layer but the output one (its 10 classes must stay)."""
-    from ..pruning import masks_for, output_layer
 
     if method == "l1_unstructured":
         return masks_for(model, target)
@@ -90,12 +95,6 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
     target. Structured networks are compacted before timing. Returns rows with
     ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
     """
-    import keras
-    from ..progress import tqdm
-
-    from .. import pruning
-    from ..pruning import compact, costs
-
     checked = check_parameters(
         dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
              batch_size=batch_size, learning_rate=learning_rate, latency_batch=latency_batch,
@@ -135,7 +134,8 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
             return structure_masks(m, method, target)
 
         def retrain(m, target, method=method):
-            m.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=retrain_epochs, verbose=0)
+            guarded_fit(m, f"{data.name}-{method}-iterative-{target:g}", data.x_train, data.y_train,
+                        batch_size=batch_size, epochs=retrain_epochs, verbose=0)
             rows.append(row(method, "iterative", target))
             bar.update(1)
 
@@ -152,7 +152,8 @@ def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METH
         gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
                                               end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
                                               frequency=max(1, steps_per_epoch // 10))
-        model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=gmp_epochs, verbose=0, callbacks=[gmp])
+        guarded_fit(model, f"{data.name}-gmp-{target:g}", data.x_train, data.y_train, batch_size=batch_size,
+                    epochs=gmp_epochs, verbose=0, callbacks=[gmp])
         rows.append(row("gmp", "gradual", target))
         bar.update(1)
     bar.close()
@@ -169,7 +170,6 @@ STAND_IN_SOURCE = "cifar10-jpeg.npz"
 
 def data_config(variant):
     """The configuration entry naming the data variant a table was computed on."""
-    from .. import data as data_lib
 
     return {"source": STAND_IN_SOURCE} if variant == data_lib.STAND_IN else {"data_variant": variant}
 
@@ -177,7 +177,6 @@ def data_config(variant):
 def table_variant(config):
     """The data variant of a cached table, from its stored configuration (``data_config``); the
     ``source`` of a table written before official data had a variant name is a file name."""
-    from .. import data as data_lib
 
     if config.get("data_variant"):
         return config["data_variant"]
@@ -187,9 +186,6 @@ def table_variant(config):
 def variants_label(variants, unit="table"):
     """``"CIFAR-10 (jpeg-q75 stand-in)"`` for tables of one variant; with several, the count of each:
     ``"CIFAR-10 (jpeg-q75 stand-in: 1 seed; official: 2 seeds)"``."""
-    from collections import Counter
-
-    from .. import data as data_lib
 
     counts = Counter(variants)
     if len(counts) <= 1:
@@ -201,7 +197,6 @@ def variants_label(variants, unit="table"):
 def variants_note(variants, loaded, what="these results"):
     """A sentence when tables of ``variants`` are shown on a machine that would load ``loaded``
     (they are still shown, labelled with their own data); None when they all match."""
-    from .. import data as data_lib
 
     others = [v for v in variants if v != loaded]
     if not others:
@@ -216,7 +211,6 @@ def _cached_table(name, config, variant, compute, recompute=False, cached_only=F
     (this machine's data), else, unless ``recompute``, the one cached for another variant (shown
     as what it is), else ``compute()`` on this machine's data (``(None, False, None)`` with
     ``cached_only``)."""
-    from .. import data as data_lib
     from ..cache import ResultCache, cached
 
     store = ResultCache()
@@ -256,8 +250,6 @@ class StructureStudy:
     """
 
     def __init__(self, width, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
-        from .. import data as data_lib
-
         # Checked before the data is loaded, as trained_model would check them on the first cache miss.
         check_parameters(dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               seed=seed, train_subset=train_subset, recompute=recompute),
@@ -353,8 +345,6 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
     ``frame.attrs``: ``"data_label"``, the data the tables were computed on (from the cached tables),
     and ``"note"``, a sentence when that is not the data this machine would load (else None)."""
     import pandas as pd
-
-    from .. import data as data_lib
 
     loaded = data_lib.file_variant("cifar10")
     tables, variants, missing = {}, [], []
