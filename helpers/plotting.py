@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
 from .paths import display_path, project_root
+from .run_config import has_scalarization
 from .validation import check_int
 
 __all__ = [
@@ -101,6 +102,12 @@ def label(name: str) -> str:
     """Display name of a method (case-insensitive canonical name, e.g. ``"gmp"``); the name itself
     for one without its own label."""
     return OPTIMIZER_LABELS.get(str(name).strip().lower(), str(name))
+
+
+def method_label(optimizer: str, scalarization: str) -> str:
+    """``"MAdam (joint)"``: an optimizer's label with its scalarization, where it has one to name
+    (``helpers.run_config.has_scalarization``)."""
+    return label(optimizer) + (f" ({scalarization})" if has_scalarization(optimizer) else "")
 
 
 # ---------------------------------------------------------------------------
@@ -856,15 +863,13 @@ def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, titl
     axes = list(axes[0])
     styles = {"separate": "-", "joint": "--"}
 
-    def name(optimizer, scalarization):
-        return f"{label(optimizer)}" + ("" if optimizer in ("smgd", "sgd", "adam", "rmsprop") else f" ({scalarization})")
 
     for (optimizer, scalarization), g in table.groupby(["optimizer", "scalarization"], sort=False):
         mean = g.groupby("learning_rate").mean(numeric_only=True).reset_index()
         for ax, column in zip(axes, columns):
             scale = panels[column][0]
             ax.plot(mean.learning_rate, scale * mean[column], styles.get(scalarization, "-"), marker="o",
-                    color=color(optimizer), label=name(optimizer, scalarization))
+                    color=color(optimizer), label=method_label(optimizer, scalarization))
             ax.scatter(g.learning_rate, scale * g[column], s=14, color=color(optimizer), alpha=0.5)
     if shared is not None and len(shared):
         for (optimizer, scalarization), g in shared.groupby(["optimizer", "scalarization"], sort=False):
@@ -872,7 +877,7 @@ def plot_lr_ablation(table, reference_accuracy=None, reference_pruned=None, titl
                 if g[column].notna().any():
                     ax.scatter(g.shared_lr, panels[column][0] * g[column], marker="*", s=110, color=color(optimizer),
                                edgecolors="black", linewidths=0.5, zorder=5,
-                               label=f"{name(optimizer, scalarization)}, one η0 for all four")
+                               label=f"{method_label(optimizer, scalarization)}, one η0 for all four")
     references = {"pruned_fraction_dense": (None if reference_pruned is None else 100 * reference_pruned,
                                             f"{100 * reference_pruned:.1f}%" if reference_pruned is not None else ""),
                   "test_acc": (reference_accuracy, f"{reference_accuracy}")}

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
+from .data import TRAIN_SIZES
 from .paths import source_root
 
 NOTES = "REPRODUCTION_NOTES.md"
@@ -177,7 +178,7 @@ def claim_reduction_mnist(tables):
         1, tables["mnist_summary"], "MNIST, LeNet-5", "Large reductions at negligible loss of accuracy (MNIST)",
         "Training with the l1 objective and intra-training pruning removes up to 98% of the dense weights with "
         "almost the same accuracy.", "abstract [ABS]; the original README [README]", "notebooks/03_smgd.ipynb",
-        60_000)
+        TRAIN_SIZES["mnist"])
 
 
 def _ablation_groups(tables):
@@ -408,12 +409,12 @@ def claim_itp_cost(tables):
 
 def claim_reduction_cifar(tables):
     summary = tables["cifar10_summary"]
-    reduced = int(summary.epochs.iloc[0]) != 125 or _n_train(summary, 50_000) != 50_000
+    reduced = int(summary.epochs.iloc[0]) != 125 or _n_train(summary, TRAIN_SIZES["cifar10"]) != TRAIN_SIZES["cifar10"]
     claim = _reduction_claim(
         6, summary, "CIFAR-10, VGG", "Large reductions at negligible loss of accuracy (CIFAR-10)",
         "The same on CIFAR-10 with the VGG network: only its one dense layer (the classifier) is pruned.",
         "abstract [ABS], [README]; the original code's CIFAR-10 experiment [CODE] (the paper's CIFAR numbers could "
-        "not be read)", "results/03_smgd/03_smgd_cifar10.ipynb", 50_000,
+        "not be read)", "results/03_smgd/03_smgd_cifar10.ipynb", TRAIN_SIZES["cifar10"],
         "; jpeg-q75 stand-in of CIFAR-10" + ("; a REDUCED protocol (the paper: 125 epochs on 50,000 images)"
                                               if reduced else ""))
     if reduced:

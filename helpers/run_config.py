@@ -68,6 +68,10 @@ OPTIMIZER_REGISTRY = {
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 MULTI_OPTIMIZERS = tuple(name for name, entry in OPTIMIZER_REGISTRY.items() if entry.multi)
 BASELINE_OPTIMIZERS = tuple(name for name, entry in OPTIMIZER_REGISTRY.items() if not entry.multi)
+# "optimizer/scalarization" of every multi-objective optimizer whose scalarizations differ (a linear one
+# has only "separate"): the learning-rate ablation's keys.
+SCALARIZED_OPTIMIZERS = tuple(f"{name}/{scalarization}" for name, entry in OPTIMIZER_REGISTRY.items() if entry.multi
+                              for scalarization in ((SEPARATE,) if entry.linear else SCALARIZATIONS))
 PROTOCOLS = ("faithful", "clean")
 LR_SCHEDULES = ("paper", "constant")
 PAPER_MODELS = ("lenet5", "vgg")
@@ -76,6 +80,12 @@ PAPER_MODELS = ("lenet5", "vgg")
 def get_optimizer(name) -> OptimizerEntry:
     """The registered entry of the optimizer ``name``; ValueError naming the registered ones."""
     return OPTIMIZER_REGISTRY[check_choice("optimizer", name, OPTIMIZERS)]
+
+
+def has_scalarization(name) -> bool:
+    """Whether the optimizer ``name`` has a scalarization to name (multi-objective, not linear)."""
+    entry = get_optimizer(name)
+    return entry.multi and not entry.linear
 
 
 def dense_sizes(model) -> dict:

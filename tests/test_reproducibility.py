@@ -176,3 +176,24 @@ def test_clean_puts_what_a_progress_bar_leaves_of_stderr_last():
     a = execution.clean_notebook(executed(dict(out), dict(bar)))
     b = execution.clean_notebook(executed(dict(bar), dict(out)))
     assert a == b and a["cells"][0]["outputs"][0]["name"] == "stdout"
+
+
+def test_notebook_specs_take_the_library_vocabularies():
+    """The notebooks' choices are the library's names (spelled once): every registered optimizer,
+    every ablation key of the study, every budget method and cost kind is accepted, a typo is not."""
+    from helpers.experiments import BUDGET_METHODS, LR_ABLATION_RATES, SEARCH_METHODS
+    from helpers.notebooks.parameters import NOTEBOOK_PARAMETERS
+    from helpers.pruning.costs import COST_KINDS
+    from helpers.run_config import OPTIMIZERS, PROTOCOLS, SCALARIZED_OPTIMIZERS
+
+    smgd, knee, budget = (NOTEBOOK_PARAMETERS[n] for n in ("03_smgd", "05_knee_search", "08_budget_constrained_pruning"))
+    assert smgd["optimizers"]("optimizers", list(OPTIMIZERS)) == list(OPTIMIZERS)
+    assert {f"{o}/{s}" for o, s in LR_ABLATION_RATES} <= set(SCALARIZED_OPTIMIZERS)
+    smgd["ablation_rates"]("ablation_rates", {key: [1e-3] for key in SCALARIZED_OPTIMIZERS})
+    knee["methods"]("methods", list(SEARCH_METHODS))
+    for protocol in PROTOCOLS:
+        knee["protocol"]("protocol", protocol)
+    budget["methods"]("methods", list(BUDGET_METHODS))
+    budget["budgets"]("budgets", [[kind, 0.5] for kind in COST_KINDS])
+    with pytest.raises(ValueError):
+        smgd["optimizers"]("optimizers", ["adamw"])

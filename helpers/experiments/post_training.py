@@ -17,6 +17,8 @@ from ..runner import guarded_fit
 from ..validation import Bool, Epochs, Fraction, Int, List, check_parameters
 from .training import TRAINING_SPECS, trained_model
 
+# The datasets of the study: 28x28 grey images, the MLP's input.
+POST_TRAINING_DATASETS = ("mnist", "fashion_mnist")
 SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..data import check_dataset_name
 from ..paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_NONZEROS, MNIST_REFERENCE_PRUNED_DENSE
-from ..plotting import label
+from ..plotting import method_label
 from ..run_config import OPTIMIZERS, RunConfig
 from ..runner import DEFAULT_BACKEND
 from ..sweep import run_sweep, summary_frame
@@ -277,10 +277,6 @@ def closest_to_reference(table, accuracy=None, pruned=None):
     return {(row.optimizer, row.scalarization): row.learning_rate for row in best.itertuples()}
 
 
-def _name(optimizer, scalarization):
-    return label(optimizer) + ("" if optimizer in ("smgd", "sgd", "adam", "rmsprop") else f" ({scalarization})")
-
-
 def _rate(value):
     return f"{value:.1e}".replace("e-0", "e-").replace(".0e", "e")
 
@@ -304,7 +300,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
     reached = minnorm[(minnorm.pruned_fraction_dense >= pruned) & (minnorm.test_acc >= accuracy)]
     rates = {k: sorted(set(g.learning_rate)) for k, g in minnorm.groupby(["optimizer", "scalarization"], sort=False)}
     head = (f"**Is {100 * pruned:.1f}% pruned at test accuracy {accuracy} reachable?** "
-            + ("Yes: " + "; ".join(f"{_name(r.optimizer, r.scalarization)} at η0 = {_rate(r.learning_rate)}, seed {r.seed}: "
+            + ("Yes: " + "; ".join(f"{method_label(r.optimizer, r.scalarization)} at η0 = {_rate(r.learning_rate)}, seed {r.seed}: "
                                    f"{100 * r.pruned_fraction_dense:.1f}% at {r.test_acc:.4f}" for r in reached.itertuples())
                if len(reached) else
                f"Not at any rate tried ({len(minnorm)} min-norm runs, shared-η0 runs included). The most pruned "
@@ -315,7 +311,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
         alive = g[g.nnz_dense > 0]
         tried_text = ", ".join(_rate(v) for v in tried)
         if alive.empty:
-            lines.append(f"- {_name(optimizer, scalarization)} (η0 {tried_text}): every run empties the network.")
+            lines.append(f"- {method_label(optimizer, scalarization)} (η0 {tried_text}): every run empties the network.")
             continue
         best = alive.sort_values("pruned_fraction_dense").iloc[-1]
         per_rate = alive.groupby("learning_rate").pruned_fraction_dense.mean().sort_index()
@@ -328,7 +324,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
         spread = (f"; seeds {', '.join(map(str, sorted(seeds.seed)))}: {100 * seeds.pruned_fraction_dense.mean():.1f}% "
                   f"± {100 * seeds.pruned_fraction_dense.std():.1f} at {seeds.test_acc.mean():.4f} "
                   f"± {seeds.test_acc.std():.4f}") if len(seeds) > 1 else ""
-        lines.append(f"- {_name(optimizer, scalarization)} (η0 {tried_text}): at most "
+        lines.append(f"- {method_label(optimizer, scalarization)} (η0 {tried_text}): at most "
                      f"{100 * best.pruned_fraction_dense:.1f}% pruned ({int(best.nnz_dense):,} nonzeros) at "
                      f"{best.test_acc:.4f}, η0 = {_rate(best.learning_rate)}{edge}{spread}.")
 
@@ -336,7 +332,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
     if len(steps):
         lines.append("")
         lines.append("**The step to the empty network is abrupt.** " + " ".join(
-            f"{_name(s.optimizer, s.scalarization)} ends with no dense weight (test accuracy {s.empty_test_acc:.3f}, "
+            f"{method_label(s.optimizer, s.scalarization)} ends with no dense weight (test accuracy {s.empty_test_acc:.3f}, "
             f"the class prior) at η0 ≤ {_rate(s.empty_up_to)}"
             + ("." if s.next_rate is None or pd.isna(s.next_rate) else
                f" and keeps {100 * (1 - s.next_pruned_fraction):.1f}% of the dense weights ({100 * s.next_pruned_fraction:.1f}% "
@@ -347,7 +343,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
     if shared is not None and len(shared):
         lines.append("")
         lines.append("**One η0 shared by the four optimizers** (the original code's figures, ITP on, seed 0): " + "; ".join(
-            f"η0 = {_rate(lr)}: " + ", ".join(f"{_name(r.optimizer, r.scalarization)} {100 * r.pruned_fraction_dense:.1f}% "
+            f"η0 = {_rate(lr)}: " + ", ".join(f"{method_label(r.optimizer, r.scalarization)} {100 * r.pruned_fraction_dense:.1f}% "
                                               f"at {r.test_acc:.4f}" for r in g.itertuples())
             for lr, g in shared.groupby("shared_lr", sort=True)) + ".")
 
@@ -362,7 +358,7 @@ def lr_ablation_findings(ablation, shared=None, crossings=None, accuracy=None, p
                      f"'-': never; {len(crossings)} runs checked):")
         for _, r in alive.iterrows():
             epochs = " / ".join("-" if pd.isna(r[c]) else str(int(r[c])) for c in layers)
-            lines.append(f"- {_name(r.optimizer, r.scalarization)} + ITP, η0 = {_rate(r.learning_rate)}, seed {r.seed}: "
+            lines.append(f"- {method_label(r.optimizer, r.scalarization)} + ITP, η0 = {_rate(r.learning_rate)}, seed {r.seed}: "
                          f"epochs {epochs}; ends at {int(r.nnz_dense):,} nonzeros, {r.test_acc:.4f}.")
         if alive.empty:
             lines.append("- none of the runs that keep a nonzero dense weight.")

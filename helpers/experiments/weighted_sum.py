@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import pareto
-from ..run_config import RunConfig
+from ..run_config import PROTOCOLS, RunConfig
 from ..runner import run_experiment
 from ..validation import Float, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
 
@@ -248,6 +248,8 @@ def knee_region_verdict(knee_seeds_table, region, methods=None, scalarization=No
 # Knee search (notebook 05): the weighted-sum searches of REPRODUCTION_NOTES.md §7 on real training runs.
 
 SEARCH_METHODS = ("bisection", "dichotomic", "stochastic", "grid")
+# Which split picks the knee: the test set (the paper) or a held-out validation split (B22).
+SELECT_ON = ("test", "val")
 
 
 @dataclass(frozen=True)
@@ -270,10 +272,10 @@ class KneeSearch:
     scalarization: str = "separate"
 
     def __post_init__(self):
-        if self.protocol not in ("faithful", "clean"):
-            raise ValueError(f"protocol must be 'faithful' or 'clean', got {self.protocol!r}")
-        if self.select_on not in ("test", "val"):
-            raise ValueError(f"select_on must be 'test' or 'val', got {self.select_on!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be {' or '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be {' or '.join(map(repr, SELECT_ON))}, got {self.select_on!r}")
         check_int("max_history", self.max_history, minimum=1)
         Optional(List(Float(0.0, 1.0), min_length=2))("grid_lambda2", self.grid_lambda2)
         self.config((1.0, 0.0))  # validates the run settings (epochs, seed, ...) as RunConfig does, before any training

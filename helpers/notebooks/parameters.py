@@ -20,14 +20,25 @@ import ast
 import os
 
 from ..cache import ResultCache
-from ..data import TRAIN_CLASS_MIN, TRAIN_SIZES
+from ..data import DATASETS, TRAIN_CLASS_MIN, TRAIN_SIZES
+from ..experiments.budget import BUDGET_DATASETS
+from ..experiments.post_training import POST_TRAINING_DATASETS
+from ..experiments.smgd import ITP_CHOICES, PAPER_OPTIMIZERS
+from ..experiments.weighted_sum import SEARCH_METHODS, SELECT_ON
+from ..optimizers import SCALARIZATIONS as SCALARIZATION_NAMES
+from ..pruning.budget import BUDGET_METHODS
+from ..pruning.costs import COST_KINDS
+from ..run_config import OPTIMIZERS, PROTOCOLS, SCALARIZED_OPTIMIZERS
 from ..files import check_writable
 from ..validation import (Bool, Budget, Choice, Dict, Epochs, Float, Fraction, Int, List, Optional, Seed, Str,
                          Tuple, check_known_parameters, check_parameters)
 from .output_folders import for_notebook, parameter_defaults
 
-OPTIMIZER = Choice("smgd", "madam", "mrmsprop", "sgd", "adam", "rmsprop")
-SCALARIZATIONS = List(Choice("separate", "joint"), unique=True)
+# Every vocabulary below is the library's own (helpers.run_config, helpers.data, the studies), never retyped.
+OPTIMIZER = Choice(*OPTIMIZERS)
+SCALARIZATIONS = List(Choice(*SCALARIZATION_NAMES), unique=True)
+PROTOCOL = Choice(*PROTOCOLS)
+BUDGET = Tuple(Choice(*COST_KINDS), Budget())
 SEEDS = List(Seed(), unique=True)
 
 MAX_IMAGES = max(TRAIN_SIZES.values())   # train subsets and batches: the largest training set
@@ -48,27 +59,27 @@ NOTEBOOK_PARAMETERS = {
         save_figures=Bool(),
     ),
     "02_data_and_models": dict(
-        datasets=List(Choice("mnist", "fashion_mnist", "cifar10"), unique=True),
+        datasets=List(Choice(*DATASETS), unique=True),
         per_class=Int(1, max(TRAIN_CLASS_MIN.values())),  # and <= the smallest class shown (check_across)
         cnn_width=Float(0, MAX_WIDTH, min_open=True),
         save_outputs=Bool(),
     ),
     "03_smgd": dict(
-        dataset=Choice("mnist", "cifar10"),
+        dataset=Choice(*PAPER_OPTIMIZERS),
         optimizers=Optional(List(OPTIMIZER, unique=True)),
-        itp=Choice("on", "off", "both"),
+        itp=Choice(*ITP_CHOICES),
         epochs=Optional(Epochs()),
         batch_size=Optional(Int(1, MAX_IMAGES)),
         learning_rates=Dict(OPTIMIZER, Float(0, min_open=True)),
         seeds=Optional(SEEDS),
         train_subset=Optional(Int(1, MAX_IMAGES)),  # and <= the dataset's (check_across)
         paper_protocol=Bool(),
-        protocol=Choice("faithful", "clean"),
+        protocol=PROTOCOL,
         recompute=Bool(),
         cached_only=Bool(),
         lr_ablation=Bool(),
         ablation_seeds=SEEDS,
-        ablation_rates=Optional(Dict(Choice("smgd/separate", "madam/separate", "madam/joint", "mrmsprop/separate", "mrmsprop/joint"), List(Float(0, min_open=True), unique=True))),
+        ablation_rates=Optional(Dict(Choice(*SCALARIZED_OPTIMIZERS), List(Float(0, min_open=True), unique=True))),
         save_outputs=Bool(),
         workers=Int(0, MAX_WORKERS),
         scheduler=Str(),
@@ -83,7 +94,7 @@ NOTEBOOK_PARAMETERS = {
         seed=Seed(),
         learning_rate=Float(0, min_open=True),
         train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
-        select_on=Choice("test", "val"),
+        select_on=Choice(*SELECT_ON),
         recompute=Bool(),
         save_outputs=Bool(),
         workers=Int(0, MAX_WORKERS),
@@ -91,7 +102,7 @@ NOTEBOOK_PARAMETERS = {
     ),
     "05_knee_search": dict(
         scalarizations=SCALARIZATIONS,
-        methods=List(Choice("bisection", "dichotomic", "stochastic", "grid"), unique=True),
+        methods=List(Choice(*SEARCH_METHODS), unique=True),
         epochs=Epochs(),
         knee_epochs=Epochs(),
         knee_seeds=SEEDS,
@@ -100,13 +111,13 @@ NOTEBOOK_PARAMETERS = {
         seed=Seed(),
         learning_rate=Float(0, min_open=True),
         train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
-        protocol=Choice("faithful", "clean"),
-        select_on=Choice("test", "val"),
+        protocol=PROTOCOL,
+        select_on=Choice(*SELECT_ON),
         recompute=Bool(),
         save_outputs=Bool(),
     ),
     "06_post_training_pruning": dict(
-        datasets=List(Choice("mnist", "fashion_mnist"), unique=True),
+        datasets=List(Choice(*POST_TRAINING_DATASETS), unique=True),
         epochs=Epochs(),
         batch_size=Int(1, TRAIN_SIZES["mnist"]),
         learning_rate=Float(0, min_open=True),
@@ -137,10 +148,10 @@ NOTEBOOK_PARAMETERS = {
         save_outputs=Bool(),
     ),
     "08_budget_constrained_pruning": dict(
-        models=List(Choice("lenet5", "vgg", "resnet20"), unique=True),
-        budgets=List(Tuple(Choice("parameters", "flops"), Budget())),
-        resnet_budgets=List(Tuple(Choice("parameters", "flops"), Budget())),
-        methods=List(Choice("rl", "uniform", "global"), unique=True),
+        models=List(Choice(*BUDGET_DATASETS), unique=True),
+        budgets=List(BUDGET),
+        resnet_budgets=List(BUDGET),
+        methods=List(Choice(*BUDGET_METHODS), unique=True),
         lenet_epochs=Epochs(),
         lenet_train_subset=Optional(Int(1, TRAIN_SIZES["mnist"])),
         vgg_epochs=Epochs(),
@@ -190,7 +201,7 @@ def check_across(notebook: str, values: dict) -> None:
 # load none.
 FIXED_DATASETS = {"04_pareto_front": ("mnist",), "05_knee_search": ("mnist",),
                   "07_structured_global_iterative": ("cifar10",)}
-MODEL_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}  # notebook 08's ``models``
+MODEL_DATASETS = BUDGET_DATASETS  # notebook 08's ``models``
 
 
 def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
