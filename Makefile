@@ -49,12 +49,8 @@ figures: $(STAMP)
 	  $(EXECUTE) "$$nb" || exit 1; \
 	done
 	@# Second configurations (CIFAR-10 for 03, the clean variant of 05); the executed copies are kept
-	@# as records, and their outputs are committed (helpers.notebooks.output_folders.CANONICAL_VARIANTS).
-	@echo "== notebooks/03_smgd.ipynb -p dataset cifar10"
-	@$(EXECUTE) notebooks/03_smgd.ipynb results/03_smgd/03_smgd_cifar10.ipynb -p dataset cifar10
-	@echo "== notebooks/05_knee_search.ipynb, clean variant: selection on a validation split (REPRODUCTION_NOTES.md, B22), convex filter"
-	@$(EXECUTE) notebooks/05_knee_search.ipynb results/05_knee_search/05_knee_search_val_clean.ipynb \
-	  -p select_on val -p protocol clean -y "{methods: [bisection, dichotomic, stochastic], knee_seeds: [0]}"
+	@# as records, and their outputs are committed (the variants of helpers/notebooks/manifest.py).
+	@$(BIN)/python -m helpers.notebooks variants
 
 ## Tests: unit tests, every notebook end to end on tiny parameters, and nbval on the stored outputs
 ## (every printed table compared; only durations, progress bars and temporary paths are sanitised).

@@ -13,46 +13,13 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-# Parameters small enough for CI; every notebook must be listed here.
-TINY_PARAMETERS = {
-    "01_biobjective_problem.ipynb": {"seed": 1},
-    "02_data_and_models.ipynb": {"datasets": ["mnist", "cifar10"], "per_class": 2, "cnn_width": 0.25},
-    "03_smgd.ipynb": {"epochs": 1, "seeds": [0], "train_subset": 256, "optimizers": ["madam", "sgd"],
-                      "ablation_seeds": [0, 1], "ablation_rates": {"smgd/separate": [0.01], "madam/joint": [1e-3, 3e-3]}},
-    "04_pareto_front.ipynb": {"dense_points": 3, "include_original": False, "epochs": 1, "train_subset": 256,
-                              "joint_tail": []},
-    "05_knee_search.ipynb": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
-                             "methods": ["bisection", "stochastic"], "knee_seeds": [0, 1]},
-    "06_post_training_pruning.ipynb": {"datasets": ["fashion_mnist"], "epochs": 1, "train_subset": 1000,
-                                       "ks": [0.0, 0.5, 0.9], "compact_ks": [0.5], "latency_repeats": 2},
-    "07_structured_global_iterative.ipynb": {"width": 0.05, "epochs": 1, "train_subset": 256, "gmp_epochs": 1,
-                                             "targets": [0.5, 0.9], "latency_repeats": 2, "latency_batch": 16},
-    "08_budget_constrained_pruning.ipynb": {"models": ["lenet5"], "lenet_epochs": 1, "lenet_train_subset": 512,
-                                            "budgets": [["parameters", 0.7], ["flops", 0.7]], "updates": 2,
-                                            "episodes_per_update": 2, "validation_size": 300, "eval_size": 200,
-                                            "episode_finetune_steps": 2, "seeds": [0, 1], "run_missing": True},
-    "09_benchmarks.ipynb": {},  # reads the committed CSVs; the benchmarks are scripts, not CI work
-}
-# Notebooks that also run on tiny parameters for a second dataset.
-EXTRA_TINY_RUNS = {
-    "03_smgd.ipynb#cifar10": {"dataset": "cifar10", "epochs": 1, "seeds": [0], "train_subset": 128,
-                              "optimizers": ["smgd", "rmsprop"], "itp": "on"},
-    "04_pareto_front.ipynb#joint": {"scalarizations": ["joint"], "dense_points": 3, "include_original": False,
-                                    "epochs": 1, "train_subset": 256, "joint_tail": [2e-3]},
-    "04_pareto_front.ipynb#val": {"dense_points": 2, "include_original": False, "epochs": 1, "train_subset": 256,
-                                  "select_on": "val", "joint_tail": [2e-3]},
-    "08_budget_constrained_pruning.ipynb#vgg": {"models": ["vgg"], "vgg_epochs": 1, "vgg_train_subset": 256,
-                                                "budgets": [["parameters", 0.7]], "vgg_updates": 2, "episodes_per_update": 2,
-                                                "validation_size": 300, "eval_size": 200, "vgg_episode_finetune_steps": 1,
-                                                "seeds": [0], "run_missing": True},
-    "08_budget_constrained_pruning.ipynb#resnet": {"models": ["resnet20"], "resnet_epochs": 1, "resnet_train_subset": 256,
-                                                   "resnet_budgets": [["parameters", 0.9]], "resnet_updates": 2,
-                                                   "episodes_per_update": 2, "validation_size": 300, "eval_size": 200,
-                                                   "resnet_episode_finetune_steps": 1, "seeds": [0], "run_missing": True},
-    "05_knee_search.ipynb#clean": {"epochs": 1, "knee_epochs": 1, "train_subset": 256, "max_history": 5,
-                                   "methods": ["dichotomic", "grid"], "grid_lambda2": [0.0, 0.05, 0.1], "knee_seeds": [0],
-                                   "protocol": "clean", "select_on": "val"},
-}
+# Parameters small enough for CI, from each notebook's manifest entry (helpers.notebooks.manifest): its
+# tiny parameters, and its second tiny runs ("<notebook>.ipynb#<name>", e.g. a second dataset).
+from helpers.notebooks.manifest import NOTEBOOKS as MANIFEST  # noqa: E402
+
+TINY_PARAMETERS = {f"{stem}.ipynb": entry.tiny for stem, entry in MANIFEST.items()}
+EXTRA_TINY_RUNS = {f"{stem}.ipynb#{name}": parameters for stem, entry in MANIFEST.items()
+                   for name, parameters in entry.tiny_variants.items()}
 
 
 # Datasets each tiny run loads, derived from its parameters (helpers.notebooks.parameters.notebook_datasets);
@@ -65,7 +32,7 @@ NEEDS_DATA = {run: datasets for run, parameters in {**TINY_PARAMETERS, **EXTRA_T
 
 def test_every_notebook_has_tiny_parameters_and_a_parameters_cell():
     found = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    assert found == sorted(TINY_PARAMETERS), "add the new notebook to TINY_PARAMETERS"
+    assert found == sorted(TINY_PARAMETERS), "add the new notebook to helpers/notebooks/manifest.py"
     # every run that trains names its data: notebooks 01 and 09 load none
     assert sorted(set(TINY_PARAMETERS) - set(NEEDS_DATA)) == ["01_biobjective_problem.ipynb", "09_benchmarks.ipynb"]
     assert NEEDS_DATA["04_pareto_front.ipynb#joint"] == ("mnist",)
@@ -179,3 +146,26 @@ def test_nbval_skips_what_needs_missing_data_with_one_reason(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert "1 passed, 2 skipped" in done.stdout, done.stdout[-3000:]
     assert done.stdout.count(NO_DATA) == 2 and "failed" not in done.stdout
+
+
+def test_canonical_variants_run_from_the_manifest_into_their_records(monkeypatch):
+    """``python -m helpers.notebooks variants`` (``make figures``) executes each manifest variant into
+    its committed record, with the parameters that record's injected cell holds, in that order."""
+    import ast
+
+    from helpers.notebooks import execution, output_folders
+
+    calls = []
+    monkeypatch.setattr(execution, "execute", lambda notebook, output, parameters: calls.append(
+        (Path(notebook), Path(output), parameters)))
+    assert execution.main(["variants"]) == 0
+    expected = [(stem, variant) for stem, entry in MANIFEST.items() for variant in entry.variants]
+    assert [stem for stem, _ in expected] == ["03_smgd", "05_knee_search"]
+    for (notebook, output, parameters), (stem, variant) in zip(calls, expected, strict=True):
+        assert notebook == NOTEBOOKS / f"{stem}.ipynb" and output == NOTEBOOKS.parent / variant.output
+        injected = next(c for c in json.loads(output.read_text())["cells"]
+                        if "injected-parameters" in c["metadata"].get("tags", []))
+        body = ast.parse("".join(injected["source"])).body
+        assert [(n.targets[0].id, ast.literal_eval(n.value)) for n in body] == list(parameters.items())
+        assert output_folders.for_notebook(stem, {**output_folders.parameter_defaults(stem), **parameters},
+                                           verbose=False).canonical

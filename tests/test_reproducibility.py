@@ -33,10 +33,10 @@ def test_every_parameter_has_a_type_and_a_help_line(notebook):
     others = "\n".join(s for s, c in _code(notebook) if "parameters" not in c["metadata"].get("tags", []))
     unused = [name for name in listed if not re.search(rf"\b{name}\b", others)]
     assert not unused, f"parameters the notebook never uses: {unused}"
-    from helpers.notebooks.parameters import NOTEBOOK_PARAMETERS
+    from helpers.notebooks.manifest import NOTEBOOKS
 
-    assert sorted(NOTEBOOK_PARAMETERS[notebook.stem]) == sorted(listed), \
-        "helpers.notebooks.parameters must declare a spec for exactly the parameters of the notebook"
+    assert sorted(NOTEBOOKS[notebook.stem].parameters) == sorted(listed), \
+        "helpers.notebooks.manifest must declare a spec for exactly the parameters of the notebook"
 
 
 def test_badges_setup_cells_and_binder_follow_the_one_url_and_the_lock():
@@ -182,11 +182,11 @@ def test_notebook_specs_take_the_library_vocabularies():
     """The notebooks' choices are the library's names (spelled once): every registered optimizer,
     every ablation key of the study, every budget method and cost kind is accepted, a typo is not."""
     from helpers.experiments import BUDGET_METHODS, LR_ABLATION_RATES, SEARCH_METHODS
-    from helpers.notebooks.parameters import NOTEBOOK_PARAMETERS
+    from helpers.notebooks.manifest import NOTEBOOKS
     from helpers.pruning.costs import COST_KINDS
     from helpers.run_config import OPTIMIZERS, PROTOCOLS, SCALARIZED_OPTIMIZERS
 
-    smgd, knee, budget = (NOTEBOOK_PARAMETERS[n] for n in ("03_smgd", "05_knee_search", "08_budget_constrained_pruning"))
+    smgd, knee, budget = (NOTEBOOKS[n].parameters for n in ("03_smgd", "05_knee_search", "08_budget_constrained_pruning"))
     assert smgd["optimizers"]("optimizers", list(OPTIMIZERS)) == list(OPTIMIZERS)
     assert {f"{o}/{s}" for o, s in LR_ABLATION_RATES} <= set(SCALARIZED_OPTIMIZERS)
     smgd["ablation_rates"]("ablation_rates", {key: [1e-3] for key in SCALARIZED_OPTIMIZERS})

@@ -1,5 +1,5 @@
-"""``python -m helpers.notebooks COMMAND ...``: ``execute`` and ``clean`` (``execution``), ``sync`` and
-``check`` (``repository``)."""
+"""``python -m helpers.notebooks COMMAND ...``: ``execute``, ``clean`` and ``variants`` (``execution``),
+``sync`` and ``check`` (``repository``)."""
 
 import sys
 

@@ -204,6 +204,18 @@ def execute(notebook, output=None, parameters=None, cwd=None, kernel_name=None, 
     return output
 
 
+def execute_variants():
+    """Execute each notebook's canonical variants (the ``variants`` of its manifest entry) into their
+    committed records, in manifest order."""
+    from .manifest import NOTEBOOKS  # the manifest loads the library; clean and execute need none of it
+
+    notebooks = paths.notebooks_dir()
+    for stem, entry in NOTEBOOKS.items():
+        for variant in entry.variants:
+            print(f"== notebooks/{stem}.ipynb, {variant.title}", flush=True)
+            execute(notebooks / f"{stem}.ipynb", notebooks.parent / variant.output, variant.parameters)
+
+
 def _parse_parameters(pairs, yaml_text):
     import yaml
 
@@ -225,7 +237,11 @@ def main(argv=None):
     run.add_argument("-y", "--yaml", help="parameters as a YAML mapping")
     run.add_argument("--cwd", help="working directory of the kernel (default: the notebook's folder)")
     run.add_argument("--log-output", action="store_true", help="echo the cells' output while running")
+    sub.add_parser("variants", help="execute every canonical variant (helpers.notebooks.manifest) into its record")
     args = parser.parse_args(argv)
+    if args.command == "variants":
+        execute_variants()
+        return 0
     if args.command == "clean":
         for path in args.notebooks:
             clean_file(path)

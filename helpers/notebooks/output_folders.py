@@ -2,7 +2,8 @@
 
 A notebook's committed figures (``figures/<notebook>/``) and tables (``results/<notebook>/``) are
 what it produces on its **default** parameters, the values in its ``parameters`` cell (plus the
-few second configurations the Makefile records, ``CANONICAL_VARIANTS``). A run with other
+few second configurations whose records are committed, the ``variants`` of its entry in
+``helpers.notebooks.manifest``). A run with other
 parameters writes under ``figures/<notebook>/variants/<slug>/`` and
 ``results/<notebook>/variants/<slug>/`` instead (ignored by git), the slug naming the differing
 parameters, e.g. ``cnn_width-0.5``. Parameters that do not change any number (``recompute``,
@@ -29,18 +30,18 @@ from pathlib import Path
 
 from .. import paths
 from ..files import atomic_write
+from .manifest import NOTEBOOKS
 
 # Parameters that change how a run is done, not what it computes.
 NON_RESULT_PARAMETERS = frozenset({"recompute", "cached_only", "save_outputs", "workers", "scheduler",
                                    "run_missing"})
 
-# Second configurations whose outputs are committed beside the defaults' (the Makefile runs
-# them and keeps their executed records in results/<notebook>/): the differing parameters.
-CANONICAL_VARIANTS = {
-    "03_smgd": [{"dataset": "cifar10"}],
-    "05_knee_search": [{"select_on": "val", "protocol": "clean",
-                        "methods": ["bisection", "dichotomic", "stochastic"], "knee_seeds": [0]}],
-}
+
+def canonical_variants(notebook: str) -> list[dict]:
+    """The differing parameters of each canonical variant of ``notebook`` (its manifest entry)."""
+    entry = NOTEBOOKS.get(notebook)
+    return [variant.parameters for variant in entry.variants] if entry else []
+
 
 def parameter_defaults(notebook: str | Path) -> dict:
     """``{name: default}`` of the literal assignments in a notebook's ``parameters`` cell."""
@@ -139,7 +140,7 @@ def for_notebook(notebook: str, namespace: dict, defaults: dict | None = None, v
                if name not in NON_RESULT_PARAMETERS and name in namespace and not _same(namespace[name], default)}
     canonical = not changed or any(
         changed.keys() == variant.keys() and all(_same(changed[k], v) for k, v in variant.items())
-        for variant in CANONICAL_VARIANTS.get(notebook, []))
+        for variant in canonical_variants(notebook))
     outputs = NotebookOutputs(notebook, changed, canonical)
     if verbose and not canonical:
         print(outputs.describe())
