@@ -168,13 +168,13 @@ def test_optimizer_registry_builds_every_optimizer_and_a_new_entry_needs_one_lin
 
     expected = {"smgd": SMGD, "madam": MAdam, "mrmsprop": MRMSprop, "sgd": keras.optimizers.SGD,
                 "adam": keras.optimizers.Adam, "rmsprop": RMSpropKeras2}
-    assert run_config.OPTIMIZERS == tuple(expected)
-    assert run_config.MULTI_OPTIMIZERS == ("smgd", "madam", "mrmsprop")
-    for name, cls in expected.items():
+    assert run_config.OPTIMIZERS[:len(expected)] == tuple(expected)  # the paper's six first: the tables' order
+    assert run_config.MULTI_OPTIMIZERS[:3] == ("smgd", "madam", "mrmsprop")
+    for name in run_config.OPTIMIZERS:  # a newly registered one too
         config = RunConfig(optimizer=name, epochs=2).resolved()
         model = models.build_model("lenet5", "multi" if config.is_multi else "baseline")
         optimizer = run_config.make_optimizer(config, model, steps_per_epoch=10)
-        assert type(optimizer) is cls, name
+        assert type(optimizer) is expected[name] if name in expected else isinstance(optimizer, keras.optimizers.Optimizer)
         schedule = run_config.learning_rate_schedule(config, 10)
         assert isinstance(schedule, PaperSchedule) == bool(config.logistic or config.decay)
     assert run_config.learning_rate_schedule(RunConfig(optimizer="adam", lr_schedule="constant").resolved(), 10) == 1e-3
