@@ -196,4 +196,4 @@ def test_notebook_specs_take_the_library_vocabularies():
     budget["methods"]("methods", list(BUDGET_METHODS))
     budget["budgets"]("budgets", [[kind, 0.5] for kind in COST_KINDS])
     with pytest.raises(ValueError):
-        smgd["optimizers"]("optimizers", ["adamw"])
+        smgd["optimizers"]("optimizers", ["no-such-optimizer"])
