@@ -357,3 +357,37 @@ def test_budget_study_keys_name_the_granularity_only_where_it_is_not_the_default
     assert seen["resnet20"]["granularity"] == "filter" and "importance" not in seen["resnet20"]
     with pytest.raises(ValueError, match="importance"):
         experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], importance="taylor")
+
+
+def test_the_study_allows_the_budgets_the_notebook_spec_allows():
+    """One rule for a fraction budget, (0, 1] (``validation.Budget``), in the notebook's spec and the study."""
+    from helpers.notebooks.manifest import NOTEBOOKS
+
+    spec = NOTEBOOKS["08_budget_constrained_pruning"].parameters["budgets"]
+    study = experiments.BudgetPruning({"lenet5": dict(epochs=1, batch_size=32, learning_rate=1e-3, train_subset=None)},
+                                      {"lenet5": (2, 1)}, ["rl"])
+    for value in (1e-3, 0.5, 1.0):
+        spec("budgets", [["parameters", value]])
+        study.check_budget("parameters", value)
+    for kind, value in (("parameters", 0.0), ("flops", 1.5), ("parameters", -0.1), ("latency", 0.5)):
+        with pytest.raises(ValueError):
+            spec("budgets", [[kind, value]])
+        with pytest.raises(ValueError):
+            study.check_budget(kind, value)
+
+
+def test_a_diverged_fine_tune_is_a_failure_and_leaves_no_mask_attached(monkeypatch):
+    """The equal fine-tune runs under NonFiniteGuard: a NaN loss raises RunFailedError (never a
+    row), and retrain_with_masks detaches its masks even then."""
+    import helpers.callbacks
+    from helpers.pruning.itp import PruningConstraint
+
+    model = tiny_resnet()
+    data = residual_data(200)
+    monkeypatch.setattr(helpers.callbacks, "non_finite_reason", lambda model, logs: "loss is nan (forced)")
+    with pytest.raises(experiments.budget.RunFailedError, match="nan"):
+        experiments.prune_to_budget(model, data, costs.make_cost("parameters", model), 0.9, methods=["uniform"],
+                                    eval_size=40, finetune_epochs=1, finetune_batch=32, progress=False,
+                                    granularity="filter")
+    assert not any(isinstance(getattr(v, "constraint", None), PruningConstraint) and v.constraint.mask is not None
+                   for v in model.weights)

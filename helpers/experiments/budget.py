@@ -14,7 +14,9 @@ import numpy as np
 
 from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
 from ..pruning.budget import BUDGET_METHODS, SEARCHES, initial_fraction
+from ..callbacks import Diverged, NonFiniteGuard
 from ..pruning.masks import retrain_with_masks
+from ..runner import RunFailedError
 from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
 BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}
@@ -104,8 +106,11 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
         env.apply(masks)
         measured = float(cost(model))
         eval_acc, before = env.accuracy(), env.accuracy(data.x_test, data.y_test)
-        retrain_with_masks(model, env.masks_as_paths(masks), data.x_train, data.y_train, finetune_epochs,
-                           finetune_batch, finetune_lr, seed)
+        try:  # a diverged fine-tune is a failure, never a row
+            retrain_with_masks(model, env.masks_as_paths(masks), data.x_train, data.y_train, finetune_epochs,
+                               finetune_batch, finetune_lr, seed, callbacks=[NonFiniteGuard()])
+        except Diverged as exc:
+            raise RunFailedError(f"{method} fine-tune at {budget}", exc.reason, exc.epoch) from None
         after_cost = float(cost(model))
         after = env.accuracy(data.x_test, data.y_test)
         row = {"method": method, "cost": measured, "cost_after_finetune": after_cost,
@@ -199,11 +204,11 @@ class BudgetPruning:
         self._trained = {}
 
     def check_budget(self, kind, value):
+        """A named fraction cost and a budget the notebook's spec allows (``validation.Budget``)."""
         from ..pruning.costs import COST_KINDS
 
-        if kind not in COST_KINDS or not 0 < value < 1:
-            raise ValueError(f"budget {[kind, value]} must be [one of {sorted(COST_KINDS)}, "
-                             "a fraction in (0, 1)]")
+        Choice(*COST_KINDS)("budget kind", kind)
+        Budget()(f"budget ({kind})", value)
 
     def pretrained(self, name):
         if name not in self._trained:

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
+import keras
+import numpy as np
+
+from .. import data as data_lib
+from ..cache import ResultCache, config_hash
+from ..callbacks import Diverged, NonFiniteGuard, non_finite_reason
+from ..files import RecordError, atomic_write, check_record, quarantine, read_json, write_json
+from ..models import MODELS, build_model
+from ..runner import RunFailedError, guarded_fit
 from ..validation import Bool, Choice, Epochs, Float, Int, Optional, Seed, check_int, check_parameters
 
 # The arguments of trained_model that procedures pass on (BudgetPruning checks them when built).
@@ -15,8 +26,6 @@ def weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed=0,
                  optimizer="adam", data_kwargs=None, augment=False, lr_schedule="constant"):
     """The file name of ``trained_model``'s weights in the cache's ``models/``: a hash of the
     arguments as given."""
-    from ..cache import config_hash
-
     config = dict(model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, seed=seed, train_subset=train_subset, model_kwargs=model_kwargs or {})
     if optimizer != "adam" or data_kwargs:  # keeps the keys of existing Adam caches unchanged
@@ -43,14 +52,6 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     later call resumes exactly where it stopped: the same weights as an uninterrupted run. Without
     them the network is trained by one ``fit`` call, as every cached network was.
     """
-    import keras
-
-    from .. import data as data_lib
-    from ..cache import ResultCache
-    from ..models import MODELS, build_model
-    from ..callbacks import Diverged, NonFiniteGuard
-    from ..runner import RunFailedError
-
     checked = check_parameters(
         dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
              train_subset=train_subset, recompute=recompute, progress=progress, optimizer=optimizer,
@@ -93,11 +94,9 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
         _train_resumable(model, data, store, name, epochs, batch_size, seed, augment, recompute, progress)
     else:
         keras.utils.set_random_seed(seed)
-        try:  # a diverged network is never cached (nor returned)
-            model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, verbose=2 if progress else 0,
-                      callbacks=[NonFiniteGuard()])
-        except Diverged as exc:
-            raise RunFailedError(f"{model_name}-{dataset}", exc.reason, exc.epoch) from None
+        # A diverged network is never cached (nor returned): RunFailedError.
+        guarded_fit(model, f"{model_name}-{dataset}", data.x_train, data.y_train, batch_size=batch_size,
+                    epochs=epochs, verbose=2 if progress else 0)
     store.save_weights(model, name)
     if resumable:
         _remove_checkpoints(store, name)
@@ -122,15 +121,6 @@ def _train_resumable(model, data, store, name, epochs, batch_size, seed, augment
     (``<stem>-e<k>.weights.h5``, the optimizer's state included): the weights are written first,
     then the record (atomically), then older weights removed, so a process killed at any point
     leaves a record that names a whole file of the epoch it states."""
-    import time
-
-    import numpy as np
-
-    from .. import data as data_lib
-    from ..cache import RecordError, atomic_write, check_record, quarantine, read_json, write_json
-    from ..callbacks import Diverged, NonFiniteGuard, non_finite_reason
-    from ..runner import RunFailedError
-
     meta_path, _ = _checkpoint_paths(store, name)
     stem = name.removesuffix(".weights.h5")
     done, history = 0, []
@@ -194,8 +184,6 @@ def _train_resumable(model, data, store, name, epochs, batch_size, seed, augment
 def pretraining_history(name):
     """The per-epoch history (loss, accuracy, seconds) of a network ``trained_model`` trained with
     the resumable recipe on this machine, or None (cache key ``name`` from ``weights_name``)."""
-    from ..cache import ResultCache, read_json
-
     path = ResultCache().path("models", f"{name.removesuffix('.weights.h5')}.history.json")
     stored = read_json(path, ("history",))  # None if missing or unreadable (moved aside)
     return stored["history"] if stored else None

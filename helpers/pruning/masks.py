@@ -211,12 +211,13 @@ def detach_masks(model):
     retrace(model)
 
 
-def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, seed=0):
+def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, seed=0, callbacks=()):
     """Retrain ``model`` for ``epochs`` on ``(x, y)`` (Adam at ``learning_rate``, sparse
     cross-entropy, ``keras.utils.set_random_seed(seed)`` first) with ``masks`` attached, so every
     pruned weight is still zero afterwards and a budget met before still holds; the masks are
-    detached at the end (the weights stay pruned). ``epochs=0`` returns ``model`` untouched.
-    Recompiles ``model``."""
+    detached at the end (the weights stay pruned), also when a callback raises. ``epochs=0``
+    returns ``model`` untouched. Recompiles ``model``. ``callbacks`` go to ``fit`` (e.g.
+    ``helpers.callbacks.NonFiniteGuard()``)."""
     epochs = check_epochs("epochs", epochs, minimum=0)
     check_int("batch_size", batch_size, minimum=1)
     check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
@@ -226,8 +227,10 @@ def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, se
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     keras.utils.set_random_seed(seed)
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
-    detach_masks(model)
+    try:
+        model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    finally:
+        detach_masks(model)
     return model
 
 
