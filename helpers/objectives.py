@@ -22,8 +22,10 @@ from .models import conv_layers, dense_layers
 L1, L2, NONE = "l1", "l2", "none"
 
 
-class DensePenalty:
-    """Which variables the second objective touches, and how.
+class SparsityObjective:
+    """The paper's second objective, loss2: the L1 norm of the dense kernels, plus the conv-L2 term
+    the original code adds to it (B11; ``conv_l2=False`` leaves it out). Says which variables
+    loss2 touches, and how.
 
     Args:
         l1_paths: paths (``variable.path``, e.g. ``"denselayer1/kernel"``) of the kernels
@@ -80,7 +82,7 @@ class DensePenalty:
         if missing:
             raise ValueError(
                 f"the penalty names variables the model does not have: {missing}; "
-                f"build it with DensePenalty.from_model(model) for the model you train")
+                f"build it with SparsityObjective.from_model(model) for the model you train")
 
     @staticmethod
     def gradient(role, coefficient, value):
@@ -99,6 +101,10 @@ class DensePenalty:
         total = sum(float(np.abs(by_path[p]).sum()) for p in self.l1_paths)
         total += sum(c * float(np.square(by_path[p]).sum()) for p, c in self.l2_coefficients.items())
         return total
+
+
+# Deprecated alias: the name before issue 24 (the README's published example and users' code use it).
+DensePenalty = SparsityObjective
 
 
 def dense_l1(model, include_bias=False):

@@ -2,7 +2,7 @@
 
 They work with plain ``model.fit``: the model's compiled loss is the first objective
 (cross-entropy plus the conv-L2 regularization losses), and its gradient g1 is what Keras
-hands to the optimizer. The second objective (``DensePenalty``: L1 of the dense kernels,
+hands to the optimizer. The second objective (``SparsityObjective``: L1 of the dense kernels,
 plus conv L2 in the faithful variant) has a closed-form gradient g2 that the optimizer
 computes itself from the variables, so no second backward pass is needed.
 
@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .objectives import NONE, DensePenalty
+from .objectives import NONE, SparsityObjective
 
 MIN_NORM = "min-norm"
 SEPARATE, JOINT = "separate", "joint"
@@ -90,7 +90,7 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
 
     Args:
         learning_rate: float or ``LearningRateSchedule`` (e.g. ``helpers.learning_rate.PaperSchedule``).
-        penalty: the second objective, ``DensePenalty.from_model(model)``.
+        penalty: the second objective, ``SparsityObjective.from_model(model)``.
         weights: ``"min-norm"`` (the multi-objective algorithm, c recomputed every batch) or a
             pair ``(lambda1, lambda2)`` of fixed non-negative weights (weighted-sum mode).
         scalarization: ``"separate"`` (one moment stream per objective, the published code) or
@@ -103,10 +103,10 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"scalarization must be one of {', '.join(SCALARIZATIONS)}, got {scalarization!r}")
         self.scalarization = scalarization
         if isinstance(penalty, dict):
-            penalty = DensePenalty.from_config(penalty)
-        if not isinstance(penalty, DensePenalty):
-            raise TypeError("penalty must be a helpers.objectives.DensePenalty, e.g. "
-                            "DensePenalty.from_model(model)")
+            penalty = SparsityObjective.from_config(penalty)
+        if not isinstance(penalty, SparsityObjective):
+            raise TypeError("penalty must be a helpers.objectives.SparsityObjective, e.g. "
+                            "SparsityObjective.from_model(model)")
         self.penalty = penalty
         if isinstance(weights, str):
             if weights != MIN_NORM:
@@ -140,7 +140,7 @@ class MultiGradientOptimizer(keras.optimizers.Optimizer):
 
     def _penalty_gradient(self, variable):
         role, coefficient = self._roles[self._get_variable_index(variable)]
-        return DensePenalty.gradient(role, coefficient, variable)
+        return SparsityObjective.gradient(role, coefficient, variable)
 
     def _has_penalty(self, variable):
         return self._roles[self._get_variable_index(variable)][0] != NONE

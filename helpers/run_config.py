@@ -22,7 +22,7 @@ from . import data as data_lib
 from .cache import config_hash
 from .learning_rate import PaperSchedule
 from .models import LAMBDA_DENSE, PAPER_MODEL, dense_fans
-from .objectives import DensePenalty
+from .objectives import SparsityObjective
 from .optimizers import SCALARIZATIONS, SEPARATE, MAdam, MRMSprop, RMSpropKeras2, SMGD
 from .validation import check_bool, check_choice, check_epochs, check_float, check_int, check_seed
 
@@ -37,7 +37,7 @@ class OptimizerEntry:
     Attributes:
         build: ``build(learning_rate, config, penalty)`` -> the Keras optimizer; ``learning_rate`` a
             float or a schedule, ``config`` the resolved ``RunConfig``, ``penalty`` the
-            ``DensePenalty`` of the model (the second objective; None for a single-objective one).
+            ``SparsityObjective`` of the model (the second objective; None for a single-objective one).
         multi: multi-objective: trains the "multi" model on (loss, penalty); else the Keras
             baseline on the L1-regularised model.
         sgd_like: SGD-type defaults (learning rate 1e-2, momentum 0.9, decay lr/epochs under the
@@ -286,5 +286,5 @@ def make_optimizer(config: RunConfig, model, steps_per_epoch: int = None, learni
     if learning_rate is None:
         learning_rate = learning_rate_schedule(config, steps_per_epoch)
     entry = get_optimizer(config.optimizer)
-    penalty = DensePenalty.from_model(model, conv_l2=config.conv_l2_in_penalty) if entry.multi else None
+    penalty = SparsityObjective.from_model(model, conv_l2=config.conv_l2_in_penalty) if entry.multi else None
     return entry.build(learning_rate, config, penalty)

@@ -64,7 +64,7 @@ import numpy as np
 from . import data as data_lib
 from .callbacks import Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
 from .models import LAMBDA_CONV, build_model, dense_layers
-from .objectives import DensePenalty, dense_l1
+from .objectives import SparsityObjective, dense_l1
 from .cache import ResultCache, non_finite_values, record_field
 from .files import RecordError, atomic_write, check_record, check_record_object, quarantine, read_json
 from .validation import Float, Int, Optional, check_bool
@@ -563,8 +563,8 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     schedule = learning_rate_schedule(config, steps_per_epoch)
     optimizer = make_optimizer(config, model, learning_rate=schedule)
-    penalty = DensePenalty.from_model(model, conv_l2=config.conv_l2_in_penalty) if config.is_multi else \
-        DensePenalty.from_model(model, conv_l2=False)
+    penalty = SparsityObjective.from_model(model, conv_l2=config.conv_l2_in_penalty) if config.is_multi else \
+        SparsityObjective.from_model(model, conv_l2=False)
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalCrossentropy(name="ce"),
                            keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

@@ -7,14 +7,14 @@ import pytest
 
 from helpers import models
 from helpers.callbacks import DatasetEvaluator, Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
-from helpers.objectives import DensePenalty
+from helpers.objectives import SparsityObjective
 from helpers.optimizers import MAdam
 
 
 def test_weights_logger_batch_values_average_to_epoch_means(tiny_images):
     x, y = tiny_images
     model = models.lenet5()
-    model.compile(optimizer=MAdam(1e-3, DensePenalty.from_model(model)), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=MAdam(1e-3, SparsityObjective.from_model(model)), loss="sparse_categorical_crossentropy")
     logger = MultiGradientWeightsLogger(per_batch=True)
     history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[logger])
     assert len(logger.batch_c2) == 8

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import models
 from helpers.callbacks import NonzeroTracker
-from helpers.objectives import DensePenalty
+from helpers.objectives import SparsityObjective
 from helpers.optimizers import MAdam, SMGD
 from helpers.pruning import PruningConstraint, apply_threshold, disable_itp, enable_itp, nonzero_counts
 
@@ -32,7 +32,7 @@ class StepChecker(keras.callbacks.Callback):
 def test_every_step_prunes_dense_and_only_dense(optimizer, tiny_images):
     model = models.vgg("multi", seed=0, input_shape=(28, 28, 1)) if optimizer == "madam" else models.lenet5("multi")
     enable_itp(model, TAU)
-    penalty = DensePenalty.from_model(model)
+    penalty = SparsityObjective.from_model(model)
     opt = {"madam": lambda: MAdam(1e-3, penalty), "smgd": lambda: SMGD(1e-2, penalty, momentum=0.9),
            "adam": lambda: keras.optimizers.Adam(1e-3), "sgd": lambda: keras.optimizers.SGD(1e-2, momentum=0.9)}
     model.compile(optimizer=opt[optimizer](), loss="sparse_categorical_crossentropy")
@@ -79,7 +79,7 @@ def test_itp_leaves_optimizer_slots_untouched(tiny_images):
         apply_threshold(model, TAU)
         if itp:
             enable_itp(model, TAU, prune_now=False)
-        optimizer = MAdam(1e-3, DensePenalty.from_model(model))
+        optimizer = MAdam(1e-3, SparsityObjective.from_model(model))
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
         model.train_on_batch(x[:16], y[:16])
         results.append(([v.numpy() for v in model.trainable_variables], [v.numpy() for v in optimizer.variables]))

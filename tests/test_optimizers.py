@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import models
-from helpers.objectives import DensePenalty
+from helpers.objectives import SparsityObjective
 from helpers.optimizers import MAdam, MRMSprop, RMSpropKeras2, SMGD, min_norm_coefficients
 
 
@@ -55,7 +55,7 @@ def test_analytic_penalty_gradient_equals_autodiff():
     dense = models.dense_layers(model)
     # put exact zeros in a kernel to check sign(0) = 0, as autodiff of abs gives
     dense[0].kernel.assign(np.where(np.abs(dense[0].kernel.numpy()) < 0.01, 0.0, dense[0].kernel.numpy()))
-    penalty = DensePenalty.from_model(model, conv_l2=True)
+    penalty = SparsityObjective.from_model(model, conv_l2=True)
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         loss2 = tf.add_n([tf.reduce_sum(tf.abs(v)) for v in variables if v.path in penalty.l1_paths]
@@ -65,14 +65,14 @@ def test_analytic_penalty_gradient_equals_autodiff():
     assert float(loss2) == pytest.approx(penalty.value(model), rel=1e-5)
     for variable, expected in zip(variables, autodiff):
         role, coefficient = penalty.role(variable)
-        analytic = DensePenalty.gradient(role, coefficient, variable)
+        analytic = SparsityObjective.gradient(role, coefficient, variable)
         if analytic is None:
             assert expected is None or not np.any(expected.numpy())
         else:
             np.testing.assert_allclose(keras.ops.convert_to_numpy(analytic), expected.numpy(), rtol=1e-6, atol=1e-9)
     assert set(penalty.l1_paths) == {"denselayer1/kernel", "denselayer2/kernel", "denselayer3/kernel"}
     assert penalty.l2_coefficients == {"conv1/kernel": pytest.approx(1e-4), "conv2/kernel": pytest.approx(1e-4)}
-    assert DensePenalty.from_model(model, conv_l2=False).l2_coefficients == {}
+    assert SparsityObjective.from_model(model, conv_l2=False).l2_coefficients == {}
 
 
 def _train(optimizer_factory, data, steps_batch=16, seed=0, variant="multi"):
@@ -85,10 +85,10 @@ def _train(optimizer_factory, data, steps_batch=16, seed=0, variant="multi"):
 
 
 @pytest.mark.parametrize("ours, reference", [
-    (lambda m: MAdam(1e-3, DensePenalty.from_model(m), weights=(1, 0)), lambda m: keras.optimizers.Adam(1e-3)),
-    (lambda m: SMGD(1e-2, DensePenalty.from_model(m), weights=(1, 0), momentum=0.9),
+    (lambda m: MAdam(1e-3, SparsityObjective.from_model(m), weights=(1, 0)), lambda m: keras.optimizers.Adam(1e-3)),
+    (lambda m: SMGD(1e-2, SparsityObjective.from_model(m), weights=(1, 0), momentum=0.9),
      lambda m: keras.optimizers.SGD(1e-2, momentum=0.9)),
-    (lambda m: MRMSprop(1e-3, DensePenalty.from_model(m), weights=(1, 0)), lambda m: RMSpropKeras2(1e-3)),
+    (lambda m: MRMSprop(1e-3, SparsityObjective.from_model(m), weights=(1, 0)), lambda m: RMSpropKeras2(1e-3)),
 ], ids=["madam=adam", "smgd=sgd", "mrmsprop=rmsprop_keras2"])
 def test_fixed_weights_one_zero_reduce_to_single_objective(ours, reference, tiny_images):
     a, _ = _train(ours, tiny_images)
@@ -155,7 +155,7 @@ def test_min_norm_update_matches_numpy_reference(kind, tiny_images):
     lr = 1e-2 if kind == "smgd" else 1e-3
     ours = models.lenet5("multi", seed=2)
     reference = models.lenet5("multi", seed=2)
-    penalty = DensePenalty.from_model(ours)
+    penalty = SparsityObjective.from_model(ours)
     optimizer = {"madam": lambda: MAdam(lr, penalty), "madam-joint": lambda: MAdam(lr, penalty, scalarization="joint"),
                  "smgd": lambda: SMGD(lr, penalty, momentum=0.9)}[kind]()
     ours.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
@@ -173,8 +173,8 @@ def test_min_norm_update_matches_numpy_reference(kind, tiny_images):
 
 def test_bad_optimizer_arguments():
     model = models.lenet5()
-    penalty = DensePenalty.from_model(model)
-    with pytest.raises(TypeError, match="DensePenalty"):
+    penalty = SparsityObjective.from_model(model)
+    with pytest.raises(TypeError, match="SparsityObjective"):
         MAdam(1e-3, penalty=None)
     with pytest.raises(ValueError, match="min-norm"):
         MAdam(1e-3, penalty, weights="max-norm")
@@ -187,7 +187,7 @@ def test_bad_optimizer_arguments():
     with pytest.raises(ValueError, match="momentum"):
         SMGD(1e-2, penalty, momentum=1.5)
     # a penalty built for another model is caught when the optimizer is built
-    other = DensePenalty(["somelayer/kernel"])
+    other = SparsityObjective(["somelayer/kernel"])
     wrong = models.lenet5()
     wrong.compile(optimizer=MAdam(1e-3, other), loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="does not have"):
@@ -196,10 +196,21 @@ def test_bad_optimizer_arguments():
 
 def test_optimizer_config_round_trip():
     model = models.lenet5()
-    optimizer = MAdam(1e-3, DensePenalty.from_model(model), weights=(0.9, 0.1))
+    optimizer = MAdam(1e-3, SparsityObjective.from_model(model), weights=(0.9, 0.1))
     clone = MAdam.from_config(optimizer.get_config())
     assert clone.fixed_weights == (0.9, 0.1)
     assert clone.penalty.get_config() == optimizer.penalty.get_config()
+
+
+def test_old_name_densepenalty_still_works():
+    """``DensePenalty`` (the name before issue 24) is the same class, and a config saved with it loads."""
+    from helpers.objectives import DensePenalty
+    assert DensePenalty is SparsityObjective
+    model = models.lenet5()
+    saved = MAdam(1e-3, DensePenalty.from_model(model)).get_config()
+    clone = MAdam.from_config(saved)
+    assert isinstance(clone.penalty, SparsityObjective)
+    assert clone.penalty.get_config() == saved["penalty"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +221,7 @@ def test_optimizer_config_round_trip():
 def _weighted_sum_reference(reference_optimizer, data, lambdas, seed, steps=4, batch=16):
     """Keras' own optimizer on lambda1 (CE + conv L2) + lambda2 (L1 dense + conv L2), by autodiff."""
     model = models.lenet5("multi", seed=seed)
-    penalty = DensePenalty.from_model(model, conv_l2=True)
+    penalty = SparsityObjective.from_model(model, conv_l2=True)
     x, y = data
     for t in range(steps):
         xb, yb = x[t * batch:(t + 1) * batch], y[t * batch:(t + 1) * batch]
@@ -241,11 +252,11 @@ def _ours_steps(optimizer_factory, data, seed, steps=4, batch=16):
 @pytest.mark.parametrize("kind", ["madam", "mrmsprop"])
 def test_joint_fixed_weights_equal_keras_on_weighted_sum(kind, lambdas, tiny_images):
     if kind == "madam":
-        ours = _ours_steps(lambda m: MAdam(1e-3, DensePenalty.from_model(m), weights=lambdas,
+        ours = _ours_steps(lambda m: MAdam(1e-3, SparsityObjective.from_model(m), weights=lambdas,
                                            scalarization="joint"), tiny_images, seed=3)
         reference = _weighted_sum_reference(keras.optimizers.Adam(1e-3, epsilon=1e-7), tiny_images, lambdas, seed=3)
     else:
-        ours = _ours_steps(lambda m: MRMSprop(1e-3, DensePenalty.from_model(m), weights=lambdas,
+        ours = _ours_steps(lambda m: MRMSprop(1e-3, SparsityObjective.from_model(m), weights=lambdas,
                                               scalarization="joint"), tiny_images, seed=3)
         reference = _weighted_sum_reference(RMSpropKeras2(1e-3), tiny_images, lambdas, seed=3)
     for wa, wb in zip(ours.get_weights(), reference.get_weights()):
@@ -259,7 +270,7 @@ def test_separate_differs_from_weighted_sum(kind, tiny_images):
     lambdas = (0.7, 0.3)
     cls, reference_optimizer = (MAdam, keras.optimizers.Adam(1e-3, epsilon=1e-7)) if kind == "madam" else \
         (MRMSprop, RMSpropKeras2(1e-3))
-    ours = _ours_steps(lambda m: cls(1e-3, DensePenalty.from_model(m), weights=lambdas), tiny_images, seed=3)
+    ours = _ours_steps(lambda m: cls(1e-3, SparsityObjective.from_model(m), weights=lambdas), tiny_images, seed=3)
     reference = _weighted_sum_reference(reference_optimizer, tiny_images, lambdas, seed=3)
     largest = max(float(np.max(np.abs(a - b))) for a, b in zip(ours.get_weights(), reference.get_weights()))
     assert largest > 1e-4
@@ -268,7 +279,7 @@ def test_separate_differs_from_weighted_sum(kind, tiny_images):
 @pytest.mark.parametrize("weights", ["min-norm", (0.6, 0.4)])
 def test_smgd_scalarizations_coincide(weights, tiny_images):
     """SMGD is linear in the gradient: separate and joint are one update."""
-    runs = [_ours_steps(lambda m: SMGD(1e-2, DensePenalty.from_model(m), weights=weights, momentum=0.9,
+    runs = [_ours_steps(lambda m: SMGD(1e-2, SparsityObjective.from_model(m), weights=weights, momentum=0.9,
                                        scalarization=s), tiny_images, seed=4) for s in ("separate", "joint")]
     for wa, wb in zip(runs[0].get_weights(), runs[1].get_weights()):
         np.testing.assert_array_equal(wa, wb)
@@ -276,7 +287,7 @@ def test_smgd_scalarizations_coincide(weights, tiny_images):
 
 def test_scalarization_argument_and_config():
     model = models.lenet5()
-    penalty = DensePenalty.from_model(model)
+    penalty = SparsityObjective.from_model(model)
     with pytest.raises(ValueError, match="scalarization"):
         MAdam(1e-3, penalty, scalarization="mixed")
     clone = MRMSprop.from_config(MRMSprop(1e-3, penalty, scalarization="joint").get_config())
