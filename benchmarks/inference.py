@@ -1,7 +1,7 @@
 """Benchmark 3: does pruning make inference faster? Dense vs masked vs compacted networks.
 
-Two structure-pruned networks: the 784-1000-1000-500-200-10 MLP of seed 002 with hidden units
-removed, and the CIFAR CNN of seed 003 (width 0.5) with conv filters and dense units removed, each
+Two structure-pruned networks: the 784-1000-1000-500-200-10 MLP of project 002 with hidden units
+removed, and the CIFAR CNN of project 003 (width 0.5) with conv filters and dense units removed, each
 at several pruning fractions (L2 norm of the unit, one-shot). For each: the **masked** network
 (zeros in the full-size matrices: what tfmot and torch.nn.utils.prune give you) and the
 **compacted** network (``helpers.pruning.compact``: physically smaller, same outputs), timed

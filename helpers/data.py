@@ -322,7 +322,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
             hold-out is taken before ``train_subset`` so it is the same for every subset.
         seed: seed of the subset draw.
         cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
-            (seed 003: ``(x / 255 - 0.5) / 0.5`` per channel).
+            (project 003: ``(x / 255 - 0.5) / 0.5`` per channel).
     """
     from .validation import check_choice, check_int
 

@@ -1,5 +1,5 @@
 """The networks of the paper and of the neighbouring seeds (REPRODUCTION_NOTES.md §4), and a
-CIFAR ResNet-20 (``resnet20``) for residual-network pruning (seed 004's ResNet experiments).
+CIFAR ResNet-20 (``resnet20``) for residual-network pruning (project 004's ResNet experiments).
 
 Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
 only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
@@ -117,7 +117,7 @@ def vgg(variant="multi", seed=0, lambda_dense=LAMBDA_DENSE["vgg"],
 
 
 def mlp(seed=0, input_shape=(28, 28, 1), hidden=(1000, 1000, 500, 200)):
-    """Seed 002's MLP (Keras_pruning): 784-1000-1000-500-200-10, 2,388,710 parameters."""
+    """Project 002's MLP (Keras_pruning): 784-1000-1000-500-200-10, 2,388,710 parameters."""
     _seed(seed)
     inputs = keras.Input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)
@@ -128,7 +128,7 @@ def mlp(seed=0, input_shape=(28, 28, 1), hidden=(1000, 1000, 500, 200)):
 
 
 def cifar_cnn(width=1.0, seed=0, input_shape=(32, 32, 3)):
-    """Seed 003's CIFAR CNN (nn-pruning) with a width multiplier.
+    """Project 003's CIFAR CNN (nn-pruning) with a width multiplier.
 
     At ``width=1`` it is the seed's network: conv 128/512/1024 (3x3, valid, ReLU, max-pool 2)
     then fc 1024 -> 500 -> 10, about 10.0 M parameters. ``width`` scales every conv's

@@ -377,7 +377,7 @@ def test_compaction_through_a_residual_add_and_around_a_layer_it_cannot_follow()
     assert compact(model)[1][0] == {"layer": "d1", "kept": 3, "of": 3}
 
 
-def test_seed003_table_prunes_the_seeds_layers_in_place_order(rng):
+def test_project003_table_prunes_the_seeds_layers_in_place_order(rng):
     """Seed 003's three experiments: conv1 only, fc2 only, every kernel (the output layer too);
     the seed's in-place pruning for increasing amounts equals one-shot masks at each amount."""
     from types import SimpleNamespace
@@ -387,7 +387,7 @@ def test_seed003_table_prunes_the_seeds_layers_in_place_order(rng):
     model = models.cifar_cnn(width=0.05)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = SimpleNamespace(x_test=rng.random((20, 32, 32, 3), dtype=np.float32), y_test=rng.integers(0, 10, 20))
-    rows = experiments.seed003_table(model, data, targets=(0.3, 0.9))
+    rows = experiments.project003_table(model, data, targets=(0.3, 0.9))
     assert [(r["experiment"], r["target"]) for r in rows] == [
         ("dense", 0.0), ("conv1 only", 0.3), ("conv1 only", 0.9), ("fc2 only", 0.3), ("fc2 only", 0.9),
         ("all layers", 0.3), ("all layers", 0.9)]
@@ -403,7 +403,7 @@ def test_seed003_table_prunes_the_seeds_layers_in_place_order(rng):
 
 
 @pytest.mark.needs_data("cifar10")
-def test_seed003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_path, monkeypatch):
+def test_project003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_path, monkeypatch):
     """The seed's printed table beside ours: mean and std over the seeds whose table is cached;
     a seed without one is reported missing, never trained (cached_only)."""
     from helpers import experiments
@@ -415,9 +415,9 @@ def test_seed003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_pat
         study = experiments.StructureStudy(1.0, 2, 4, 1e-3, seed=seed)
         rows = [{"experiment": "dense", "target": 0.0, "test_acc": accuracy + 0.08, "zip_kib": 100.0}]
         rows += [{"experiment": e, "target": t, "test_acc": accuracy, "zip_kib": 50.0}
-                 for e in experiments.SEED003_EXPERIMENTS for t in experiments.SEED003_TARGETS]
-        cached("seed003_table", dict(study.config, targets=list(experiments.SEED003_TARGETS)), lambda: rows)
-    summary, missing = experiments.seed003_comparison(seeds=(0, 1, 2))
+                 for e in experiments.PROJECT003_EXPERIMENTS for t in experiments.PROJECT003_TARGETS]
+        cached("seed003_table", dict(study.config, targets=list(experiments.PROJECT003_TARGETS)), lambda: rows)
+    summary, missing = experiments.project003_comparison(seeds=(0, 1, 2))
     assert missing == [2]
     dense = summary[summary.experiment == "dense"].iloc[0]
     assert dense.seeds == 2 and dense.ours_mean == pytest.approx(70.0) and dense.ours_std == pytest.approx(2.828427, 1e-5)

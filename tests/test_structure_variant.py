@@ -76,7 +76,7 @@ def test_committed_stand_in_tables_are_served_and_labelled_on_a_machine_with_the
     table, hit = study.per_layer_sparsity(0.7)
     assert hit and table == _value(PER_LAYER_FILE) and study.label("per_layer_sparsity") == STAND_IN
     assert study.label() == STAND_IN and study.note() is not None
-    summary, missing = experiments.seed003_comparison(seeds=(0,))
+    summary, missing = experiments.project003_comparison(seeds=(0,))
     assert not missing and summary.attrs["data_label"] == STAND_IN
     assert "would load CIFAR-10;" in summary.attrs["note"]
     assert sorted(p.name for p in TABLES.iterdir()) == before  # nothing written beside them
@@ -90,7 +90,7 @@ def test_on_the_stand_in_the_committed_keys_hit_with_no_note(no_training, monkey
     assert ResultCache().table_path("structure_sweep", study.sweep_config(**SWEEP)).name == SWEEP_FILE
     rows, hit = study.sweep(**SWEEP)
     assert hit and study.label("structure_sweep") == STAND_IN and study.note() is None
-    summary, _ = experiments.seed003_comparison(seeds=(0,))
+    summary, _ = experiments.project003_comparison(seeds=(0,))
     assert summary.attrs["data_label"] == STAND_IN and summary.attrs["note"] is None
 
 

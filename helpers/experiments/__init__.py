@@ -16,13 +16,13 @@ Every public name is importable from here (``experiments.smgd_comparison``).
 from . import budget, post_training, smgd, structure, training, weighted_sum
 from .budget import (BUDGET_DATASETS, BUDGET_GRANULARITY, BUDGET_METHODS, BudgetPruning, budget_protocol, budget_summary, budget_sweep,
                      budget_table, budget_verdict, compaction_table, mean_std, prune_to_budget)
-from .post_training import SEED002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
+from .post_training import PROJECT002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
 from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZERS, SUMMARY_COLUMNS, SUMMARY_TAIL,
                    SHARED_LEARNING_RATES, backend_label, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
                    comparison_table, lr_ablation, lr_ablation_findings, lr_ablation_table, reference_crossings,
                    shared_lr_comparison, shared_lr_table, smgd_comparison)
-from .structure import (SEED003_EXPERIMENTS, SEED003_PRINTED, SEED003_TARGETS, STRUCTURE_METHODS, StructureStudy,
-                        per_layer_sparsity, seed003_comparison, seed003_table, structure_masks,
+from .structure import (PROJECT003_EXPERIMENTS, PROJECT003_PRINTED, PROJECT003_TARGETS, STRUCTURE_METHODS, StructureStudy,
+                        per_layer_sparsity, project003_comparison, project003_table, structure_masks,
                         structure_sweep)
 from .training import trained_model, weights_name
 from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_table, fig4_darkest_band,
@@ -31,7 +31,7 @@ from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_
 
 __all__ = [
     "BUDGET_DATASETS", "BUDGET_GRANULARITY", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
-    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "SEED002_KS", "SEED003_EXPERIMENTS", "SEED003_PRINTED", "SEED003_TARGETS", "seed003_comparison", "seed003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
+    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "PROJECT002_KS", "PROJECT003_EXPERIMENTS", "PROJECT003_PRINTED", "PROJECT003_TARGETS", "project003_comparison", "project003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
     "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table", "budget_protocol", "budget_summary", "budget_sweep", "compaction_table", "mean_std",
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
     "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",

@@ -1,4 +1,4 @@
-"""Budget-constrained pruning of LeNet-5, the VGG and a CIFAR ResNet-20 (notebook 08, seed 004):
+"""Budget-constrained pruning of LeNet-5, the VGG and a CIFAR ResNet-20 (notebook 08, project 004):
 the study, not the method. ``prune_to_budget`` runs the RL search of ``helpers.pruning.budget``
 against its bisection baselines at the same budget, then the same masked retrain
 (``pruning.retrain_with_masks``) for every method; ``BudgetPruning`` is the notebook's cached

@@ -1,4 +1,4 @@
-"""Classic post-training pruning (notebook 06, seed 002): per-layer and global weight and unit
+"""Classic post-training pruning (notebook 06, project 002): per-layer and global weight and unit
 pruning of a trained MLP, one-shot and fine-tuned, and the compaction timing of unit pruning.
 """
 
@@ -19,12 +19,12 @@ from .training import TRAINING_SPECS, trained_model
 
 # The datasets of the study: 28x28 grey images, the MLP's input.
 POST_TRAINING_DATASETS = ("mnist", "fashion_mnist")
-SEED002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
+PROJECT002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 
 
-def post_training_sweep(model, data, ks=SEED002_KS, finetune_epochs=1, batch_size=128, prune_bias=True,
+def post_training_sweep(model, data, ks=PROJECT002_KS, finetune_epochs=1, batch_size=128, prune_bias=True,
                         progress=True):
-    """Seed 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
+    """Project 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
     evaluate it on the test set.
 
     methods x variants: ``weight`` (per-layer magnitude; ``prune_bias`` = the seed's bias quirk)
@@ -91,7 +91,7 @@ class PostTraining:
         return dict(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                     seed=self.seed, train_subset=self.train_subset, **more)
 
-    def sweep(self, datasets, ks=SEED002_KS, finetune_epochs=1, prune_bias=True):
+    def sweep(self, datasets, ks=PROJECT002_KS, finetune_epochs=1, prune_bias=True):
         """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
 
         rows, hits = [], {}
@@ -137,7 +137,7 @@ def compaction_rows(model, data, compact_ks, latency_repeats=30):
 
 
 def post_training_masks(model, method, variant, k, prune_bias=True):
-    """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = seed 002's bias
+    """Notebook 06's masks: ``weight`` (per-layer magnitude, ``prune_bias`` = project 002's bias
     quirk) or ``unit`` (L2 norm of a unit's incoming weights), per layer or ``global`` (units
     ranked across layers by their norm over sqrt(fan-in)); the output layer is never pruned."""
 
@@ -147,9 +147,9 @@ def post_training_masks(model, method, variant, k, prune_bias=True):
                      scope=scope, ignored_layers=[output_layer(model)],
                      include_bias=prune_bias and method == "weight" and scope == "layer",
                      normalize="fan_in" if granularity == "unit" and scope == "global" else None,
-                     **(_SEED_UNITS if granularity == "unit" else {}))
+                     **(_PROJECTS_UNITS if granularity == "unit" else {}))
 
 
-# The seeds rank a unit by its own incoming weights and mask only its producing side, and put no
-# cap on how many units a layer loses (REPRODUCTION_NOTES.md, seeds 002/003).
-_SEED_UNITS = dict(members="producers", max_ratio=1.0)
+# Projects 002 and 003 rank a unit by its own incoming weights and mask only its producing side, and put no
+# cap on how many units a layer loses (REPRODUCTION_NOTES.md, "Seed 002", "Seed 003").
+_PROJECTS_UNITS = dict(members="producers", max_ratio=1.0)

@@ -1,4 +1,4 @@
-"""Structured, global and iterative pruning of the CIFAR CNN (notebook 07, seed 003)."""
+"""Structured, global and iterative pruning of the CIFAR CNN (notebook 07, project 003)."""
 
 from __future__ import annotations
 
@@ -14,23 +14,23 @@ from ..progress import tqdm
 from ..pruning import compact, costs, masks_for, output_layer
 from ..runner import guarded_fit
 from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, check_parameters
-from .post_training import _SEED_UNITS
+from .post_training import _PROJECTS_UNITS
 from .training import TRAINING_SPECS, trained_model
 
-SEED003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
+PROJECT003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
 
 
-# Seed 003's three experiments: which layers l1_unstructured prunes (the seed's printed table).
-SEED003_EXPERIMENTS = {"conv1 only": ["conv1"], "fc2 only": ["fc2"], "all layers": None}
-# Its printed test accuracies (%), per experiment and sparsity (REPRODUCTION_NOTES.md, seed 003).
-SEED003_PRINTED = {"conv1 only": (57.74, 57.74, 57.74, 57.74, 48.65, 22.90),
+# Project 003's three experiments: which layers l1_unstructured prunes (the seed's printed table).
+PROJECT003_EXPERIMENTS = {"conv1 only": ["conv1"], "fc2 only": ["fc2"], "all layers": None}
+# Its printed test accuracies (%), per experiment and sparsity (REPRODUCTION_NOTES.md, project 003).
+PROJECT003_PRINTED = {"conv1 only": (57.74, 57.74, 57.74, 57.74, 48.65, 22.90),
                    "fc2 only": (68.07, 68.21, 68.16, 68.10, 68.13, 67.77),
                    "all layers": (67.98, 67.46, 63.14, 54.83, 40.17, 11.39)}
 
 
-def seed003_table(model, data, targets=SEED003_TARGETS, experiments=SEED003_EXPERIMENTS):
-    """Seed 003 at its own protocol: per-layer ``l1_unstructured`` (weights only, biases kept) of
+def project003_table(model, data, targets=PROJECT003_TARGETS, experiments=PROJECT003_EXPERIMENTS):
+    """Project 003 at its own protocol: per-layer ``l1_unstructured`` (weights only, biases kept) of
     the trained network at each sparsity, without retraining, for each experiment's layers (all
     kernels, the output layer included, for ``"all layers"``). The seed prunes one network in
     place for increasing amounts with ``prune.remove`` after each step; the zeros it made are
@@ -72,7 +72,7 @@ def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
 
 
 def structure_masks(model, method, target):
-    """Seed 003's three methods. Unstructured ones prune every conv and linear layer, the output
+    """Project 003's three methods. Unstructured ones prune every conv and linear layer, the output
     layer included (the seed's case (c)); structured pruning removes filters/units of every
     layer but the output one (its 10 classes must stay)."""
 
@@ -80,13 +80,13 @@ def structure_masks(model, method, target):
         return masks_for(model, target)
     if method == "l2_structured":
         return masks_for(model, target, importance="l2", granularity="filter", ignored_layers=[output_layer(model)],
-                         **_SEED_UNITS)
+                         **_PROJECTS_UNITS)
     if method == "global_unstructured":
         return masks_for(model, target, scope="global")
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
 
 
-def structure_sweep(model, data, targets=SEED003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
+def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
                     gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
                     progress=True):
     """Notebook 07's experiment: every method one-shot (prune, no retraining) and iterative
@@ -315,11 +315,14 @@ class StructureStudy:
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
             latency_repeats=latency_repeats))
 
-    def seed003_table(self, targets=SEED003_TARGETS, cached_only=False):
-        """``(rows, from the cache?)`` of ``seed003_table`` (the model compiled for evaluation);
+    def project003_table(self, targets=PROJECT003_TARGETS, cached_only=False):
+        """``(rows, from the cache?)`` of ``project003_table`` (the model compiled for evaluation);
         ``(None, False)`` with ``cached_only`` when it is not in the cache (nothing is trained)."""
         return self._table("seed003_table", dict(targets=list(targets)),
-                           lambda: seed003_table(self.pretrained(), self.data, targets), cached_only=cached_only)
+                           lambda: project003_table(self.pretrained(), self.data, targets), cached_only=cached_only)
+
+    # The old name, kept because notebook 07's committed output prints it as the way to fill a missing seed.
+    seed003_table = project003_table
 
     def per_layer_sparsity(self, target):
         """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
@@ -335,9 +338,9 @@ def study_config(width, epochs, batch_size, learning_rate, seed, train_subset):
                 train_subset=train_subset)
 
 
-def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
+def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
                        cached_only=True):
-    """Seed 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
+    """Project 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
     ``(frame, missing seeds)``. One row per experiment and sparsity (and the dense network): the
     seed's test accuracy (%), ours as mean and std over the seeds found (%), and the deflate-zipped
     weights (KiB, mean). With ``cached_only`` (default) seeds whose table is not cached are listed
@@ -351,11 +354,11 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
     for seed in seeds:
         if cached_only:
             config = dict(study_config(width, epochs, batch_size, learning_rate, seed, train_subset),
-                          targets=list(SEED003_TARGETS))
+                          targets=list(PROJECT003_TARGETS))
             rows, _, variant = _cached_table("seed003_table", config, loaded, None, cached_only=True)
         else:
             study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
-            (rows, _), loaded = study.seed003_table(), study.variant
+            (rows, _), loaded = study.project003_table(), study.variant
             variant = study.shown["seed003_table"]
         if rows is None:
             missing.append(seed)
@@ -369,7 +372,7 @@ def seed003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learn
                .agg(ours_mean=("test_acc", "mean"), ours_std=("test_acc", "std"), seeds=("seed", "count"),
                     zip_kib=("zip_kib", "mean")).reset_index())
     summary[["ours_mean", "ours_std"]] *= 100
-    printed = {(name, t): acc for name, accs in SEED003_PRINTED.items() for t, acc in zip(SEED003_TARGETS, accs)}
+    printed = {(name, t): acc for name, accs in PROJECT003_PRINTED.items() for t, acc in zip(PROJECT003_TARGETS, accs)}
     summary.insert(2, "seed_printed", [printed.get((e, t), float("nan")) for e, t in zip(summary.experiment,
                                                                                         summary.target)])
     summary["difference"] = summary.ours_mean - summary.seed_printed

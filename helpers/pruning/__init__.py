@@ -14,7 +14,7 @@ Where a new pruning method goes:
   Adds, Concatenates, depthwise and BN layers) and must be pruned together, as groups;
 - ``compaction``: ``compact`` rewrites the graph without the removed channels, exactly or not at all;
 - ``costs``: parameters, FLOPs, latency, saved size, nonzero counts and sparsity;
-- ``budget``: pruning to a black-box cost budget (seed 004): the layer and dependency-group
+- ``budget``: pruning to a black-box cost budget (project 004): the layer and dependency-group
   environments, the Lagrangian policy-gradient agent, its search, and the uniform and global
   bisection baselines; ``masks.retrain_with_masks`` is the masked retrain after any of them.
 

@@ -1,4 +1,4 @@
-"""Pruning to a computational budget with constrained reinforcement learning (seed 004).
+"""Pruning to a computational budget with constrained reinforcement learning (project 004).
 
 The problem: choose a pruning fraction for every prunable unit (a layer's weights, or a
 dependency-graph group's channels) so that a *black-box* cost of the pruned network stays within

@@ -407,7 +407,7 @@ def effective_sparsity(model):
     Besides exact zeros, a weight is dead if it reads a dead unit (a unit whose incoming kernel
     and bias are all zero and whose activation maps 0 to 0, e.g. ReLU), or feeds a unit whose
     outgoing weights are all dead. This is why unit pruning at the same nominal k removes far more
-    than weight pruning (seed 002). Only sequential chains of Dense layers are analysed exactly;
+    than weight pruning (project 002). Only sequential chains of Dense layers are analysed exactly;
     other layers count their exact zeros.
     """
     layers = [layer for layer in all_layers(model) if isinstance(layer, PRUNABLE)]

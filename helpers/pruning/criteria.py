@@ -610,7 +610,7 @@ def masks_for(model, amount, importance="magnitude", granularity="weight", scope
     """``{weight key: keep-mask}`` pruning ``amount`` of ``model`` (see the module docstring).
 
     ``include_bias`` (weight granularity) also drops the ``int(n * amount)`` smallest biases of
-    each selected layer, ranked separately (seed 002's quirk); unit/filter masks always cover the
+    each selected layer, ranked separately (project 002's quirk); unit/filter masks always cover the
     biases of the channels they remove. ``data=(x, y)`` is the batch of ``importance="taylor"``.
     """
     _check(importance, granularity, scope, normalize)
