@@ -11,7 +11,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 
+from ..cache import ResultCache, cached
+from ..pruning import compact, costs
+from ..pruning.budget import GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv
+from ..pruning.budget import search as rl_search  # the studies take a `search` argument
+from ..pruning.costs import COST_KINDS, make_cost
+from ..pruning.criteria import IMPORTANCES
 from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
 from ..pruning.budget import BUDGET_METHODS, SEARCHES, initial_fraction
 from ..callbacks import Diverged, NonFiniteGuard
@@ -50,9 +57,6 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
     layer or group, test accuracy before and after the fine-tune), ``history`` of the RL search,
     ``layers`` (the layer or group names).
     """
-    from ..pruning.budget import GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv, search
-    from ..pruning.costs import COST_KINDS
-
     cost = Callable()("cost", cost)
     # Named fraction costs (parameters, FLOPs) are at most 1: a budget must be in (0, 1]. Any
     # other cost (seconds of latency, a user's callable) only needs a finite positive budget.
@@ -90,8 +94,8 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
             agent = LagrangianPolicyGradient(env.n_features, budget, max_fraction=max_fraction,
                                              **{"init_fraction": initial_fraction(budget, granularity), "seed": seed,
                                                 **(agent_kwargs or {})})
-            found = search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress,
-                           max_extra_updates=updates)
+            found = rl_search(env, agent, updates, episodes_per_update, checkpoint=checkpoint, progress=progress,
+                              max_extra_updates=updates)
             result["history"] = found["history"]
             if found["best"] is None:
                 raise RuntimeError(f"the RL search found no episode within the budget in {2 * updates} updates; "
@@ -135,8 +139,6 @@ def _compacted(model, cost, data, batch_size):
     outputs, or raises): its parameters, FLOPs, cost, test accuracy and the times, including the
     latency of both networks (``LATENCY_BATCH`` images, median of ``LATENCY_REPEATS`` interleaved
     calls each, one process: their ratio is the measured speed-up)."""
-    from ..pruning import compact, costs
-
     started = time.perf_counter()
     small, _ = compact(model)
     compact_seconds = time.perf_counter() - started
@@ -186,8 +188,6 @@ class BudgetPruning:
                          dict(methods=List(Choice(*BUDGET_METHODS), unique=True), validation_size=Int(1),
                               eval_size=Int(1), episodes_per_update=Int(2), finetune_epochs=Epochs(0), seed=Seed(),
                               recompute=Bool()))
-        from ..pruning.criteria import IMPORTANCES
-
         Choice(*(i for i in IMPORTANCES if i != "taylor"))("importance", importance)
         for name in pretrain:
             check_parameters({"seed": seed, **pretrain[name]}, TRAINING_SPECS)
@@ -205,8 +205,6 @@ class BudgetPruning:
 
     def check_budget(self, kind, value):
         """A named fraction cost and a budget the notebook's spec allows (``validation.Budget``)."""
-        from ..pruning.costs import COST_KINDS
-
         Choice(*COST_KINDS)("budget kind", kind)
         Budget()(f"budget ({kind})", value)
 
@@ -220,8 +218,6 @@ class BudgetPruning:
     def _compute(self, name, kind, value):
         model, data = self.pretrained(name)
         updates, steps = self.search[name]
-        from ..pruning.costs import make_cost
-
         result = prune_to_budget(
             model, data, make_cost(kind, model), value, methods=self.methods, eval_size=self.eval_size,
             updates=updates, episodes_per_update=self.episodes_per_update, seed=self.seed,
@@ -239,8 +235,6 @@ class BudgetPruning:
     def run(self, name, kind, value, cached_only=False):
         """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``; with
         ``cached_only``, ``(None, False)`` when it is not in the cache (nothing is computed)."""
-        from ..cache import ResultCache, cached
-
         self.check_budget(kind, value)
         updates, steps = self.search[name]
         config = dict(model=name, kind=kind, budget=value, methods=self.methods, pretrain=self.pretrain[name],
@@ -302,8 +296,6 @@ def budget_sweep(pretrain, search, budgets, seeds, methods, run_missing=True, **
 
 def budget_table(results):
     """One row per (model, budget, seed, method) of ``{(model, kind, value, seed): result}``."""
-    import pandas as pd
-
     return pd.DataFrame([{"model": name, "budget_kind": kind, "budget": value, "seed": seed, "method": row["method"],
                           "cost": row["cost"], "budget_met": row["budget_met"],
                           "test_acc_before_finetune": row["test_acc_before_finetune"],
@@ -327,8 +319,6 @@ def budget_verdict(table):
     """RL's test accuracy minus each baseline's, in points, before and after the fine-tune, over
     the seeds: mean, std, and the outcome: ``wins`` / ``loses`` where RL is better / worse in
     every seed, ``mixed`` where the seeds disagree (with one seed, its sign)."""
-    import pandas as pd
-
     verdict = []
     for (name, kind, value), part in table.groupby(["model", "budget_kind", "budget"], sort=False):
         for baseline in [m for m in ("uniform", "global") if m in set(part.method)]:
@@ -351,8 +341,6 @@ def compaction_table(results):
     network against the dense one, the latency of the compacted network against the masked one
     (``_compacted``), and the compacted network's test accuracy minus the masked one's (0 but for
     an argmax tie that float rounding tips: ``compact`` checked the outputs agree)."""
-    import pandas as pd
-
     rows = []
     for (name, kind, value, seed), result in results.items():
         for row in result["rows"]:

@@ -7,9 +7,11 @@ import zipfile
 from collections import Counter
 
 import keras
+import pandas as pd
 
 from .. import data as data_lib
 from .. import pruning
+from ..cache import ResultCache, cached
 from ..progress import tqdm
 from ..pruning import compact, costs, masks_for, output_layer
 from ..runner import guarded_fit
@@ -211,8 +213,6 @@ def _cached_table(name, config, variant, compute, recompute=False, cached_only=F
     (this machine's data), else, unless ``recompute``, the one cached for another variant (shown
     as what it is), else ``compute()`` on this machine's data (``(None, False, None)`` with
     ``cached_only``)."""
-    from ..cache import ResultCache, cached
-
     store = ResultCache()
     if not recompute:
         for other in dict.fromkeys((variant, data_lib.STAND_IN, data_lib.OFFICIAL)):
@@ -347,8 +347,6 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
     as missing, not trained (about 45 minutes per base network on this CPU), and no data is loaded.
     ``frame.attrs``: ``"data_label"``, the data the tables were computed on (from the cached tables),
     and ``"note"``, a sentence when that is not the data this machine would load (else None)."""
-    import pandas as pd
-
     loaded = data_lib.file_variant("cifar10")
     tables, variants, missing = {}, [], []
     for seed in seeds:

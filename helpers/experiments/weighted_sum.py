@@ -9,8 +9,10 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .. import pareto
+from ..paper import FIG4_BANDS
 from ..run_config import PROTOCOLS, RunConfig
 from ..runner import run_experiment
 from ..validation import Float, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
@@ -53,8 +55,6 @@ def grid_table(results, select_on="test"):
     """Notebook 04's ``grid.csv``: one row per weighted-sum run, sorted by scalarization (separate
     first) and lambda2; ``nondominated`` marks, per scalarization, the points no other point of
     the same grid beats in both cross-entropy (on ``select_on``) and l1."""
-    import pandas as pd
-
     rows = [{"scalarization": r.config.scalarization, "lambda2": r.config.weights[1],
              "test_ce": r.summary["test_ce"], "l1_dense": r.summary["l1_dense"], "nnz_dense": r.summary["nnz_dense"],
              "test_acc": r.summary["test_acc"],
@@ -72,10 +72,6 @@ def grid_table(results, select_on="test"):
 def fig4_band_table(grid):
     """Fig. 4's lambda bands (``helpers.paper.FIG4_BANDS``): the paper's ranges beside the median
     (and range) of each scalarization's runs in the band."""
-    import pandas as pd
-
-    from ..paper import FIG4_BANDS
-
     def fmt(values, digits):
         return f"{values.min():,.{digits}f}-{values.max():,.{digits}f}" if len(values) else "-"
 
@@ -136,10 +132,6 @@ def fig4_scale_points(dots, grid, scalarization="joint"):
     lambda2 at which ``scalarization``'s front in ``grid`` reaches the same value (``lambda_at``) and
     k = ours / paper. ``white``: the dot is at the top of the colour bar, so its lambda is a lower
     bound and its k an upper bound. A front with fewer than two usable runs gives NaN."""
-    import pandas as pd
-
-    from ..paper import FIG4_BANDS
-
     front = grid[grid.scalarization == scalarization]
     rows = []
     for panel, table in dots.items():
@@ -158,10 +150,6 @@ def fig4_scale_table(points):
     """k = ours / paper per band and overall (``fig4_scale_points``), over the dots with a finite k
     that are not at the white end of the bar: the number of dots, the median k, its interquartile
     range and its range; per panel and both panels together."""
-    import pandas as pd
-
-    from ..paper import FIG4_BANDS
-
     usable = points[np.isfinite(points.k) & ~points.white]
     rows = []
     for panel in ("a", "b", "a+b"):
@@ -191,8 +179,6 @@ def fig4_darkest_band(dots, grid, nnz_range=(20_000, 27_000), scalarization="joi
     (a) above the l1 of the range's sparsest run (l1, CE); for ours, each run's nonzeros, l1, CE and
     accuracy, its l1 relative to the mean of the paper's darkest l1 values and its accuracy minus
     the mean of the paper's (in points of %)."""
-    import pandas as pd
-
     lo, hi = nnz_range
     b = dots["b"][(dots["b"].nnz_dense >= lo) & (dots["b"].nnz_dense <= hi)]
     ours = grid[(grid.scalarization == scalarization) & (grid.nnz_dense >= lo) & (grid.nnz_dense <= hi)]
@@ -321,8 +307,6 @@ class KneeSearch:
 
     def knees(self, found, knee_epochs=30, recompute=False):
         """Each search's knee by both rules, retrained for ``knee_epochs``: (table, runs by (method, rule))."""
-        import pandas as pd
-
         check_epochs("knee_epochs", knee_epochs)
         check_bool("recompute", recompute)
 
@@ -340,8 +324,6 @@ class KneeSearch:
 
     def knee_seeds(self, knee_runs, seeds=(0, 1, 2), knee_epochs=30, recompute=False):
         """Every distinct clean-rule knee retrained from each seed: mean and sample std."""
-        import pandas as pd
-
         seeds = List(Seed(), unique=True)("seeds", seeds)
         check_epochs("knee_epochs", knee_epochs)
         check_bool("recompute", recompute)
