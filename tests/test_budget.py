@@ -389,3 +389,38 @@ def test_a_diverged_fine_tune_is_a_failure_and_leaves_no_mask_attached(monkeypat
                                     granularity="filter")
     assert not any(isinstance(getattr(v, "constraint", None), PruningConstraint) and v.constraint.mask is not None
                    for v in model.weights)
+
+
+def test_tables_over_seeds_agree_with_a_brute_force_count():
+    """budget_summary and budget_verdict over random per-seed results: means, sample stds and the
+    wins / loses / mixed outcome recomputed by hand for every (model, budget, baseline, stage)."""
+    rng = np.random.default_rng(5)
+    results = {}
+    for model_name in ("lenet5", "resnet20"):
+        for kind, value in (("parameters", 0.25), ("flops", 0.5)):
+            for seed in (0, 1, 2):
+                results[model_name, kind, value, seed] = {"rows": [
+                    {"method": m, "cost": value * rng.random(), "budget_met": True,
+                     "test_acc_before_finetune": rng.random(), "test_acc_after_finetune": rng.random()}
+                    for m in ("rl", "uniform", "global")]}
+    table = experiments.budget_table(results)
+    summary = experiments.budget_summary(table).set_index(["model", "budget_kind", "budget", "method"])
+    verdict = experiments.budget_verdict(table).set_index(["model", "budget", "vs", "stage"])
+    assert len(table) == 2 * 2 * 3 * 3 and len(summary) == 2 * 2 * 3 and len(verdict) == 2 * 2 * 2 * 2
+    for (model_name, kind, value, _), _result in results.items():
+        acc = {m: {s: {stage: row[f"test_acc_{stage}_finetune"] for stage in ("before", "after")}
+                   for (mm, k, v, s), r in results.items() if (mm, k, v) == (model_name, kind, value)
+                   for row in r["rows"] if row["method"] == m} for m in ("rl", "uniform", "global")}
+        for m in acc:
+            after = [acc[m][s]["after"] for s in (0, 1, 2)]
+            got = summary.loc[(model_name, kind, value, m)]
+            assert got.seeds == 3 and got.after_mean == pytest.approx(np.mean(after))
+            assert got.after_std == pytest.approx(np.std(after, ddof=1))
+        for baseline in ("uniform", "global"):
+            for stage in ("before", "after"):
+                diff = [100 * (acc["rl"][s][stage] - acc[baseline][s][stage]) for s in (0, 1, 2)]
+                row = verdict.loc[(model_name, f"{kind} <= {value}", baseline, stage)]
+                assert row.rl_minus_baseline_pp == pytest.approx(np.mean(diff))
+                assert row.std_pp == pytest.approx(np.std(diff, ddof=1))
+                expected = "wins" if min(diff) > 0 else "loses" if max(diff) < 0 else "mixed"
+                assert row.outcome == expected

@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 
 from ..cache import ResultCache, cached
+from ..callbacks import Diverged, NonFiniteGuard
 from ..pruning import compact, costs
-from ..pruning.budget import GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv
+from ..pruning.budget import (BUDGET_METHODS, SEARCHES, GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv,
+                              initial_fraction)
 from ..pruning.budget import search as rl_search  # the studies take a `search` argument
 from ..pruning.costs import COST_KINDS, make_cost
 from ..pruning.criteria import IMPORTANCES
-from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
-from ..pruning.budget import BUDGET_METHODS, SEARCHES, initial_fraction
-from ..callbacks import Diverged, NonFiniteGuard
 from ..pruning.masks import retrain_with_masks
 from ..runner import RunFailedError
+from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
 from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
 BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}
@@ -321,9 +321,9 @@ def budget_verdict(table):
     every seed, ``mixed`` where the seeds disagree (with one seed, its sign)."""
     verdict = []
     for (name, kind, value), part in table.groupby(["model", "budget_kind", "budget"], sort=False):
+        if "rl" not in set(part.method):
+            continue
         for baseline in [m for m in ("uniform", "global") if m in set(part.method)]:
-            if "rl" not in set(part.method):
-                continue
             for stage in ("before", "after"):
                 column = f"test_acc_{stage}_finetune"
                 by = part.pivot_table(index="seed", columns="method", values=column)
