@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # its children (the kernel), in KiB on Linux.
 _CHILD = """
 import json, resource, sys
-from helpers.notebook_outputs import execute
+from helpers.notebooks.execution import execute
 execute(sys.argv[1], sys.argv[2], parameters=json.loads(sys.argv[3]))
 print("KERNEL_MAXRSS_KIB", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """

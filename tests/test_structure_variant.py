@@ -148,7 +148,7 @@ def test_notebook_07_shows_the_stand_in_tables_labelled_on_a_machine_with_the_of
     env = dict(os.environ, **{paths.DATA_DIR_ENV: str(official_folder), "MOPRUNE_ROOT": str(root),
                               "MOPRUNE_OUTPUT_DIR": str(tmp_path / "outputs")})
     notebook = ROOT / "notebooks" / "07_structured_global_iterative.ipynb"
-    done = subprocess.run([sys.executable, "-m", "helpers.notebook_outputs", "execute", str(notebook),
+    done = subprocess.run([sys.executable, "-m", "helpers.notebooks", "execute", str(notebook),
                            str(tmp_path / "07.ipynb")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     cells = [c for c in json.loads((tmp_path / "07.ipynb").read_text())["cells"] if c["cell_type"] == "code"]

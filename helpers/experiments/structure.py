@@ -321,9 +321,6 @@ class StructureStudy:
         return self._table("seed003_table", dict(targets=list(targets)),
                            lambda: project003_table(self.pretrained(), self.data, targets), cached_only=cached_only)
 
-    # The old name, kept because notebook 07's committed output prints it as the way to fill a missing seed.
-    seed003_table = project003_table
-
     def per_layer_sparsity(self, target):
         """``(table, from the cache?)`` of ``per_layer_sparsity`` at ``target``, cached like the
         sweep so that a fresh clone redraws the figure without the base network."""
