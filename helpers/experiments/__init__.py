@@ -19,7 +19,7 @@ from .budget import (BUDGET_DATASETS, BUDGET_GRANULARITY, BUDGET_METHODS, Budget
 from .post_training import PROJECT002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
 from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZERS, SUMMARY_COLUMNS, SUMMARY_TAIL,
                    SHARED_LEARNING_RATES, backend_label, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
-                   comparison_table, lr_ablation, lr_ablation_findings, lr_ablation_table, reference_crossings,
+                   comparison_table, lr_ablation, lr_ablation_findings, lr_ablation_followup, lr_ablation_table, reference_crossings,
                    shared_lr_comparison, shared_lr_table, smgd_comparison)
 from .structure import (PROJECT003_EXPERIMENTS, PROJECT003_PRINTED, PROJECT003_TARGETS, STRUCTURE_METHODS, StructureStudy,
                         per_layer_sparsity, project003_comparison, project003_table, structure_masks,
@@ -36,7 +36,7 @@ __all__ = [
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
     "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",
     "knee_region_verdict", "lambda_at", "grid_table",
-    "lr_ablation", "lr_ablation_findings", "lr_ablation_table", "reference_crossings", "shared_lr_comparison",
+    "lr_ablation", "lr_ablation_findings", "lr_ablation_followup", "lr_ablation_table", "reference_crossings", "shared_lr_comparison",
     "shared_lr_table", "SHARED_LEARNING_RATES", "cached_runs", "collapse_transitions", "per_layer_sparsity", "post_training", "post_training_masks",
     "post_training_sweep", "prune_to_budget", "smgd", "smgd_comparison", "structure", "structure_masks",
     "structure_sweep", "trained_model", "training", "weighted_sum", "weighted_sum_grid",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..sweep import run_sweep
-from .smgd import ITP_CHOICES, closest_to_reference, lr_ablation, lr_ablation_table, smgd_comparison
+from .smgd import ITP_CHOICES, lr_ablation, lr_ablation_followup, smgd_comparison
 from .weighted_sum import SEARCH_METHODS, KneeSearch, weighted_sum_grid
 
 
@@ -34,8 +34,7 @@ def main(argv=None):
     elif args.experiment == "ablation":  # every rate on the first seed, then the closest rates on every seed
         first = run_sweep(lr_ablation(seeds=tuple(args.seeds[:1]), epochs=args.epochs or 30,
                                       train_subset=args.train_subset))
-        best = {key: (rate,) for key, rate in closest_to_reference(lr_ablation_table(first)).items()}
-        configs = lr_ablation(best, seeds=tuple(args.seeds), epochs=args.epochs or 30, train_subset=args.train_subset)
+        _, configs = lr_ablation_followup(first, args.seeds, epochs=args.epochs or 30, train_subset=args.train_subset)
     elif args.experiment == "knees":  # whole searches, then their knees: one process per search
         search = KneeSearch(seed=args.seeds[0], train_subset=args.train_subset, select_on=args.select_on,
                             protocol=args.protocol, scalarization=args.scalarization)

@@ -127,6 +127,15 @@ def lr_ablation(rates=None, seeds=(0,), epochs=30, train_subset=None, eval_train
     return [c.resolved() for c in configs]
 
 
+def lr_ablation_followup(first, seeds, epochs=30, train_subset=None):
+    """The ablation's second stage: from ``first`` (the results of the first stage, every rate on
+    one seed), the rate of each (optimizer, scalarization) closest to the paper's reference lines,
+    and the configs that run it on ``seeds``: ``(closest, configs)``."""
+    closest = closest_to_reference(lr_ablation_table(first))
+    return closest, lr_ablation({key: (rate,) for key, rate in closest.items()}, seeds=tuple(seeds), epochs=epochs,
+                                train_subset=train_subset)
+
+
 def _ablation_row(result):
     """One row of the ablation tables (``lr_ablation_table``, ``shared_lr_table``); the c2 columns
     are NaN for single-objective baselines, which record no min-norm weights."""
