@@ -1153,6 +1153,12 @@ def plot_allocation(results, title=""):
     return fig
 
 
+def format_mean_std(mean, std, digits, sign=""):
+    """``"m ± s"``; ``"m ± –"`` where ``std`` is NaN (one seed: no spread was measured, which is
+    not a spread of 0). ``sign="+"`` writes the mean's sign always."""
+    return f"{mean:{sign}.{digits}f} ± " + ("–" if np.isnan(std) else f"{std:.{digits}f}")
+
+
 def plot_accuracy_vs_budget(table, methods, dense_acc, titles):
     """Notebook 08: test accuracy per budget (a category, not a continuum: grouped points, no
     lines across budgets), hollow before and filled after the equal fine-tune, one panel per

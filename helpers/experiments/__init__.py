@@ -15,7 +15,8 @@ Every public name is importable from here (``experiments.smgd_comparison``).
 
 from . import budget, post_training, smgd, structure, training, weighted_sum
 from .budget import (BUDGET_DATASETS, BUDGET_GRANULARITY, BUDGET_METHODS, BudgetPruning, budget_protocol, budget_summary, budget_sweep,
-                     budget_table, budget_verdict, compaction_table, mean_std, prune_to_budget)
+                     budget_table, budget_verdict, compaction_table, format_mean_std, mean_std, prune_to_budget,
+                     verdict_labels)
 from .post_training import PROJECT002_KS, PostTraining, compaction_rows, post_training_masks, post_training_sweep
 from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZERS, SUMMARY_COLUMNS, SUMMARY_TAIL,
                    SHARED_LEARNING_RATES, backend_label, cached_runs, closest_to_reference, collapse_transitions, comparison_summary,
@@ -32,7 +33,7 @@ from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_
 __all__ = [
     "BUDGET_DATASETS", "BUDGET_GRANULARITY", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
     "PAPER_OPTIMIZERS", "SEARCH_METHODS", "PROJECT002_KS", "PROJECT003_EXPERIMENTS", "PROJECT003_PRINTED", "PROJECT003_TARGETS", "project003_comparison", "project003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
-    "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table", "budget_protocol", "budget_summary", "budget_sweep", "compaction_table", "mean_std",
+    "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table", "budget_protocol", "budget_summary", "budget_sweep", "compaction_table", "format_mean_std", "mean_std", "verdict_labels",
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
     "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",
     "knee_region_verdict", "lambda_at", "grid_table",

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..cache import ResultCache, cached
 from ..callbacks import Diverged, NonFiniteGuard
+from ..plotting import format_mean_std
 from ..pruning import compact, costs
 from ..pruning.budget import (BUDGET_METHODS, SEARCHES, GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv,
                               initial_fraction)
@@ -268,8 +269,7 @@ def budget_protocol(results, name, pretrain):
 def mean_std(values, digits):
     """``"m ± s"`` of ``values`` (sample std), ``"m ± –"`` for a single value."""
     values = np.asarray(values, dtype=float)
-    spread = f"{values.std(ddof=1):.{digits}f}" if len(values) > 1 else "–"
-    return f"{values.mean():.{digits}f} ± {spread}"
+    return format_mean_std(values.mean(), values.std(ddof=1) if len(values) > 1 else float("nan"), digits)
 
 
 def budget_sweep(pretrain, search, budgets, seeds, methods, run_missing=True, **study_kwargs):
@@ -334,6 +334,12 @@ def budget_verdict(table):
                                 "std_pp": difference.std(ddof=1) if len(difference) > 1 else float("nan"),
                                 "outcome": outcome})
     return pd.DataFrame(verdict)
+
+
+def verdict_labels(verdict):
+    """Notebook 08's cells of ``budget_verdict``: ``"+m ± s (outcome, n seeds)"`` per row."""
+    return [f"{format_mean_std(m, s, 2, sign='+')} ({o}, {n} seed{'s' * (n > 1)})"
+            for m, s, o, n in zip(verdict.rl_minus_baseline_pp, verdict.std_pp, verdict.outcome, verdict.seeds)]
 
 
 def compaction_table(results):

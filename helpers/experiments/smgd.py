@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..data import check_dataset_name
 from ..paper import MNIST_REFERENCE_ACCURACY, MNIST_REFERENCE_NONZEROS, MNIST_REFERENCE_PRUNED_DENSE
-from ..plotting import method_label
+from ..plotting import format_mean_std, method_label
 from ..run_config import OPTIMIZERS, RunConfig
 from ..runner import DEFAULT_BACKEND
 from ..sweep import run_sweep, summary_frame
@@ -93,8 +93,7 @@ def comparison_table(summary):
 
     def mean_std(frame, column, digits):
         g = frame.groupby(["optimizer", "itp"], sort=False)[column].agg(["mean", "std"])
-        return g.apply(lambda r: f"{r['mean']:.{digits}f} ± "
-                                 + ("–" if np.isnan(r["std"]) else f"{r['std']:.{digits}f}"), axis=1)
+        return g.apply(lambda r: format_mean_std(r["mean"], r["std"], digits), axis=1)
 
     return pd.DataFrame({
         "test acc": mean_std(summary, "test_acc", 4),
