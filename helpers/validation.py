@@ -11,15 +11,19 @@ but not bools, floats or strings; a float field accepts ints and floats (numpy t
 finite, never bools or strings. Strings are never parsed: papermill's ``-p seeds [0]`` passes
 the *string* ``"[0]"``, which is rejected with a hint to pass lists with ``-y``.
 
-Two ways to use it:
+Three ways to use it, one per kind of entry point:
 
-* functions: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
+* a function or method: ``@validated(epochs=Epochs(), seeds=List(Seed(), unique=True))`` beside
+  its signature checks (and normalises) those arguments of every call before the body runs;
+  checks that relate two arguments stay in the body;
+* one value: ``check_int("epochs", epochs, minimum=1)``, ``check_float("learning_rate", lr,
   minimum=0, min_open=True)``, ``check_bool``, ``check_choice``, ``check_fraction``,
   ``check_budget``, ``check_int_list``, ``check_epochs``, ``check_seed`` (writable folders:
   ``helpers.files.check_writable``);
-* specs: ``check_parameters(values, dict(epochs=Epochs(), seeds=List(Seed()), ks=List(Fraction())))``;
-  every notebook's specs are declared in ``helpers.notebooks.parameters``, whose
-  ``check_notebook_parameters(globals(), "03_smgd")`` checks a running notebook.
+* a namespace: ``check_parameters(values, specs)``; every notebook's specs are declared in its
+  manifest entry (``helpers.notebooks``), whose ``check_notebook_parameters(globals(), "03_smgd")``
+  checks a running notebook. A study's settings are dataclass fields that carry their spec
+  (``helpers.experiments.study``).
 
 Epochs and seeds have one spec each, used by ``RunConfig`` and by every procedure and notebook that
 takes them (``Epochs``: at most ``MAX_EPOCHS``; ``Seed``: what Keras can seed, at most ``MAX_SEED``).
@@ -34,6 +38,8 @@ can check its inputs with it.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
 import numbers
 
@@ -330,6 +336,38 @@ def check_parameters(values: dict, specs: dict) -> dict:
     if missing:
         raise NameError(f"parameters {missing} are not defined (is the parameters cell above?)")
     return {name: spec(name, values[name]) for name, spec in specs.items()}
+
+
+def validated(**specs):
+    """Decorator: check the arguments ``specs`` names against their specs on every call, before
+    the body runs, and pass the body the normalised values (``Int`` gives an ``int`` for a numpy
+    int, ``List`` a list for a tuple, ``Choice`` the canonical name)::
+
+        @validated(epochs=Epochs(), seeds=List(Seed(), unique=True), progress=Bool())
+        def sweep(epochs, seeds=(0,), progress=True): ...
+
+    Defaults are checked too, so a spec and its default cannot disagree unnoticed (the first
+    call fails). A spec for an argument the function does not take is an error when decorating.
+    """
+
+    def decorate(function):
+        signature = inspect.signature(function)
+        unknown = sorted(set(specs) - set(signature.parameters))
+        if unknown:
+            raise TypeError(f"@validated names {unknown}, which {function.__qualname__} does not take")
+
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, spec in specs.items():
+                bound.arguments[name] = spec(name, bound.arguments[name])
+            return function(*bound.args, **bound.kwargs)
+
+        checked.specs = dict(specs)  # what the arguments must be, for documentation and tests
+        return checked
+
+    return decorate
 
 
 def check_known_parameters(names, known, where="the notebook") -> None:

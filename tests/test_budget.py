@@ -342,7 +342,7 @@ def test_prune_to_budget_by_filters_compacts_every_result(kind, target, steps, e
 def test_budget_study_keys_name_the_granularity_only_where_it_is_not_the_default(monkeypatch):
     """Notebook 08's cached results keep their keys; the ResNet's name its filter granularity."""
     seen = {}
-    monkeypatch.setattr(experiments.budget, "cached", lambda name, config, compute, recompute=False: (seen.update(
+    monkeypatch.setattr(experiments.study, "cached", lambda name, config, compute, **kwargs: (seen.update(
         {config["model"]: config}), True))
     pretrain = dict(epochs=1, batch_size=32, learning_rate=1e-3, train_subset=None)
     search = {"lenet5": (2, 1), "resnet20": (2, 1)}

@@ -416,7 +416,7 @@ def test_project003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_
         rows = [{"experiment": "dense", "target": 0.0, "test_acc": accuracy + 0.08, "zip_kib": 100.0}]
         rows += [{"experiment": e, "target": t, "test_acc": accuracy, "zip_kib": 50.0}
                  for e in experiments.PROJECT003_EXPERIMENTS for t in experiments.PROJECT003_TARGETS]
-        cached("seed003_table", dict(study.config, targets=list(experiments.PROJECT003_TARGETS)), lambda: rows)
+        cached("seed003_table", study.config(targets=list(experiments.PROJECT003_TARGETS)), lambda: rows)
     summary, missing = experiments.project003_comparison(seeds=(0, 1, 2))
     assert missing == [2]
     dense = summary[summary.experiment == "dense"].iloc[0]

@@ -67,7 +67,7 @@ def test_committed_stand_in_tables_are_served_and_labelled_on_a_machine_with_the
     before = sorted(p.name for p in TABLES.iterdir())
     study = experiments.StructureStudy(**STUDY)
     assert study.variant == "official" and study.data.label == "CIFAR-10"  # what this machine would compute on
-    assert "source" not in study.config and study.config["data_variant"] == "official"
+    assert "source" not in study.config() and study.config()["data_variant"] == "official"
     rows, hit = study.sweep(**SWEEP)
     assert hit and rows == _value(SWEEP_FILE)
     assert study.label("structure_sweep") == STAND_IN
@@ -86,7 +86,7 @@ def test_committed_stand_in_tables_are_served_and_labelled_on_a_machine_with_the
 def test_on_the_stand_in_the_committed_keys_hit_with_no_note(no_training, monkeypatch):
     monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)  # ../shared/data: the stand-in
     study = experiments.StructureStudy(**STUDY)
-    assert study.variant == data_lib.STAND_IN and study.config["source"] == "cifar10-jpeg.npz"
+    assert study.variant == data_lib.STAND_IN and study.config()["source"] == "cifar10-jpeg.npz"
     assert ResultCache().table_path("structure_sweep", study.sweep_config(**SWEEP)).name == SWEEP_FILE
     rows, hit = study.sweep(**SWEEP)
     assert hit and study.label("structure_sweep") == STAND_IN and study.note() is None
@@ -105,7 +105,7 @@ def test_a_table_of_this_machines_data_is_preferred_and_keyed_without_the_file_n
         return [{"method": "dense", "test_acc": 0.25}]
 
     monkeypatch.setattr(structure, "structure_sweep", fake_sweep)
-    base = structure.study_config(**STUDY)
+    base = structure.StructureStudy(**STUDY).settings()
     extra = dict(SWEEP, gmp=structure.StructureStudy.GMP_SEMANTICS)
     cached("structure_sweep", dict(base, source="cifar10-jpeg.npz", **extra), lambda: [{"method": "stand-in"}])
 

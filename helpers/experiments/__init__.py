@@ -10,10 +10,13 @@ shared by the notebooks and by long background sweeps
 - ``budget``: notebook 08, budget-constrained pruning (``prune_to_budget``, ``BudgetPruning``; the
   method itself, environments, agent and baselines, is ``helpers.pruning.budget``).
 
+Every study has one shape (``study.Study``): a frozen dataclass of checked settings whose
+``config(**point)`` is the cache configuration of one result.
+
 Every public name is importable from here (``experiments.smgd_comparison``).
 """
 
-from . import budget, post_training, smgd, structure, training, weighted_sum
+from . import budget, post_training, smgd, structure, study, training, weighted_sum
 from .budget import (BUDGET_DATASETS, BUDGET_GRANULARITY, BUDGET_METHODS, BudgetPruning, budget_protocol, budget_summary, budget_sweep,
                      budget_table, budget_verdict, compaction_table, format_mean_std, mean_std, prune_to_budget,
                      verdict_labels)
@@ -25,6 +28,7 @@ from .smgd import (ITP_CHOICES, LR_ABLATION_RATES, PAPER_EPOCHS, PAPER_OPTIMIZER
 from .structure import (PROJECT003_EXPERIMENTS, PROJECT003_PRINTED, PROJECT003_TARGETS, STRUCTURE_METHODS, StructureStudy,
                         per_layer_sparsity, project003_comparison, project003_table, structure_masks,
                         structure_sweep)
+from .study import Study
 from .training import trained_model, weights_name
 from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_table, fig4_darkest_band,
                            fig4_scale_points, fig4_scale_summary, fig4_scale_table, grid_table, knee_region_verdict,
@@ -32,7 +36,7 @@ from .weighted_sum import (ORIGINAL_GRID, SEARCH_METHODS, KneeSearch, fig4_band_
 
 __all__ = [
     "BUDGET_DATASETS", "BUDGET_GRANULARITY", "BUDGET_METHODS", "ITP_CHOICES", "LR_ABLATION_RATES", "ORIGINAL_GRID", "PAPER_EPOCHS",
-    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "PROJECT002_KS", "PROJECT003_EXPERIMENTS", "PROJECT003_PRINTED", "PROJECT003_TARGETS", "project003_comparison", "project003_table", "STRUCTURE_METHODS", "SUMMARY_COLUMNS",
+    "PAPER_OPTIMIZERS", "SEARCH_METHODS", "PROJECT002_KS", "PROJECT003_EXPERIMENTS", "PROJECT003_PRINTED", "PROJECT003_TARGETS", "project003_comparison", "project003_table", "STRUCTURE_METHODS", "Study", "SUMMARY_COLUMNS",
     "SUMMARY_TAIL", "BudgetPruning", "backend_label", "KneeSearch", "PostTraining", "StructureStudy", "budget", "budget_table", "budget_protocol", "budget_summary", "budget_sweep", "compaction_table", "format_mean_std", "mean_std", "verdict_labels",
     "budget_verdict", "closest_to_reference", "compaction_rows", "comparison_summary", "comparison_table",
     "fig4_band_table", "fig4_darkest_band", "fig4_scale_points", "fig4_scale_summary", "fig4_scale_table",

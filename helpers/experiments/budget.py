@@ -9,11 +9,11 @@ the search and the baselines are in ``helpers.pruning.budget``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..cache import ResultCache, cached
 from ..callbacks import Diverged, NonFiniteGuard
 from ..plotting import format_mean_std
 from ..pruning import compact, costs
@@ -24,7 +24,8 @@ from ..pruning.costs import COST_KINDS, make_cost
 from ..pruning.criteria import IMPORTANCES
 from ..pruning.masks import retrain_with_masks
 from ..runner import RunFailedError
-from ..validation import Bool, Budget, Callable, Choice, Epochs, Float, Int, List, Seed, Tuple, check_parameters
+from ..validation import Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Seed, Tuple, check_parameters, validated
+from .study import Study, setting, state
 from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
 BUDGET_DATASETS = {"lenet5": "mnist", "vgg": "cifar10", "resnet20": "cifar10"}
@@ -34,6 +35,11 @@ BUDGET_GRANULARITY = {"lenet5": "weight", "vgg": "weight", "resnet20": "filter"}
 GRANULARITIES = ("weight", "filter")
 
 
+@validated(cost=Callable(), methods=List(Choice(*BUDGET_METHODS), unique=True), eval_size=Int(1), updates=Int(1),
+           episodes_per_update=Int(2), seed=Seed(), finetune_epochs=Epochs(0), finetune_batch=Int(1),
+           finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
+           episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool(),
+           granularity=Choice(*GRANULARITIES))
 def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size=1000, updates=60,
                     episodes_per_update=8, seed=0, finetune_epochs=1, finetune_batch=32, finetune_lr=1e-3,
                     max_fraction=0.98, episode_finetune_steps=16, episode_finetune_lr=0.05, agent_kwargs=None,
@@ -58,22 +64,10 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
     layer or group, test accuracy before and after the fine-tune), ``history`` of the RL search,
     ``layers`` (the layer or group names).
     """
-    cost = Callable()("cost", cost)
     # Named fraction costs (parameters, FLOPs) are at most 1: a budget must be in (0, 1]. Any
     # other cost (seconds of latency, a user's callable) only needs a finite positive budget.
     fraction_cost = getattr(cost, "kind", None) in COST_KINDS
-    checked = check_parameters(dict(
-        budget=budget, methods=methods, eval_size=eval_size, updates=updates, episodes_per_update=episodes_per_update,
-        seed=seed, finetune_epochs=finetune_epochs, finetune_batch=finetune_batch, finetune_lr=finetune_lr,
-        max_fraction=max_fraction, episode_finetune_steps=episode_finetune_steps,
-        episode_finetune_lr=episode_finetune_lr, progress=progress, granularity=granularity), dict(
-        budget=Budget() if fraction_cost else Float(0.0, min_open=True),
-        methods=List(Choice(*BUDGET_METHODS), unique=True),
-        eval_size=Int(1), updates=Int(1), episodes_per_update=Int(2), seed=Seed(), finetune_epochs=Epochs(0),
-        finetune_batch=Int(1), finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
-        episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool(),
-        granularity=Choice(*GRANULARITIES)))
-    budget, methods = checked["budget"], checked["methods"]
+    budget = (Budget() if fraction_cost else Float(0.0, min_open=True))("budget", budget)
     if agent_kwargs is not None and not isinstance(agent_kwargs, dict):
         raise TypeError(f"agent_kwargs must be None or a dict, got {agent_kwargs!r} ({type(agent_kwargs).__name__})")
     if data.x_val is None or len(data.x_val) < eval_size:
@@ -163,7 +157,8 @@ def _compacted(model, cost, data, batch_size):
             "compact_latency": float(np.median(times["compact"]))}
 
 
-class BudgetPruning:
+@dataclass(frozen=True)
+class BudgetPruning(Study):
     """Notebook 08's procedure: pre-trained networks (trained, or loaded from the model cache,
     only when first needed) pruned to each budget by ``prune_to_budget``, every
     result cached under the configuration the notebook has always used.
@@ -171,43 +166,62 @@ class BudgetPruning:
     ``pretrain`` maps a model name to its ``trained_model`` arguments (epochs, batch_size,
     learning_rate, train_subset); ``search`` maps it to ``(updates, episode_finetune_steps)``.
     LeNet-5 and the VGG are pruned by weights, the ResNet by filters (``BUDGET_GRANULARITY``);
-    ``importance`` is any name of ``pruning.criteria.IMPORTANCES`` but ``"taylor"``. A cache key
-    names the granularity and the importance only where they are not the defaults (weights,
-    magnitude), so the notebook's existing results keep their keys.
+    ``importance`` is any name of ``pruning.criteria.IMPORTANCES`` but ``"taylor"``.
     """
 
-    def __init__(self, pretrain, search, methods, validation_size=5000, eval_size=1000, episodes_per_update=8,
-                 finetune_epochs=1, seed=0, recompute=False, importance="magnitude"):
-        unknown = sorted(set(pretrain) - set(BUDGET_DATASETS))
+    pretrain: dict  # checked in check(): hashed as given
+    search: dict = setting(Dict(Choice(*BUDGET_DATASETS), Tuple(Int(1), Int(0))))
+    methods: list = setting(List(Choice(*BUDGET_METHODS), unique=True))
+    validation_size: int = setting(Int(1), 5000)
+    eval_size: int = setting(Int(1), 1000)
+    episodes_per_update: int = setting(Int(2), 8)
+    finetune_epochs: int = setting(Epochs(0), 1)
+    seed: int = setting(Seed(), 0)
+    recompute: bool = setting(Bool(), False, key=False)
+    importance: str = setting(Choice(*(i for i in IMPORTANCES if i != "taylor")), "magnitude")
+    _trained: dict = state()
+
+    def check(self):
+        # Each model's pre-training is checked now, as trained_model would check it on a cache
+        # miss (after the work of other budgets); its arguments are hashed as given.
+        if not isinstance(self.pretrain, dict):
+            raise TypeError(f"pretrain must be a dict {{model: trained_model arguments}}, got {self.pretrain!r:.80}")
+        unknown = sorted(set(self.pretrain) - set(BUDGET_DATASETS))
         if unknown:
             raise ValueError(f"unknown models {unknown}; choose from {sorted(BUDGET_DATASETS)}")
-        # Everything is checked now, as trained_model and prune_to_budget would check it on a
-        # cache miss (after the work of other budgets).
-        check_parameters(dict(methods=methods, validation_size=validation_size, eval_size=eval_size,
-                              episodes_per_update=episodes_per_update, finetune_epochs=finetune_epochs, seed=seed,
-                              recompute=recompute),
-                         dict(methods=List(Choice(*BUDGET_METHODS), unique=True), validation_size=Int(1),
-                              eval_size=Int(1), episodes_per_update=Int(2), finetune_epochs=Epochs(0), seed=Seed(),
-                              recompute=Bool()))
-        Choice(*(i for i in IMPORTANCES if i != "taylor"))("importance", importance)
-        for name in pretrain:
-            check_parameters({"seed": seed, **pretrain[name]}, TRAINING_SPECS)
-            unknown = sorted(set(pretrain[name]) - set(TRAINING_SPECS) - set(RECIPE_SPECS))
+        for name, arguments in self.pretrain.items():
+            check_parameters({"seed": self.seed, **arguments}, TRAINING_SPECS)
+            unknown = sorted(set(arguments) - set(TRAINING_SPECS) - set(RECIPE_SPECS))
             if unknown:
                 raise TypeError(f"pretrain[{name!r}] has unknown arguments {unknown}; "
                                 f"known: {sorted({*TRAINING_SPECS, *RECIPE_SPECS} - {'seed'})}")
-            check_parameters(pretrain[name], {k: RECIPE_SPECS[k] for k in RECIPE_SPECS if k in pretrain[name]})
-            Tuple(Int(1), Int(0))(f"search[{name!r}] (updates, episode_finetune_steps)", search.get(name))
-        self.pretrain, self.search, self.methods = pretrain, search, list(methods)
-        self.validation_size, self.eval_size, self.episodes_per_update = validation_size, eval_size, episodes_per_update
-        self.finetune_epochs, self.seed, self.recompute = finetune_epochs, seed, recompute
-        self.importance = importance
-        self._trained = {}
+            check_parameters(arguments, {k: RECIPE_SPECS[k] for k in RECIPE_SPECS if k in arguments})
+            if name not in self.search:
+                raise ValueError(f"search has no (updates, episode_finetune_steps) for {name!r}")
 
     def check_budget(self, kind, value):
         """A named fraction cost and a budget the notebook's spec allows (``validation.Budget``)."""
         Choice(*COST_KINDS)("budget kind", kind)
         Budget()(f"budget ({kind})", value)
+
+    def config(self, model, kind, budget):
+        """The cache configuration of pruning ``model`` to ``kind <= budget``."""
+        updates, steps = self.search[model]
+        return self.legacy(dict(
+            model=model, kind=kind, budget=budget, methods=self.methods, pretrain=self.pretrain[model],
+            validation_size=self.validation_size, eval_size=self.eval_size, updates=updates,
+            episodes_per_update=self.episodes_per_update, episode_finetune_steps=steps,
+            finetune_epochs=self.finetune_epochs, seed=self.seed, granularity=BUDGET_GRANULARITY[model],
+            importance=self.importance))
+
+    def legacy(self, config):
+        # Results cached before filter pruning and other importances existed keep their keys: the
+        # key names the granularity and the importance only where they are not those defaults.
+        if config["granularity"] == "weight":
+            del config["granularity"]
+        if config["importance"] == "magnitude":
+            del config["importance"]
+        return config
 
     def pretrained(self, name):
         if name not in self._trained:
@@ -237,18 +251,8 @@ class BudgetPruning:
         """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``; with
         ``cached_only``, ``(None, False)`` when it is not in the cache (nothing is computed)."""
         self.check_budget(kind, value)
-        updates, steps = self.search[name]
-        config = dict(model=name, kind=kind, budget=value, methods=self.methods, pretrain=self.pretrain[name],
-                      validation_size=self.validation_size, eval_size=self.eval_size, updates=updates,
-                      episodes_per_update=self.episodes_per_update, episode_finetune_steps=steps,
-                      finetune_epochs=self.finetune_epochs, seed=self.seed)
-        if BUDGET_GRANULARITY[name] != "weight":
-            config["granularity"] = BUDGET_GRANULARITY[name]
-        if self.importance != "magnitude":
-            config["importance"] = self.importance
-        if cached_only and not ResultCache().table_path("budget_pruning", config).exists():
-            return None, False
-        return cached("budget_pruning", config, lambda: self._compute(name, kind, value), recompute=self.recompute)
+        return self.cached("budget_pruning", lambda: self._compute(name, kind, value), cached_only=cached_only,
+                           model=name, kind=kind, budget=value)
 
 
 def budget_protocol(results, name, pretrain):

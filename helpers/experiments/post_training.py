@@ -5,16 +5,17 @@ pruning of a trained MLP, one-shot and fine-tuned, and the compaction timing of 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from .. import pruning
-from ..cache import cached
 from ..pruning import costs, masks_for, output_layer
 from ..progress import tqdm
 from ..runner import guarded_fit
-from ..validation import Bool, Epochs, Fraction, Int, List, check_parameters
+from ..validation import Bool, Epochs, Fraction, Int, List, validated
+from .study import Study, setting, state
 from .training import TRAINING_SPECS, trained_model
 
 # The datasets of the study: 28x28 grey images, the MLP's input.
@@ -22,6 +23,7 @@ POST_TRAINING_DATASETS = ("mnist", "fashion_mnist")
 PROJECT002_KS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
 
 
+@validated(ks=List(Fraction()), finetune_epochs=Epochs(0), batch_size=Int(1), prune_bias=Bool(), progress=Bool())
 def post_training_sweep(model, data, ks=PROJECT002_KS, finetune_epochs=1, batch_size=128, prune_bias=True,
                         progress=True):
     """Project 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
@@ -34,11 +36,6 @@ def post_training_sweep(model, data, ks=PROJECT002_KS, finetune_epochs=1, batch_
     Returns a list of rows ``dataset, method, variant, k, nominal_sparsity, effective_sparsity,
     test_acc, test_loss``.
     """
-    checked = check_parameters(dict(ks=ks, finetune_epochs=finetune_epochs, batch_size=batch_size,
-                                    prune_bias=prune_bias, progress=progress),
-                               dict(ks=List(Fraction()), finetune_epochs=Epochs(0), batch_size=Int(1),
-                                    prune_bias=Bool(), progress=Bool()))
-    ks = checked["ks"]
     trained = model.get_weights()
     optimizer_config = model.optimizer.get_config() if model.optimizer else None
     rows = []
@@ -66,18 +63,19 @@ def post_training_sweep(model, data, ks=PROJECT002_KS, finetune_epochs=1, batch_
     return rows
 
 
-class PostTraining:
+@dataclass(frozen=True)
+class PostTraining(Study):
     """Notebook 06's procedure: the trained MLP per dataset (trained, or loaded from the model
     cache, only when a result needs it), its cached pruning sweep and the cached compaction timing.
     The cache keys are the configurations the notebook has always used."""
 
-    def __init__(self, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
-        # Checked now, as trained_model would check them, not when a cache miss first trains.
-        check_parameters(dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                              train_subset=train_subset, recompute=recompute), dict(TRAINING_SPECS, recompute=Bool()))
-        self.epochs, self.batch_size, self.learning_rate = epochs, batch_size, learning_rate
-        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
-        self._trained = {}
+    epochs: int = setting(TRAINING_SPECS["epochs"])
+    batch_size: int = setting(TRAINING_SPECS["batch_size"])
+    learning_rate: float = setting(TRAINING_SPECS["learning_rate"])
+    seed: int = setting(TRAINING_SPECS["seed"], 0)
+    train_subset: int | None = setting(TRAINING_SPECS["train_subset"], None)
+    recompute: bool = setting(Bool(), False, key=False)
+    _trained: dict = state()
 
     def pretrained(self, name):
         """``(model, data)`` of the MLP trained on dataset ``name``."""
@@ -87,30 +85,23 @@ class PostTraining:
                                                 recompute=self.recompute)
         return self._trained[name]
 
-    def _config(self, **more):
-        return dict(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                    seed=self.seed, train_subset=self.train_subset, **more)
-
     def sweep(self, datasets, ks=PROJECT002_KS, finetune_epochs=1, prune_bias=True):
         """``(rows of every dataset, {dataset: from the cache?})`` of ``post_training_sweep``."""
 
         rows, hits = [], {}
         for name in datasets:
-            config = dict(dataset=name, **self._config(ks=list(ks), finetune_epochs=finetune_epochs,
-                                                        prune_bias=prune_bias))
-            part, hits[name] = cached("post_training_sweep", config, lambda: post_training_sweep(
-                *self.pretrained(name), ks, finetune_epochs, self.batch_size, prune_bias), recompute=self.recompute)
+            part, hits[name] = self.cached("post_training_sweep", lambda: post_training_sweep(
+                *self.pretrained(name), ks, finetune_epochs, self.batch_size, prune_bias),
+                dataset=name, ks=list(ks), finetune_epochs=finetune_epochs, prune_bias=prune_bias)
             rows += part
         return rows, hits
 
     def compaction_timing(self, datasets, compact_ks, latency_repeats=30):
         """``(rows, from the cache?)``: unit-pruned networks at each k compacted, timed and compared."""
 
-        config = dict(datasets=list(datasets), **self._config(compact_ks=list(compact_ks),
-                                                               latency_repeats=latency_repeats))
-        return cached("compaction_timing", config, lambda: [
+        return self.cached("compaction_timing", lambda: [
             row for name in datasets for row in compaction_rows(*self.pretrained(name), compact_ks, latency_repeats)],
-            recompute=self.recompute)
+            datasets=list(datasets), compact_ks=list(compact_ks), latency_repeats=latency_repeats)
 
 
 def compaction_rows(model, data, compact_ks, latency_repeats=30):

@@ -17,7 +17,7 @@ from ..plotting import format_mean_std, method_label
 from ..run_config import OPTIMIZERS, RunConfig
 from ..runner import DEFAULT_BACKEND
 from ..sweep import run_sweep, summary_frame
-from ..validation import Choice, Dict, Epochs, Float, List, Optional, Seed, check_choice, check_parameters
+from ..validation import Choice, Dict, Epochs, Float, List, Optional, Seed, validated
 
 # The optimizer comparison of REPRODUCTION_NOTES.md §6.1: multi-objective methods and their Keras baselines.
 PAPER_OPTIMIZERS = {"mnist": ("smgd", "madam", "sgd", "adam"),
@@ -26,6 +26,8 @@ PAPER_EPOCHS = {"mnist": 30, "cifar10": 125}
 ITP_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
 
 
+@validated(optimizers=Optional(List(Choice(*OPTIMIZERS), unique=True)), itp=Choice(*ITP_CHOICES), epochs=Optional(Epochs()),
+           seeds=List(Seed(), unique=True), learning_rates=Optional(Dict(Choice(*OPTIMIZERS), Float(0.0, min_open=True))))
 def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, seeds=(0,),
                     learning_rates=None, batch_size=None, train_subset=None, protocol="faithful",
                     eval_train=True):
@@ -40,15 +42,8 @@ def smgd_comparison(dataset="mnist", optimizers=None, itp="both", epochs=None, s
     if dataset not in PAPER_OPTIMIZERS and optimizers is None:
         raise ValueError(f"dataset {dataset!r} has no paper optimizers; choose one of {', '.join(PAPER_OPTIMIZERS)} "
                          "or pass optimizers")
-    itp = check_choice("itp", itp, ITP_CHOICES)
-    checked = check_parameters(
-        dict(optimizers=optimizers, epochs=epochs, seeds=seeds, learning_rates=learning_rates),
-        dict(optimizers=Optional(List(Choice(*OPTIMIZERS), unique=True)), epochs=Optional(Epochs()),
-             seeds=List(Seed(), unique=True), learning_rates=Optional(Dict(Choice(*OPTIMIZERS),
-                                                                           Float(0.0, min_open=True)))))
-    optimizers, epochs, seeds = checked["optimizers"], checked["epochs"], checked["seeds"]
     optimizers = tuple(optimizers or PAPER_OPTIMIZERS[dataset])
-    learning_rates = dict(checked["learning_rates"] or {})
+    learning_rates = dict(learning_rates or {})
     unknown = set(learning_rates) - set(optimizers)
     if unknown:
         raise ValueError(f"learning rates given for optimizers not in the run: {sorted(unknown)}")
@@ -174,11 +169,11 @@ def lr_ablation_table(results):
 SHARED_LEARNING_RATES = (1e-3, 1e-2)
 
 
+@validated(lrs=List(Float(0.0, min_open=True), unique=True))
 def shared_lr_comparison(lrs=SHARED_LEARNING_RATES, dataset="mnist", itp="on", seeds=(0,), epochs=None,
                          train_subset=None):
     """Configs of the figures the original code drew: the paper's four optimizers of ``dataset``
     (``smgd_comparison``, ITP on by default) at one shared eta0 per figure, for each rate in ``lrs``."""
-    lrs = check_parameters(dict(lrs=lrs), dict(lrs=List(Float(0.0, min_open=True), unique=True)))["lrs"]
     configs = []
     for lr in lrs:
         configs += smgd_comparison(dataset, itp=itp, epochs=epochs, seeds=seeds, train_subset=train_subset,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections import Counter
+from dataclasses import dataclass
 
 import keras
 import pandas as pd
@@ -15,8 +17,9 @@ from ..cache import ResultCache, cached
 from ..progress import tqdm
 from ..pruning import compact, costs, masks_for, output_layer
 from ..runner import guarded_fit
-from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, check_parameters
+from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, validated
 from .post_training import _PROJECTS_UNITS
+from .study import Study, setting, state
 from .training import TRAINING_SPECS, trained_model
 
 PROJECT003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
@@ -88,6 +91,9 @@ def structure_masks(model, method, target):
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(STRUCTURE_METHODS)}")
 
 
+@validated(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True), retrain_epochs=Epochs(0),
+           gmp_epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), latency_batch=Int(1),
+           latency_repeats=Int(1), progress=Bool())
 def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
                     gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
                     progress=True):
@@ -97,14 +103,6 @@ def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_M
     target. Structured networks are compacted before timing. Returns rows with
     ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
     """
-    checked = check_parameters(
-        dict(targets=targets, methods=methods, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
-             batch_size=batch_size, learning_rate=learning_rate, latency_batch=latency_batch,
-             latency_repeats=latency_repeats, progress=progress),
-        dict(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True),
-             retrain_epochs=Epochs(0), gmp_epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True),
-             latency_batch=Int(1), latency_repeats=Int(1), progress=Bool()))
-    targets, methods = checked["targets"], checked["methods"]
     trained = model.get_weights()
     dense_flops = costs.flops(model)
 
@@ -237,11 +235,13 @@ def _not_cached():
     raise _NotCached()
 
 
-class StructureStudy:
+@dataclass(frozen=True)
+class StructureStudy(Study):
     """Notebook 07's procedure: the seed's CNN trained with SGD on CIFAR-10 (inputs normalised
     with mean 0.5 and std 0.5), loaded from the model cache or trained only when a result needs
     it, and its cached sweep and per-layer table. The cache keys are the configurations the
-    notebook has always used; ``data`` is the (subset of the) data they were computed on.
+    notebook has always used; ``data`` is the (subset of the) data they were computed on, loaded
+    when first used.
 
     Each table's configuration names the data variant it was computed on (``data_config``). A
     table cached for another variant than the one loaded here (the committed stand-in tables on a
@@ -249,29 +249,38 @@ class StructureStudy:
     tables shown and ``note`` says when that is not this machine's data.
     """
 
-    def __init__(self, width, epochs, batch_size, learning_rate, seed=0, train_subset=None, recompute=False):
-        # Checked before the data is loaded, as trained_model would check them on the first cache miss.
-        check_parameters(dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                              seed=seed, train_subset=train_subset, recompute=recompute),
-                         dict(TRAINING_SPECS, width=Float(0.0, min_open=True), recompute=Bool()))
-        self.width, self.epochs, self.batch_size, self.learning_rate = width, epochs, batch_size, learning_rate
-        self.seed, self.train_subset, self.recompute = seed, train_subset, recompute
-        self.data = data_lib.load_dataset("cifar10", train_subset=train_subset, seed=seed, cifar_normalization="half")
-        self.variant = self.data.variant  # what this machine computes on
-        self.base_config = study_config(width, epochs, batch_size, learning_rate, seed, train_subset)
-        # The configuration a result computed here is stored under.
-        self.config = dict(self.base_config, **data_config(self.variant))
-        self.shown = {}  # table name -> the data variant of the table shown
-        self._model = None
+    width: float = setting(Float(0.0, min_open=True))
+    epochs: int = setting(TRAINING_SPECS["epochs"])
+    batch_size: int = setting(TRAINING_SPECS["batch_size"])
+    learning_rate: float = setting(TRAINING_SPECS["learning_rate"])
+    seed: int = setting(TRAINING_SPECS["seed"], 0)
+    train_subset: int | None = setting(TRAINING_SPECS["train_subset"], None)
+    recompute: bool = setting(Bool(), False, key=False)
+    shown: dict = state()  # table name -> the data variant of the table shown
+    _trained: dict = state()  # the trained base CNN, once built
+
+    @functools.cached_property
+    def data(self):
+        return data_lib.load_dataset("cifar10", train_subset=self.train_subset, seed=self.seed,
+                                     cifar_normalization="half")
+
+    @property
+    def variant(self):
+        """The data variant a result computed here is stored under."""
+        return self.data.variant
+
+    def config(self, **point):
+        """The cache configuration of a table computed here, on this machine's data."""
+        return super().config(**point, **data_config(self.variant))
 
     def pretrained(self):
         """The trained base CNN."""
-        if self._model is None:
-            self._model = trained_model(
+        if "cnn" not in self._trained:
+            self._trained["cnn"] = trained_model(
                 "cifar_cnn", "cifar10", self.epochs, self.batch_size, self.learning_rate, seed=self.seed,
                 train_subset=self.train_subset, model_kwargs={"width": self.width}, optimizer="sgd",
                 data_kwargs={"cifar_normalization": "half"}, recompute=self.recompute)[0]
-        return self._model
+        return self._trained["cnn"]
 
     def label(self, *names):
         """The data label of the tables ``names`` shown so far (all of them if none is named; this
@@ -287,7 +296,7 @@ class StructureStudy:
         return variants_note(variants, self.variant, what)
 
     def _table(self, name, config, compute, cached_only=False):
-        value, hit, variant = _cached_table(name, dict(self.base_config, **config), self.variant, compute,
+        value, hit, variant = _cached_table(name, dict(self.settings(), **config), self.variant, compute,
                                             recompute=self.recompute, cached_only=cached_only)
         if variant is not None:
             self.shown[name] = variant
@@ -299,8 +308,8 @@ class StructureStudy:
 
     def sweep_config(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
         """The cache configuration of ``sweep`` on this machine's data."""
-        return dict(self.config, **self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch,
-                                                     latency_batch, latency_repeats))
+        return self.config(**self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch,
+                                               latency_repeats))
 
     def _sweep_extra(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
         return dict(targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
@@ -328,13 +337,6 @@ class StructureStudy:
                            lambda: per_layer_sparsity(self.pretrained(), target))
 
 
-def study_config(width, epochs, batch_size, learning_rate, seed, train_subset):
-    """The base network's part of every ``StructureStudy`` table configuration (the data variant's
-    entry, ``data_config``, is added to it)."""
-    return dict(width=width, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                train_subset=train_subset)
-
-
 def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, learning_rate=1e-3, train_subset=None,
                        cached_only=True):
     """Project 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
@@ -347,12 +349,11 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
     loaded = data_lib.file_variant("cifar10")
     tables, variants, missing = {}, [], []
     for seed in seeds:
-        if cached_only:
-            config = dict(study_config(width, epochs, batch_size, learning_rate, seed, train_subset),
-                          targets=list(PROJECT003_TARGETS))
+        study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
+        if cached_only:  # the data is not loaded: its variant is the file's (file_variant)
+            config = dict(study.settings(), targets=list(PROJECT003_TARGETS))
             rows, _, variant = _cached_table("seed003_table", config, loaded, None, cached_only=True)
         else:
-            study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
             (rows, _), loaded = study.project003_table(), study.variant
             variant = study.shown["seed003_table"]
         if rows is None:

@@ -13,7 +13,7 @@ from ..callbacks import Diverged, NonFiniteGuard, non_finite_reason
 from ..files import RecordError, atomic_write, check_record, quarantine, read_json, write_json
 from ..models import MODELS, build_model
 from ..runner import RunFailedError, guarded_fit
-from ..validation import Bool, Choice, Epochs, Float, Int, Optional, Seed, check_int, check_parameters
+from ..validation import Bool, Choice, Epochs, Float, Int, Optional, Seed, check_int, validated
 
 # The arguments of trained_model that procedures pass on (BudgetPruning checks them when built).
 TRAINING_SPECS = dict(epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), seed=Seed(),
@@ -35,6 +35,8 @@ def weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed=0,
     return f"{model_name}-{dataset}-{config_hash(config)}.weights.h5"
 
 
+@validated(model_name=Choice(*MODELS), **TRAINING_SPECS, **RECIPE_SPECS, recompute=Bool(), progress=Bool(),
+           optimizer=Choice("adam", "sgd"))
 def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0, train_subset=None,
                   model_kwargs=None, recompute=False, progress=True, optimizer="adam", data_kwargs=None,
                   augment=False, lr_schedule="constant"):
@@ -52,12 +54,6 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
     later call resumes exactly where it stopped: the same weights as an uninterrupted run. Without
     them the network is trained by one ``fit`` call, as every cached network was.
     """
-    checked = check_parameters(
-        dict(model_name=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-             train_subset=train_subset, recompute=recompute, progress=progress, optimizer=optimizer,
-             augment=augment, lr_schedule=lr_schedule),
-        dict(model_name=Choice(*MODELS), **TRAINING_SPECS, **RECIPE_SPECS, recompute=Bool(), progress=Bool(),
-             optimizer=Choice("adam", "sgd")))
     dataset = data_lib.check_dataset_name(dataset)
     for name, value in (("model_kwargs", model_kwargs), ("data_kwargs", data_kwargs)):
         if value is not None and not isinstance(value, dict):
@@ -68,7 +64,6 @@ def trained_model(model_name, dataset, epochs, batch_size, learning_rate, seed=0
         raise ValueError(f"train_subset must be <= the {available} training images of {dataset}, got {train_subset}")
     if batch_size > (train_subset or available):
         raise ValueError(f"batch_size must be <= the {train_subset or available} training images, got {batch_size}")
-    del checked  # the cache key hashes the arguments as given, as it always has
     store = ResultCache()
     name = weights_name(model_name, dataset, epochs, batch_size, learning_rate, seed, train_subset, model_kwargs,
                         optimizer, data_kwargs, augment, lr_schedule)

@@ -15,7 +15,9 @@ from .. import pareto
 from ..paper import FIG4_BANDS
 from ..run_config import PROTOCOLS, RunConfig
 from ..runner import run_experiment
-from ..validation import Float, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
+from .study import Study, setting
+from ..optimizers import SCALARIZATIONS
+from ..validation import Choice, Epochs, Float, Int, List, Optional, Seed, check_bool, check_epochs, check_float, check_int
 
 # The 26 weightings of the original paretofront.py, in its list order (lambda1 = 1 - lambda2).
 ORIGINAL_GRID = (0, 1e-4, 3e-4, 5e-4, 7e-4, 9e-4, 1e-5, 3e-5, 5e-5, 7e-5, 9e-5, 1e-3, 3e-3, 5e-3, 7e-3, 9e-3,
@@ -239,32 +241,29 @@ SELECT_ON = ("test", "val")
 
 
 @dataclass(frozen=True)
-class KneeSearch:
+class KneeSearch(Study):
     """The settings of notebook 05's searches; every candidate is one cached weighted-sum run.
 
     ``protocol="faithful"``: the original filter, no filter after the last level (B21);
     ``"clean"``: convex filter, always filtered. ``select_on="val"`` scores candidates on the
     last 10,000 training images instead of the test set (B22).
+
+    Its results are the runner's runs, not tables: ``config(weights)`` is a candidate's
+    ``RunConfig`` and ``key(weights)`` that run's key (``RunConfig.key`` keeps the older keys).
     """
 
-    epochs: int = 10
-    seed: int = 0
-    learning_rate: float = 1e-3
-    train_subset: int | None = None
-    select_on: str = "test"
-    protocol: str = "faithful"
-    max_history: int = 20
-    grid_lambda2: tuple | None = None
-    scalarization: str = "separate"
+    epochs: int = setting(Epochs(), 10)
+    seed: int = setting(Seed(), 0)
+    learning_rate: float = setting(Float(0.0, min_open=True), 1e-3)
+    train_subset: int | None = setting(Optional(Int(1)), None)
+    select_on: str = setting(Choice(*SELECT_ON), "test")
+    protocol: str = setting(Choice(*PROTOCOLS), "faithful")
+    max_history: int = setting(Int(1), 20)
+    grid_lambda2: tuple | None = setting(Optional(List(Float(0.0, 1.0), min_length=2)), None)
+    scalarization: str = setting(Choice(*SCALARIZATIONS), "separate")
 
-    def __post_init__(self):
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be {' or '.join(map(repr, PROTOCOLS))}, got {self.protocol!r}")
-        if self.select_on not in SELECT_ON:
-            raise ValueError(f"select_on must be {' or '.join(map(repr, SELECT_ON))}, got {self.select_on!r}")
-        check_int("max_history", self.max_history, minimum=1)
-        Optional(List(Float(0.0, 1.0), min_length=2))("grid_lambda2", self.grid_lambda2)
-        self.config((1.0, 0.0))  # validates the run settings (epochs, seed, ...) as RunConfig does, before any training
+    def check(self):
+        self.config((1.0, 0.0))  # validates the run settings (train_subset, ...) as RunConfig does, before any training
 
     @property
     def grid_weights(self):
@@ -275,13 +274,20 @@ class KneeSearch:
         return ("original", False) if self.protocol == "faithful" else ("convex", True)
 
     def config(self, weights, epochs=None, seed=None):
-        """The run of ``weights`` (lambda1, lambda2); ``epochs`` and ``seed`` default to the search's
-        (None, never 0, means the default: epochs=0 is an error, as in ``RunConfig``)."""
+        """The ``RunConfig`` of ``weights`` (lambda1, lambda2); ``epochs`` and ``seed`` default to the
+        search's (None, never 0, means the default: epochs=0 is an error, as in ``RunConfig``)."""
         return weighted_sum_run(weights[1], lambda1=weights[0], epochs=self.epochs if epochs is None else epochs,
                                 seed=self.seed if seed is None else seed, learning_rate=self.learning_rate,
                                 train_subset=self.train_subset,
                                 validation_size=10_000 if self.select_on == "val" else 0,
                                 scalarization=self.scalarization)
+
+    def key(self, weights, epochs=None, seed=None):
+        """The key of the run of ``weights`` (its file in the cache's ``runs/``)."""
+        return self.config(weights, epochs, seed).key()
+
+    def cached(self, *args, **kwargs):
+        raise TypeError("KneeSearch's results are the runner's runs, cached by run_experiment: use KneeSearch.run")
 
     def run(self, weights, epochs=None, seed=None, recompute=False):
         return run_experiment(self.config(weights, epochs, seed), recompute=recompute, progress=False)
