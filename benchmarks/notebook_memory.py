@@ -1,4 +1,4 @@
-"""Peak memory of a notebook's kernel: mybinder.org gives a session about 2 GB (issue 23).
+"""Peak memory of a notebook's kernel: mybinder.org gives a session about 2 GB (README.md, "Colab and Binder").
 
 Each notebook runs on its default parameters (from the cache: nothing is trained when the cache is
 complete) with papermill in a fresh Python process; its outputs and figures go to a temporary

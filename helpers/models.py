@@ -1,5 +1,6 @@
-"""The networks of the paper and of the neighbouring seeds (REPRODUCTION_NOTES.md §4), and a
-CIFAR ResNet-20 (``resnet20``) for residual-network pruning (project 004's ResNet experiments).
+"""The networks of the paper and of the neighbouring projects 002-004 (REPRODUCTION_NOTES.md
+§§4, 12), and a CIFAR ResNet-20 (``resnet20``) for residual-network pruning (project 004's ResNet
+experiments).
 
 Every builder returns an unbuilt-optimizer functional ``keras.Model`` whose weights depend
 only on the seed: ``keras.utils.set_random_seed(seed)`` is called first, so the same seed
@@ -130,7 +131,7 @@ def mlp(seed=0, input_shape=(28, 28, 1), hidden=(1000, 1000, 500, 200)):
 def cifar_cnn(width=1.0, seed=0, input_shape=(32, 32, 3)):
     """Project 003's CIFAR CNN (nn-pruning) with a width multiplier.
 
-    At ``width=1`` it is the seed's network: conv 128/512/1024 (3x3, valid, ReLU, max-pool 2)
+    At ``width=1`` it is project 003's network: conv 128/512/1024 (3x3, valid, ReLU, max-pool 2)
     then fc 1024 -> 500 -> 10, about 10.0 M parameters. ``width`` scales every conv's
     channels and every hidden fc layer's units, keeping the shape (10 outputs fixed).
     """

@@ -103,7 +103,7 @@ class SparsityObjective:
         return total
 
 
-# Deprecated alias: the name before issue 24 (the README's published example and users' code use it).
+# Deprecated alias: SparsityObjective's old name (the README's published example and users' code use it).
 DensePenalty = SparsityObjective
 
 

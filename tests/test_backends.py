@@ -1,7 +1,7 @@
-"""The pruning API on the JAX backend gives what it gives on TensorFlow (issue 19, item 5):
+"""The pruning API on the JAX backend gives what it gives on TensorFlow (README.md, "Pruning any Keras model"):
 GMP, group masks kept during fit with ITP, strip and compact, from the same initial weights and
-data; and notebook 03's CIFAR-10 protocol path runs under JAX into the cache TensorFlow reads
-(issue 20 §3). Each backend in its own process (Keras picks its backend at import)."""
+data; and notebook 03's CIFAR-10 protocol path runs under JAX into the cache TensorFlow reads.
+Each backend in its own process (Keras picks its backend at import)."""
 
 import importlib.util
 import json

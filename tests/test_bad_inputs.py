@@ -93,7 +93,7 @@ HUGE = 10 ** 400  # beyond any float
 
 
 CASES = {
-    # RunConfig: exact types (issue item 2)
+    # RunConfig: exact types
     "itp-string-False": (run(itp="False"), TypeError, "itp"),
     "eval_train-no": (run(eval_train="no"), TypeError, "eval_train"),
     "learning_rate-string": (run(learning_rate="0.01"), TypeError, "learning_rate"),
@@ -131,7 +131,7 @@ CASES = {
                                                                progress=False), LookupError, "cached_only"),
     "cache-unwritable": (lambda tmp, m: (tmp / "file").write_text("x") and run_experiment(
         RunConfig(**TINY), cache_dir=tmp / "file" / "cache", progress=False), OSError, "cache"),
-    # the sweeps of the notebooks (issue item 3)
+    # the sweeps of the notebooks
     "smgd-dataset-imagenet": (lambda tmp, m: experiments.smgd_comparison("imagenet"), ValueError, "dataset"),
     "smgd-epochs-0": (lambda tmp, m: experiments.smgd_comparison("mnist", epochs=0), ValueError, "epochs"),
     "smgd-seeds-empty": (lambda tmp, m: experiments.smgd_comparison("mnist", seeds=[]), ValueError, "seeds"),
@@ -142,14 +142,14 @@ CASES = {
     "grid-lambda2-nan": (lambda tmp, m: experiments.weighted_sum_run(NAN), ValueError, "lambda2"),
     "grid-dense_points-float": (lambda tmp, m: experiments.weighted_sum_grid(dense_points=2.5), TypeError,
                                 "dense_points"),
-    # trained_model (issue item 4)
+    # trained_model
     "trained-lr-negative": (trained(learning_rate=-1e-3), ValueError, "learning_rate"),
     "trained-epochs-ten": (trained(epochs="ten"), TypeError, "epochs"),
     "trained-batch-0": (trained(batch_size=0), ValueError, "batch_size"),
     "trained-model-unknown": (trained(model_name="resnet"), ValueError, "model_name"),
     "trained-subset-too-large": (trained(train_subset=10 ** 6), ValueError, "train_subset"),
     "trained-optimizer-unknown": (trained(optimizer="adagrad"), ValueError, "optimizer"),
-    # pruning to a budget (issue item 4)
+    # pruning to a budget
     "budget-0": (budget_call(budget=0.0), ValueError, "budget"),
     "budget-nan": (budget_call(budget=NAN), ValueError, "budget"),
     "budget-1.5": (budget_call(budget=1.5), ValueError, "budget"),
@@ -180,7 +180,7 @@ CASES = {
     "nb-lr-bool": (notebook({"learning_rate": True}, learning_rate=Float(0, min_open=True)), TypeError,
                    "learning_rate"),
     "nb-missing": (notebook({}, epochs=Int(1)), NameError, "epochs"),
-    # unknown papermill parameters, with the closest valid name (issue 21)
+    # unknown papermill parameters, with the closest valid name
     "nb-unknown-epoch": (papermill("04_pareto_front", epoch=3), TypeError, "did you mean 'epochs'?"),
     "nb-unknown-widht": (papermill("07_structured_global_iterative", widht=0.5), TypeError, "did you mean 'width'?"),
     "nb-unknown-learningrate": (papermill("06_post_training_pruning", learningrate=0.1), TypeError,

@@ -1,5 +1,6 @@
-"""Loading a dataset makes no full-size temporaries (issue 23 §3: notebook 02 within Binder's 2 GB),
-and gives the same bits as the plain expressions it replaced; notebook 02's kernel peaks below 2 GB."""
+"""Loading a dataset makes no full-size temporaries (notebook 02 within Binder's 2 GB: README.md,
+"Colab and Binder"), and gives the same bits as the plain expressions it replaced; notebook 02's
+kernel peaks below 2 GB."""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The data a run trained on is part of its record, not of its key (issue 23 §2): the committed
+"""The data a run trained on is part of its record, not of its key (README.md, "Data"): the committed
 CIFAR-10 runs, made on the JPEG stand-in, are still hits and still labelled as the stand-in on a
 machine that has only the official CIFAR-10 (here: a tiny fake "official" file)."""
 

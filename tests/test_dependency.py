@@ -157,7 +157,7 @@ def test_group_masks_are_removed_entirely_and_save_parameters():
             assert small.count_params() < model.count_params()
 
 
-# ---------------------------------------------------------------- the cases of issue 19
+# ---------------------------------------------------------------- real models' edge cases
 
 
 def _chain(*layers, input_shape=(8, 8, 3)):

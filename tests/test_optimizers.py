@@ -203,7 +203,7 @@ def test_optimizer_config_round_trip():
 
 
 def test_old_name_densepenalty_still_works():
-    """``DensePenalty`` (the name before issue 24) is the same class, and a config saved with it loads."""
+    """``DensePenalty`` (``SparsityObjective``'s old name) is the same class, and a config saved with it loads."""
     from helpers.objectives import DensePenalty
     assert DensePenalty is SparsityObjective
     model = models.lenet5()

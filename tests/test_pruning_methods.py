@@ -32,7 +32,7 @@ def test_weight_masks_prune_exactly_int_size_k_per_layer():
         mask, kernel = masks[layer.kernel.path], layer.kernel.numpy()
         assert (~mask).sum() == int(kernel.size * 0.7)
         assert np.abs(kernel[~mask]).max() <= np.abs(kernel[mask]).min()  # the smallest ones went
-    with_bias = hidden_masks(model, 0.5, include_bias=True)  # seed 002's quirk
+    with_bias = hidden_masks(model, 0.5, include_bias=True)  # project 002's quirk
     assert (~with_bias["hidden1/bias"]).sum() == 32
 
 
@@ -378,8 +378,8 @@ def test_compaction_through_a_residual_add_and_around_a_layer_it_cannot_follow()
 
 
 def test_project003_table_prunes_the_seeds_layers_in_place_order(rng):
-    """Seed 003's three experiments: conv1 only, fc2 only, every kernel (the output layer too);
-    the seed's in-place pruning for increasing amounts equals one-shot masks at each amount."""
+    """Project 003's three experiments: conv1 only, fc2 only, every kernel (the output layer too);
+    its in-place pruning for increasing amounts equals one-shot masks at each amount."""
     from types import SimpleNamespace
 
     from helpers import experiments
@@ -404,7 +404,7 @@ def test_project003_table_prunes_the_seeds_layers_in_place_order(rng):
 
 @pytest.mark.needs_data("cifar10")
 def test_project003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_path, monkeypatch):
-    """The seed's printed table beside ours: mean and std over the seeds whose table is cached;
+    """Project 003's printed table beside ours: mean and std over the seeds whose table is cached;
     a seed without one is reported missing, never trained (cached_only)."""
     from helpers import experiments
     from helpers.cache import cached

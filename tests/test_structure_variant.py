@@ -1,4 +1,4 @@
-"""Notebook 07's tables carry the data they were computed on (issue 23 §2): the committed ones, made
+"""Notebook 07's tables carry the data they were computed on (README.md, "Data"): the committed ones, made
 on the JPEG stand-in, keep their keys, are served (not recomputed) on a machine that has only the
 official CIFAR-10 (here a fake official ``cifar10.npz``) and are labelled there as the stand-in,
 with a line saying so; a table computed on the official data is keyed without the file name."""
@@ -161,5 +161,5 @@ def test_notebook_07_shows_the_stand_in_tables_labelled_on_a_machine_with_the_of
     assert label.startswith(f"{STAND_IN}; CNN width 0.25") and f"were computed on {STAND_IN}" in label
     assert any(t.startswith("from the cache") for t in printed)
     assert any(f"Ours: {STAND_IN}" in t and "would load CIFAR-10;" in t for t in printed)
-    assert sum("NOTE:" in t for t in printed) == 3  # the sweep, the per-layer table, seed 003's tables
+    assert sum("NOTE:" in t for t in printed) == 3  # the sweep, the per-layer table, project 003's tables
     assert not (root / "results" / "cache" / "models").exists()  # nothing trained

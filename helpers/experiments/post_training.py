@@ -29,8 +29,8 @@ def post_training_sweep(model, data, ks=PROJECT002_KS, finetune_epochs=1, batch_
     """Project 002's experiment and beyond: for every k, prune a copy of the trained ``model`` and
     evaluate it on the test set.
 
-    methods x variants: ``weight`` (per-layer magnitude; ``prune_bias`` = the seed's bias quirk)
-    and ``unit`` (column L2 norm), each ``one-shot`` (the seed), ``fine-tuned`` (masks kept,
+    methods x variants: ``weight`` (per-layer magnitude; ``prune_bias`` = project 002's bias quirk)
+    and ``unit`` (column L2 norm), each ``one-shot`` (as project 002 does), ``fine-tuned`` (masks kept,
     ``finetune_epochs`` of Adam) and ``global`` (one threshold over all hidden layers; for
     ``unit`` the units are ranked across layers by their norm). The output layer is never pruned.
     Returns a list of rows ``dataset, method, variant, k, nominal_sparsity, effective_sparsity,
@@ -142,5 +142,5 @@ def post_training_masks(model, method, variant, k, prune_bias=True):
 
 
 # Projects 002 and 003 rank a unit by its own incoming weights and mask only its producing side, and put no
-# cap on how many units a layer loses (REPRODUCTION_NOTES.md, "Seed 002", "Seed 003").
+# cap on how many units a layer loses (REPRODUCTION_NOTES.md §12, "Project 002", "Project 003").
 _PROJECTS_UNITS = dict(members="producers", max_ratio=1.0)

@@ -26,9 +26,9 @@ PROJECT003_TARGETS = (0.1, 0.3, 0.5, 0.6, 0.7, 0.9)
 STRUCTURE_METHODS = ("l1_unstructured", "l2_structured", "global_unstructured")
 
 
-# Project 003's three experiments: which layers l1_unstructured prunes (the seed's printed table).
+# Project 003's three experiments: which layers l1_unstructured prunes (its printed table).
 PROJECT003_EXPERIMENTS = {"conv1 only": ["conv1"], "fc2 only": ["fc2"], "all layers": None}
-# Its printed test accuracies (%), per experiment and sparsity (REPRODUCTION_NOTES.md, project 003).
+# Its printed test accuracies (%), per experiment and sparsity (the project: REPRODUCTION_NOTES.md §12).
 PROJECT003_PRINTED = {"conv1 only": (57.74, 57.74, 57.74, 57.74, 48.65, 22.90),
                    "fc2 only": (68.07, 68.21, 68.16, 68.10, 68.13, 67.77),
                    "all layers": (67.98, 67.46, 63.14, 54.83, 40.17, 11.39)}
@@ -37,11 +37,11 @@ PROJECT003_PRINTED = {"conv1 only": (57.74, 57.74, 57.74, 57.74, 48.65, 22.90),
 def project003_table(model, data, targets=PROJECT003_TARGETS, experiments=PROJECT003_EXPERIMENTS):
     """Project 003 at its own protocol: per-layer ``l1_unstructured`` (weights only, biases kept) of
     the trained network at each sparsity, without retraining, for each experiment's layers (all
-    kernels, the output layer included, for ``"all layers"``). The seed prunes one network in
+    kernels, the output layer included, for ``"all layers"``). Project 003 prunes one network in
     place for increasing amounts with ``prune.remove`` after each step; the zeros it made are
     the smallest magnitudes, so that is the one-shot mask at each amount, computed here from the
     trained weights. Rows: experiment, target, test_acc, the deflate-zipped size of the weights
-    (KiB, as the seed zips its state_dict), and the dense network's row."""
+    (KiB, as project 003 zips its state_dict), and the dense network's row."""
 
     def zipped_kib():
         buffer = io.BytesIO()
@@ -78,7 +78,7 @@ def per_layer_sparsity(model, target, methods=STRUCTURE_METHODS):
 
 def structure_masks(model, method, target):
     """Project 003's three methods. Unstructured ones prune every conv and linear layer, the output
-    layer included (the seed's case (c)); structured pruning removes filters/units of every
+    layer included (project 003's case (c)); structured pruning removes filters/units of every
     layer but the output one (its 10 classes must stay)."""
 
     if method == "l1_unstructured":
@@ -237,7 +237,7 @@ def _not_cached():
 
 @dataclass(frozen=True)
 class StructureStudy(Study):
-    """Notebook 07's procedure: the seed's CNN trained with SGD on CIFAR-10 (inputs normalised
+    """Notebook 07's procedure: project 003's CNN trained with SGD on CIFAR-10 (inputs normalised
     with mean 0.5 and std 0.5), loaded from the model cache or trained only when a result needs
     it, and its cached sweep and per-layer table. The cache keys are the configurations the
     notebook has always used; ``data`` is the (subset of the) data they were computed on, loaded
@@ -341,9 +341,10 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
                        cached_only=True):
     """Project 003's printed table beside ours at its protocol, over the base networks of ``seeds``:
     ``(frame, missing seeds)``. One row per experiment and sparsity (and the dense network): the
-    seed's test accuracy (%), ours as mean and std over the seeds found (%), and the deflate-zipped
-    weights (KiB, mean). With ``cached_only`` (default) seeds whose table is not cached are listed
-    as missing, not trained (about 45 minutes per base network on this CPU), and no data is loaded.
+    project's printed test accuracy (%, column ``seed_printed``), ours as mean and std over the
+    seeds found (%), and the deflate-zipped weights (KiB, mean). With ``cached_only`` (default)
+    seeds whose table is not cached are listed as missing, not trained (about 45 minutes per base
+    network on this CPU), and no data is loaded.
     ``frame.attrs``: ``"data_label"``, the data the tables were computed on (from the cached tables),
     and ``"note"``, a sentence when that is not the data this machine would load (else None)."""
     loaded = data_lib.file_variant("cifar10")

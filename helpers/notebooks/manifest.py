@@ -47,7 +47,7 @@ class Variant:
 class Notebook:
     """A notebook's parameter specs, tiny test parameters (and those of its second tiny runs,
     ``"<notebook>.ipynb#<name>"`` in the tests), canonical variants, and the datasets it loads that
-    no parameter names (04 and 05 train LeNet-5 on MNIST, 07 the seed's CNN on CIFAR-10)."""
+    no parameter names (04 and 05 train LeNet-5 on MNIST, 07 project 003's CNN on CIFAR-10)."""
 
     parameters: dict
     tiny: dict
@@ -63,7 +63,7 @@ BUDGET = Tuple(Choice(*COST_KINDS), Budget())
 SEEDS = List(Seed(), unique=True)
 
 MAX_IMAGES = max(TRAIN_SIZES.values())   # train subsets and batches: the largest training set
-MAX_WIDTH = 4.0                          # CNN width multipliers: 4x the seed's 10 M-parameter network
+MAX_WIDTH = 4.0                          # CNN width multipliers: 4x project 003's 10 M-parameter network
 MAX_GRID_POINTS = 1_000                  # weightings of notebook 04's grid (each one is a training run)
 MAX_SEARCH_RUNS = 1_000                  # candidates of one knee search (each one is a training run)
 MAX_REPEATS = 10_000                     # timings of one latency measurement

@@ -12,7 +12,7 @@ importance of the registry (``criteria``: ``"magnitude"``, ``"l1"``, ``"l2"``, `
 The environments (one step per decision, the same interface, so the agent, the search and the
 baselines work with either):
 
-- ``LayerwisePruningEnv``: the environment of the seed's code. One step per prunable layer
+- ``LayerwisePruningEnv``: the environment of project 004's code. One step per prunable layer
   (Dense/Conv2D, output included), the action is that layer's pruning fraction of single
   weights, the observation describes the layer and what was pruned so far;
 - ``GroupPruningEnv``: one step per group of the dependency graph (``DependencyGraph.groups``:
@@ -29,13 +29,13 @@ function.
   REINFORCE on the Lagrangian ``reward - nu * cost`` with the multiplier ``nu >= 0`` learned by
   projected dual ascent on ``nu * (mean cost / budget - 1)``. This is the simpler Lagrangian
   policy gradient used in place of PPO-Lagrangian (REPRODUCTION_NOTES.md §12); the combination
-  ``(A_reward - nu * A_cost) / (1 + nu)`` is the one of the seed's PPO-Lagrangian (which learns
+  ``(A_reward - nu * A_cost) / (1 + nu)`` is the one of project 004's PPO-Lagrangian (which learns
   ``nu = softplus(log nu)`` instead: its gradient vanishes as nu -> 0, so it recovers slowly);
 - ``search``: the training loop, seeded, checkpointed after every update (bit-exact resume) and
   returning the best *feasible* pruning seen (a Lagrangian policy only meets the constraint on
   average, so the answer is chosen among episodes that met it);
 - the baselines at the same budget, each the least pruning that meets it (bisection on the cost,
-  ``least_pruning_meeting_budget``): ``uniform_fraction`` (the seed's: the same fraction in every
+  ``least_pruning_meeting_budget``): ``uniform_fraction`` (project 004's: the same fraction in every
   layer or group) and ``global_fraction`` (one ranking across all of them).
 
 The masked retrain after the search is ``masks.retrain_with_masks``; the experiment of notebook 08
@@ -139,7 +139,7 @@ class LayerwisePruningEnv(_PruningEnv):
 
     With ``finetune_steps`` every episode first retrains the pruned network for that many SGD
     steps (masks kept, always on the same first images of ``finetune_data``, so the reward stays
-    a deterministic function of the fractions), as the seed's environment optionally does: the
+    a deterministic function of the fractions), as project 004's environment optionally does: the
     accuracy of a one-shot pruned network is flat near chance over much of the action space, the
     accuracy after a short recovery is not.
 
@@ -180,7 +180,7 @@ class LayerwisePruningEnv(_PruningEnv):
         return [layer.name for layer in self.layers]
 
     def _static_features(self):
-        """Per-layer description, as in the seed's environment: index, in/out channels, kernel
+        """Per-layer description, as in project 004's environment: index, in/out channels, kernel
         size, stride, plus size shares; and a one-hot layer index so that a linear policy can
         represent any per-layer allocation."""
         rows = []
@@ -564,7 +564,7 @@ def least_pruning_meeting_budget(masks_for, env, budget, tolerance=1e-4, max_fra
 
 
 def uniform_fraction(env, budget, **kwargs):
-    """The seed's baseline: the same pruning fraction in every layer (or group) of ``env``."""
+    """Project 004's baseline: the same pruning fraction in every layer (or group) of ``env``."""
     return least_pruning_meeting_budget(lambda f: env.layer_masks(np.full(env.n_steps, f)), env, budget, **kwargs)
 
 

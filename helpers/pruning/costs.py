@@ -437,7 +437,7 @@ def effective_sparsity(model):
 
 
 class ParameterFraction:
-    """Fraction of the prunable kernels' weights that are nonzero (the seed's cost, /100)."""
+    """Fraction of the prunable kernels' weights that are nonzero (project 004's cost, /100)."""
 
     kind = "parameters"
 

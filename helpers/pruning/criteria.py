@@ -31,7 +31,7 @@ or only ``layers``. For structured granularities a group is pruned when one of i
 selected and none is ignored. ``members="all"`` (default, Torch-Pruning's) scores a channel over
 every member of its group (producers' output slices, consumers' input slices, depthwise
 channels, BN) and masks them all; ``members="producers"`` scores and masks the producers only (a
-filter's own kernel and bias: the classic definition that the seed notebooks follow).
+filter's own kernel and bias: the classic definition that the notebooks of projects 002 and 003 follow).
 Exactly ``int(n * amount)`` of the ``n`` candidates are pruned (fewer where caps bind), the
 smallest scores first, ties in index order (linear time: a partition, not a sort).
 
