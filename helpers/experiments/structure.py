@@ -374,5 +374,5 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
                                                                                         summary.target)])
     summary["difference"] = summary.ours_mean - summary.seed_printed
     summary.attrs["data_label"] = variants_label(variants, unit="base network")
-    summary.attrs["note"] = variants_note(variants, loaded, "the cached seed 003 tables")
+    summary.attrs["note"] = variants_note(variants, loaded, "the cached project 003 tables")
     return summary, missing
