@@ -424,3 +424,42 @@ def test_project003_comparison_averages_the_cached_seeds_and_trains_nothing(tmp_
     row = summary[(summary.experiment == "conv1 only") & (summary.target == 0.7)].iloc[0]
     assert row.seed_printed == 48.65 and row.difference == pytest.approx(62.0 - 48.65)
     assert len(summary) == 1 + 3 * 6
+
+
+def test_structure_sweep_retrains_on_a_stratified_subset_and_keys_it(rng, monkeypatch, tmp_path):
+    """``retrain_subset``: every retraining and GMP fine-tune sees the same stratified subset of
+    that size (all test images are still scored); the subset is part of the sweep's key only when
+    given, so the sweeps cached before it keep theirs."""
+    from types import SimpleNamespace
+
+    from helpers import experiments
+
+    y_train = np.repeat(np.arange(10), 12)
+    data = SimpleNamespace(name="cifar10", x_train=rng.random((120, 32, 32, 3), dtype=np.float32), y_train=y_train,
+                           x_test=rng.random((30, 32, 32, 3), dtype=np.float32), y_test=rng.integers(0, 10, 30))
+    seen = []
+    real_fit = experiments.structure.guarded_fit
+
+    def recording_fit(model, name, x, y, **kwargs):
+        seen.append((name, np.bincount(y, minlength=10).tolist(), x.sum()))
+        return real_fit(model, name, x, y, **kwargs)
+
+    monkeypatch.setattr(experiments.structure, "guarded_fit", recording_fit)
+    model = models.cifar_cnn(width=0.05)
+    rows = experiments.structure_sweep(model, data, targets=[0.5], methods=["l1_unstructured"], gmp_epochs=1,
+                                       batch_size=8, latency_batch=2, latency_repeats=1, progress=False,
+                                       retrain_subset=20, seed=3)
+    assert [name for name, *_ in seen] == ["cifar10-l1_unstructured-iterative-0.5", "cifar10-gmp-0.5"]
+    assert all(counts == [2] * 10 for _, counts, _ in seen)  # 20 images, two per class
+    assert seen[0][2] == seen[1][2]  # the same images each time
+    assert len(rows) == 4
+    with pytest.raises(ValueError, match="retrain_subset must be <= the 120 training images"):
+        experiments.structure_sweep(model, data, targets=[0.5], retrain_subset=121, progress=False)
+
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    study = experiments.StructureStudy(1.0, 2, 4, 1e-3, seed=1)
+    sweep = dict(targets=[0.5], retrain_epochs=1, gmp_epochs=1, retrain_batch=32, latency_batch=256,
+                 latency_repeats=10)
+    assert "retrain_subset" not in study.sweep_config(**sweep)
+    assert study.sweep_config(**sweep, retrain_subset=5000)["retrain_subset"] == 5000
+    assert study.sweep(**sweep, retrain_subset=5000, cached_only=True) == (None, False)  # nothing trained

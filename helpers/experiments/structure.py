@@ -17,7 +17,7 @@ from ..cache import ResultCache, cached
 from ..progress import tqdm
 from ..pruning import compact, costs, masks_for, output_layer
 from ..runner import guarded_fit
-from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, validated
+from ..validation import Bool, Choice, Epochs, Float, Fraction, Int, List, Optional, Seed, validated
 from .post_training import _PROJECTS_UNITS
 from .study import Study, setting, state
 from .training import TRAINING_SPECS, trained_model
@@ -93,16 +93,26 @@ def structure_masks(model, method, target):
 
 @validated(targets=List(Fraction()), methods=List(Choice(*STRUCTURE_METHODS), unique=True), retrain_epochs=Epochs(0),
            gmp_epochs=Epochs(), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), latency_batch=Int(1),
-           latency_repeats=Int(1), progress=Bool())
+           latency_repeats=Int(1), progress=Bool(), retrain_subset=Optional(Int(1)), seed=Seed())
 def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
                     gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
-                    progress=True):
+                    progress=True, retrain_subset=None, seed=0):
     """Notebook 07's experiment: every method one-shot (prune, no retraining) and iterative
     (prune to each target in turn, retraining ``retrain_epochs`` after each step), plus gradual
     magnitude pruning (per layer, polynomial schedule over ``gmp_epochs`` of fine-tuning) to each
     target. Structured networks are compacted before timing. Returns rows with
     ``method, schedule, target_sparsity, achieved_sparsity, test_acc, params, flops, latency_ms``.
+
+    ``retrain_subset``: retraining and GMP's fine-tuning use a stratified subset of this many
+    training images (drawn with ``seed``) instead of all of them, a reduced protocol for networks
+    whose full epochs are too slow; accuracies are always on the whole test set.
     """
+    x_retrain, y_retrain = data.x_train, data.y_train
+    if retrain_subset is not None:
+        if retrain_subset > len(y_retrain):
+            raise ValueError(f"retrain_subset must be <= the {len(y_retrain)} training images, got {retrain_subset}")
+        picked = data_lib.stratified_subset(y_retrain, retrain_subset, seed)
+        x_retrain, y_retrain = x_retrain[picked], y_retrain[picked]
     trained = model.get_weights()
     dense_flops = costs.flops(model)
 
@@ -134,7 +144,7 @@ def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_M
             return structure_masks(m, method, target)
 
         def retrain(m, target, method=method):
-            guarded_fit(m, f"{data.name}-{method}-iterative-{target:g}", data.x_train, data.y_train,
+            guarded_fit(m, f"{data.name}-{method}-iterative-{target:g}", x_retrain, y_retrain,
                         batch_size=batch_size, epochs=retrain_epochs, verbose=0)
             rows.append(row(method, "iterative", target))
             bar.update(1)
@@ -146,13 +156,13 @@ def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_M
             bar.update(1)
         reset()  # iterative: each step prunes the retrained network further
         pruning.iterative_pruning(model, make_masks, sorted(targets), retrain)
-    steps_per_epoch = -(-len(data.x_train) // batch_size)
+    steps_per_epoch = -(-len(x_retrain) // batch_size)
     for target in targets:
         reset()
         gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
                                               end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
                                               frequency=max(1, steps_per_epoch // 10))
-        guarded_fit(model, f"{data.name}-gmp-{target:g}", data.x_train, data.y_train, batch_size=batch_size,
+        guarded_fit(model, f"{data.name}-gmp-{target:g}", x_retrain, y_retrain, batch_size=batch_size,
                     epochs=gmp_epochs, verbose=0, callbacks=[gmp])
         rows.append(row("gmp", "gradual", target))
         bar.update(1)
@@ -266,12 +276,19 @@ class StructureStudy(Study):
 
     @property
     def variant(self):
-        """The data variant a result computed here is stored under."""
-        return self.data.variant
+        """The data variant a result computed here is stored under: the loaded data's, else the
+        one its file says (``file_variant``), so that reading the cache loads no data."""
+        return self.data.variant if "data" in self.__dict__ else data_lib.file_variant("cifar10")
 
     def config(self, **point):
         """The cache configuration of a table computed here, on this machine's data."""
         return super().config(**point, **data_config(self.variant))
+
+    def legacy(self, config):
+        # Sweeps cached before the retraining subset existed retrained on all the training data.
+        if config.get("retrain_subset", 0) is None:
+            del config["retrain_subset"]
+        return config
 
     def pretrained(self):
         """The trained base CNN."""
@@ -296,7 +313,7 @@ class StructureStudy(Study):
         return variants_note(variants, self.variant, what)
 
     def _table(self, name, config, compute, cached_only=False):
-        value, hit, variant = _cached_table(name, dict(self.settings(), **config), self.variant, compute,
+        value, hit, variant = _cached_table(name, Study.config(self, **config), self.variant, compute,
                                             recompute=self.recompute, cached_only=cached_only)
         if variant is not None:
             self.shown[name] = variant
@@ -306,23 +323,29 @@ class StructureStudy(Study):
     # the sweep cached before GMP followed tfmot 0.8 step for step is not served for it.
     GMP_SEMANTICS = "tfmot-0.8"
 
-    def sweep_config(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
+    def sweep_config(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats,
+                     retrain_subset=None):
         """The cache configuration of ``sweep`` on this machine's data."""
         return self.config(**self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch,
-                                               latency_repeats))
+                                               latency_repeats, retrain_subset))
 
-    def _sweep_extra(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
+    def _sweep_extra(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats,
+                     retrain_subset):
         return dict(targets=list(targets), retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
                     retrain_batch=retrain_batch, latency_batch=latency_batch, latency_repeats=latency_repeats,
-                    gmp=self.GMP_SEMANTICS)
+                    gmp=self.GMP_SEMANTICS, retrain_subset=retrain_subset)
 
-    def sweep(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats):
-        """``(rows, from the cache?)`` of ``structure_sweep`` (retraining at ``retrain_batch``)."""
-        extra = self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats)
+    def sweep(self, targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats,
+              retrain_subset=None, cached_only=False):
+        """``(rows, from the cache?)`` of ``structure_sweep`` (retraining at ``retrain_batch``, on
+        ``retrain_subset`` training images if given); ``(None, False)`` with ``cached_only`` when
+        it is not in the cache (nothing is trained)."""
+        extra = self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats,
+                                  retrain_subset)
         return self._table("structure_sweep", extra, lambda: structure_sweep(
             self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
-            latency_repeats=latency_repeats))
+            latency_repeats=latency_repeats, retrain_subset=retrain_subset, seed=self.seed), cached_only=cached_only)
 
     def project003_table(self, targets=PROJECT003_TARGETS, cached_only=False):
         """``(rows, from the cache?)`` of ``project003_table`` (the model compiled for evaluation);
@@ -351,17 +374,13 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
     tables, variants, missing = {}, [], []
     for seed in seeds:
         study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
-        if cached_only:  # the data is not loaded: its variant is the file's (file_variant)
-            config = dict(study.settings(), targets=list(PROJECT003_TARGETS))
-            rows, _, variant = _cached_table("seed003_table", config, loaded, None, cached_only=True)
-        else:
-            (rows, _), loaded = study.project003_table(), study.variant
-            variant = study.shown["seed003_table"]
+        rows, _ = study.project003_table(cached_only=cached_only)
+        loaded = study.variant  # the file's until a table is computed, then the loaded data's
         if rows is None:
             missing.append(seed)
         else:
             tables[seed] = pd.DataFrame(rows)
-            variants.append(variant)
+            variants.append(study.shown["seed003_table"])
     if not tables:
         return None, missing
     ours = pd.concat(tables, names=["seed"]).reset_index(level=0)
