@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
+from .validation import Choice, Int, Optional, validated
 
 DATA_DIR_ENV = paths.DATA_DIR_ENV
 CACHE_DIR_ENV = "PRUNING_CACHE_DIR"  # where decoded CIFAR-10 JPEGs are kept (default ~/.cache/mo-pruning)
@@ -309,6 +310,8 @@ def unavailable_reason(name: str):
 CIFAR_NORMALIZATIONS = ("zscore", "half")
 
 
+@validated(train_subset=Optional(Int(1)), validation_size=Int(0), seed=Int(0),
+           cifar_normalization=Choice(*CIFAR_NORMALIZATIONS))
 def load_dataset(name: str, train_subset: int | None = None, validation_size: int = 0,
                  seed: int = 0, cifar_normalization: str = "zscore") -> Dataset:
     """Load a dataset with the paper's preprocessing.
@@ -324,13 +327,7 @@ def load_dataset(name: str, train_subset: int | None = None, validation_size: in
         cifar_normalization: ``"zscore"`` (the paper: one global mean and std) or ``"half"``
             (project 003: ``(x / 255 - 0.5) / 0.5`` per channel).
     """
-    from .validation import check_choice, check_int
-
     name = check_dataset_name(name)
-    train_subset = check_int("train_subset", train_subset, minimum=1, allow_none=True)
-    validation_size = check_int("validation_size", validation_size, minimum=0)
-    seed = check_int("seed", seed, minimum=0)
-    check_choice("cifar_normalization", cifar_normalization, CIFAR_NORMALIZATIONS)
 
     raw, variant, source = _read_raw(name)
     check_raw(name, raw, source)

@@ -67,7 +67,7 @@ from .models import LAMBDA_CONV, build_model, dense_layers
 from .objectives import SparsityObjective, dense_l1
 from .cache import ResultCache, non_finite_values, record_field
 from .files import RecordError, atomic_write, check_record, check_record_object, quarantine, read_json
-from .validation import Float, Int, Optional, check_bool
+from .validation import Bool, Float, Int, Optional, validated
 from .pruning import enable_itp, nonzero_counts
 from .run_config import RunConfig, dense_sizes, learning_rate_schedule, make_optimizer
 from .runtime import enable_determinism, environment
@@ -510,6 +510,7 @@ def _summary(history, sizes):
     return summary
 
 
+@validated(recompute=Bool(), progress=Bool(), checkpoint=Bool(), batch_weights=Bool(), retry_failed=Bool())
 def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=True, checkpoint=True,
                    batch_weights=False, retry_failed=False) -> RunResult:
     """Train ``config`` (or return its cached result) and return the per-epoch history.
@@ -530,9 +531,6 @@ def run_experiment(config: RunConfig, cache_dir=None, recompute=False, progress=
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
-    for name, value in dict(recompute=recompute, progress=progress, checkpoint=checkpoint,
-                            batch_weights=batch_weights, retry_failed=retry_failed).items():
-        check_bool(name, value)
     config = config.resolved()
     key = config.key()
     store = ResultCache(cache_dir)

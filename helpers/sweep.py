@@ -23,7 +23,7 @@ from .run_config import RunConfig
 from .runner import (DEFAULT_BACKEND, RunFailedError, RunResult, failed_error, read_result, find_cached,
                      find_failed, load_cached, run_experiment)
 from .runtime import check_environments
-from .validation import check_bool
+from .validation import Bool, validated
 
 
 class SweepResults(list):
@@ -94,6 +94,7 @@ def _close(executor):
         cluster.close()
 
 
+@validated(recompute=Bool(), progress=Bool(), cached_only=Bool(), retry_failed=Bool(), check_versions=Bool())
 def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_only=False, retry_failed=False,
               executor=None, check_versions=True):
     """Run (or fetch from the cache) every config; an interrupted sweep resumes. Returns the
@@ -117,9 +118,6 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
     network file system on a cluster); files are written atomically. A run is a pure function
     of its configuration, so the results equal the sequential ones.
     """
-    for name, value in dict(recompute=recompute, progress=progress, cached_only=cached_only,
-                            retry_failed=retry_failed).items():
-        check_bool(name, value)
     configs = list(configs)
     if not configs:
         raise ValueError("run_sweep got no configs (an empty list of seeds, optimizers or weightings?)")

@@ -36,7 +36,7 @@ import numpy as np
 from keras import ops
 
 from ..layers import weights as weight_table
-from ..validation import check_epochs, check_float, check_int
+from ..validation import Epochs, Float, Int, Seed, check_float, validated
 from .errors import PruningError
 
 
@@ -211,6 +211,7 @@ def detach_masks(model):
     retrace(model)
 
 
+@validated(epochs=Epochs(0), batch_size=Int(1), learning_rate=Float(0.0, min_open=True), seed=Seed())
 def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, seed=0, callbacks=()):
     """Retrain ``model`` for ``epochs`` on ``(x, y)`` (Adam at ``learning_rate``, sparse
     cross-entropy, ``keras.utils.set_random_seed(seed)`` first) with ``masks`` attached, so every
@@ -218,9 +219,6 @@ def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, se
     detached at the end (the weights stay pruned), also when a callback raises. ``epochs=0``
     returns ``model`` untouched. Recompiles ``model``. ``callbacks`` go to ``fit`` (e.g.
     ``helpers.callbacks.NonFiniteGuard()``)."""
-    epochs = check_epochs("epochs", epochs, minimum=0)
-    check_int("batch_size", batch_size, minimum=1)
-    check_float("learning_rate", learning_rate, minimum=0.0, min_open=True)
     if epochs == 0:
         return model
     attach_masks(model, masks)
