@@ -52,7 +52,8 @@ class OptimizerEntry:
     linear: bool = False
 
 
-# name -> entry, the multi-objective optimizers first (the order of every table and choice list).
+# name -> entry, in the order of every table and choice list: the paper's six first (multi-objective, then
+# their single-objective baselines); a new optimizer goes after them.
 OPTIMIZER_REGISTRY = {
     "smgd": OptimizerEntry(lambda lr, c, penalty: SMGD(lr, penalty, c.weights, momentum=c.momentum),
                            multi=True, sgd_like=True, linear=True),

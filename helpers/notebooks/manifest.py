@@ -47,13 +47,15 @@ class Variant:
 class Notebook:
     """A notebook's parameter specs, tiny test parameters (and those of its second tiny runs,
     ``"<notebook>.ipynb#<name>"`` in the tests), canonical variants, and the datasets it loads that
-    no parameter names (04 and 05 train LeNet-5 on MNIST, 07 project 003's CNN on CIFAR-10)."""
+    no parameter names (04 and 05 train LeNet-5 on MNIST, 07 project 003's CNN on CIFAR-10; ``()``:
+    it loads none). A notebook whose parameters name no data must say which it loads: ``None``,
+    the default, is "not declared", an error in the tests."""
 
     parameters: dict
     tiny: dict
     tiny_variants: dict = field(default_factory=dict)
     variants: tuple = ()
-    datasets: tuple = ()
+    datasets: tuple | None = None
 
 
 OPTIMIZER = Choice(*OPTIMIZERS)
@@ -81,6 +83,7 @@ NOTEBOOKS = {
             save_figures=Bool(),
         ),
         tiny={"seed": 1},
+        datasets=(),
     ),
     "02_data_and_models": Notebook(
         parameters=dict(
@@ -268,5 +271,6 @@ NOTEBOOKS = {
             save_outputs=Bool(),
         ),
         tiny={},
+        datasets=(),
     ),
 }

@@ -41,7 +41,7 @@ def check_across(notebook: str, values: dict) -> None:
 def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
     """The datasets ``notebook`` (a stem or file name) loads on ``parameters`` over its defaults,
     from its ``dataset`` / ``datasets`` / ``models`` (notebook 08's, ``BUDGET_DATASETS``) parameters, else
-    the manifest's ``datasets`` (01 and 09 load none). The tests
+    the manifest's ``datasets`` (``()``: none). The tests
     skip a run with one reason when one of them cannot be loaded (tests/test_notebooks.py)."""
     stem = notebook.split("#")[0].removesuffix(".ipynb")
     if stem not in NOTEBOOKS:
@@ -53,7 +53,11 @@ def notebook_datasets(notebook: str, parameters: dict | None = None) -> tuple:
         return tuple(values["datasets"])
     if "models" in values:
         return tuple(dict.fromkeys(BUDGET_DATASETS[model] for model in values["models"]))
-    return NOTEBOOKS[stem].datasets
+    declared = NOTEBOOKS[stem].datasets
+    if declared is None:
+        raise ValueError(f"{stem}'s parameters name no data and its manifest entry does not say which datasets it "
+                         "loads: set datasets=(...) in helpers/notebooks/manifest.py (() if none)")
+    return declared
 
 
 def injected_parameters(namespace: dict) -> list[str]:
