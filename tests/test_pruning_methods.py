@@ -463,3 +463,51 @@ def test_structure_sweep_retrains_on_a_stratified_subset_and_keys_it(rng, monkey
     assert "retrain_subset" not in study.sweep_config(**sweep)
     assert study.sweep_config(**sweep, retrain_subset=5000)["retrain_subset"] == 5000
     assert study.sweep(**sweep, retrain_subset=5000, cached_only=True) == (None, False)  # nothing trained
+
+
+def test_an_interrupted_structure_sweep_resumes_to_the_same_rows(rng, monkeypatch, tmp_path):
+    """``partial``: each finished segment is kept; a sweep interrupted inside a later segment
+    resumes there and gives the rows of an uninterrupted sweep (latency aside: it is a timing).
+    A partial file of another sweep is moved aside, not used."""
+    import json
+    from types import SimpleNamespace
+
+    from helpers import experiments
+
+    data = SimpleNamespace(name="cifar10", x_train=rng.random((64, 32, 32, 3), dtype=np.float32),
+                           y_train=np.repeat(np.arange(10), 7)[:64], x_test=rng.random((16, 32, 32, 3), dtype=np.float32),
+                           y_test=rng.integers(0, 10, 16))
+    model = models.cifar_cnn(width=0.05)
+    kwargs = dict(targets=[0.3, 0.6], methods=["l1_unstructured", "l2_structured"], gmp_epochs=1, batch_size=16,
+                  latency_batch=2, latency_repeats=1, progress=False, seed=5)
+
+    def without_latency(rows):
+        return [{k: v for k, v in r.items() if k != "latency_ms"} for r in rows]
+
+    reference = without_latency(experiments.structure_sweep(model, data, **kwargs, partial=tmp_path / "a.json"))
+    real_fit, calls = experiments.structure.guarded_fit, []
+
+    def failing_fit(*args, **kw):  # the l2_structured iterative chain's second retraining is interrupted
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kw)
+
+    monkeypatch.setattr(experiments.structure, "guarded_fit", failing_fit)
+    trained = model.get_weights()
+    with pytest.raises(KeyboardInterrupt):
+        experiments.structure_sweep(model, data, **kwargs, partial=tmp_path / "b.json")
+    for before, after in zip(trained, model.get_weights()):  # left as it came: trained, no mask
+        np.testing.assert_array_equal(before, after)
+    kept = json.loads((tmp_path / "b.json").read_text())["segments"]
+    assert list(kept) == ["dense", "l1_unstructured/one-shot", "l1_unstructured/iterative", "l2_structured/one-shot"]
+    calls.clear()
+    monkeypatch.setattr(experiments.structure, "guarded_fit", lambda *a, **kw: (calls.append(1), real_fit(*a, **kw))[1])
+    resumed = experiments.structure_sweep(model, data, **kwargs, partial=tmp_path / "b.json")
+    assert len(calls) == 2 + 2  # the l2 chain again and the two GMP targets; nothing before
+    assert without_latency(resumed) == reference
+
+    (tmp_path / "c.json").write_text(json.dumps({"segments": {"magnitude/one-shot": []}}))
+    with pytest.warns(Warning, match="not segments of this sweep"):
+        again = experiments.structure_sweep(model, data, **kwargs, partial=tmp_path / "c.json")
+    assert without_latency(again) == reference

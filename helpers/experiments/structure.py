@@ -13,7 +13,8 @@ import pandas as pd
 
 from .. import data as data_lib
 from .. import pruning
-from ..cache import ResultCache, cached
+from ..cache import ResultCache, cached, config_hash
+from ..files import check_record, check_record_object, read_json, write_json
 from ..progress import tqdm
 from ..pruning import compact, costs, masks_for, output_layer
 from ..runner import guarded_fit
@@ -96,7 +97,7 @@ def structure_masks(model, method, target):
            latency_repeats=Int(1), progress=Bool(), retrain_subset=Optional(Int(1)), seed=Seed())
 def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_METHODS, retrain_epochs=1,
                     gmp_epochs=2, batch_size=32, learning_rate=1e-3, latency_batch=256, latency_repeats=10,
-                    progress=True, retrain_subset=None, seed=0):
+                    progress=True, retrain_subset=None, seed=0, partial=None):
     """Notebook 07's experiment: every method one-shot (prune, no retraining) and iterative
     (prune to each target in turn, retraining ``retrain_epochs`` after each step), plus gradual
     magnitude pruning (per layer, polynomial schedule over ``gmp_epochs`` of fine-tuning) to each
@@ -106,6 +107,11 @@ def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_M
     ``retrain_subset``: retraining and GMP's fine-tuning use a stratified subset of this many
     training images (drawn with ``seed``) instead of all of them, a reduced protocol for networks
     whose full epochs are too slow; accuracies are always on the whole test set.
+
+    ``partial``: a JSON file where each finished segment of the sweep (the dense row; per method
+    its one-shot rows and its iterative chain; GMP per target) is kept, so that a sweep longer
+    than a session resumes where it stopped, with the same rows. Each segment starts from the
+    trained weights with the random state reset to ``seed``.
     """
     x_retrain, y_retrain = data.x_train, data.y_train
     if retrain_subset is not None:
@@ -134,41 +140,78 @@ def structure_sweep(model, data, targets=PROJECT003_TARGETS, methods=STRUCTURE_M
         model.set_weights(trained)
         recompile()
 
-    rows = []
-    total = len(methods) * 2 * len(targets) + len(targets)
-    bar = tqdm(total=total, desc="structure sweep", disable=not progress, leave=False)
-    reset()
-    rows.append(row("dense", "none", 0.0))
-    for method in methods:
-        def make_masks(m, target, method=method):
-            return structure_masks(m, method, target)
+    def one_shot_rows(method):  # each target from the trained weights
+        found = []
+        for target in targets:
+            reset()
+            pruning.one_shot(model, lambda m, t: structure_masks(m, method, t), target)
+            found.append(row(method, "one-shot", target))
+        return found
 
-        def retrain(m, target, method=method):
+    def iterative_rows(method):  # each step prunes the retrained network further
+        found = []
+
+        def retrain(m, target):
             guarded_fit(m, f"{data.name}-{method}-iterative-{target:g}", x_retrain, y_retrain,
                         batch_size=batch_size, epochs=retrain_epochs, verbose=0)
-            rows.append(row(method, "iterative", target))
-            bar.update(1)
+            found.append(row(method, "iterative", target))
 
-        for target in targets:  # one-shot, from the trained weights each time
-            reset()
-            pruning.one_shot(model, make_masks, target)
-            rows.append(row(method, "one-shot", target))
-            bar.update(1)
-        reset()  # iterative: each step prunes the retrained network further
-        pruning.iterative_pruning(model, make_masks, sorted(targets), retrain)
+        pruning.iterative_pruning(model, lambda m, t: structure_masks(m, method, t), sorted(targets), retrain)
+        return found
+
     steps_per_epoch = -(-len(x_retrain) // batch_size)
-    for target in targets:
-        reset()
+
+    def gmp_row(target):
         gmp = pruning.GradualMagnitudePruning(model, final_sparsity=target, include_output=True,
                                               end_step=max(1, int(0.75 * gmp_epochs * steps_per_epoch)),
                                               frequency=max(1, steps_per_epoch // 10))
         guarded_fit(model, f"{data.name}-gmp-{target:g}", x_retrain, y_retrain, batch_size=batch_size,
                     epochs=gmp_epochs, verbose=0, callbacks=[gmp])
-        rows.append(row("gmp", "gradual", target))
-        bar.update(1)
-    bar.close()
-    reset()
+        return [row("gmp", "gradual", target)]
+
+    # The sweep is a list of segments, each a pure function of the trained weights and ``seed``
+    # (the random state is reset at its start): the dense row, per method its one-shot rows and
+    # its iterative chain, and GMP per target. With ``partial`` each finished segment's rows are
+    # written there, so an interrupted sweep resumes at the first unfinished segment and gives
+    # the rows an uninterrupted one would.
+    segments = [("dense", lambda: [row("dense", "none", 0.0)])]
+    for method in methods:
+        segments += [(f"{method}/one-shot", functools.partial(one_shot_rows, method)),
+                     (f"{method}/iterative", functools.partial(iterative_rows, method))]
+    segments += [(f"gmp/{target:g}", functools.partial(gmp_row, target)) for target in targets]
+    done = _read_segments(partial, [name for name, _ in segments])
+    bar = tqdm(total=len(methods) * 2 * len(targets) + len(targets), desc="structure sweep", disable=not progress,
+               leave=False)
+    rows = []
+    try:
+        for name, compute in segments:
+            if name not in done:
+                reset()
+                keras.utils.set_random_seed(seed)
+                done[name] = compute()
+                if partial is not None:
+                    write_json(partial, {"segments": done})
+            rows += done[name]
+            bar.update(len(done[name]) - (name == "dense"))
+    finally:  # also when interrupted: the model is left as it came, trained and without masks
+        bar.close()
+        reset()
     return rows
+
+
+def _read_segments(partial, names):
+    """The finished segments stored in ``partial`` (a dict name -> rows), none if there is no such
+    file; a file that is unreadable or names other segments is moved aside (``quarantine``)."""
+    if partial is None:
+        return {}
+
+    def check(stored):
+        check_record_object(stored, "the partial sweep", ("segments",))
+        check_record(isinstance(stored["segments"], dict) and set(stored["segments"]) <= set(names),
+                     f"the partial sweep's segments are not segments of this sweep ({names})")
+
+    stored = read_json(partial, check=check)
+    return dict(stored["segments"]) if stored else {}
 
 
 # The data a table was computed on is part of its configuration (so each cached table carries it):
@@ -342,10 +385,16 @@ class StructureStudy(Study):
         it is not in the cache (nothing is trained)."""
         extra = self._sweep_extra(targets, retrain_epochs, gmp_epochs, retrain_batch, latency_batch, latency_repeats,
                                   retrain_subset)
-        return self._table("structure_sweep", extra, lambda: structure_sweep(
+        # Finished segments are kept in partial/ (committed between sessions) until the table is written.
+        partial = ResultCache().path("partial", f"structure_sweep-{config_hash(self.config(**extra))}.json")
+        rows, hit = self._table("structure_sweep", extra, lambda: structure_sweep(
             self.pretrained(), self.data, targets, retrain_epochs=retrain_epochs, gmp_epochs=gmp_epochs,
             batch_size=retrain_batch, learning_rate=self.learning_rate, latency_batch=latency_batch,
-            latency_repeats=latency_repeats, retrain_subset=retrain_subset, seed=self.seed), cached_only=cached_only)
+            latency_repeats=latency_repeats, retrain_subset=retrain_subset, seed=self.seed, partial=partial),
+            cached_only=cached_only)
+        if rows is not None and not hit:
+            partial.unlink(missing_ok=True)
+        return rows, hit
 
     def project003_table(self, targets=PROJECT003_TARGETS, cached_only=False):
         """``(rows, from the cache?)`` of ``project003_table`` (the model compiled for evaluation);
