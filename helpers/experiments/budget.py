@@ -16,12 +16,11 @@ import pandas as pd
 
 from ..callbacks import Diverged, NonFiniteGuard
 from ..plotting import format_mean_std
-from ..pruning import compact, costs
+from ..pruning import compact, costs, criteria
 from ..pruning.budget import (BUDGET_METHODS, SEARCHES, GroupPruningEnv, LagrangianPolicyGradient, LayerwisePruningEnv,
                               initial_fraction)
 from ..pruning.budget import search as rl_search  # the studies take a `search` argument
 from ..pruning.costs import COST_KINDS, make_cost
-from ..pruning.criteria import IMPORTANCES
 from ..pruning.masks import retrain_with_masks
 from ..runner import RunFailedError
 from ..validation import Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Seed, Tuple, check_parameters, validated
@@ -166,7 +165,8 @@ class BudgetPruning(Study):
     ``pretrain`` maps a model name to its ``trained_model`` arguments (epochs, batch_size,
     learning_rate, train_subset); ``search`` maps it to ``(updates, episode_finetune_steps)``.
     LeNet-5 and the VGG are pruned by weights, the ResNet by filters (``BUDGET_GRANULARITY``);
-    ``importance`` is any name of ``pruning.criteria.IMPORTANCES`` but ``"taylor"``.
+    ``importance`` is any name of ``pruning.criteria.IMPORTANCES`` (those registered when this module
+    is imported) but those that need the loss gradients (``"taylor"``: no batch is passed here).
     """
 
     pretrain: dict  # checked in check(): hashed as given
@@ -178,7 +178,8 @@ class BudgetPruning(Study):
     finetune_epochs: int = setting(Epochs(0), 1)
     seed: int = setting(Seed(), 0)
     recompute: bool = setting(Bool(), False, key=False)
-    importance: str = setting(Choice(*(i for i in IMPORTANCES if i != "taylor")), "magnitude")
+    importance: str = setting(Choice(*(i for i in criteria.IMPORTANCES
+                                       if not criteria.get_importance(i).needs_gradients)), "magnitude")
     _trained: dict = state()
 
     def check(self):

@@ -4,7 +4,8 @@ Where a new pruning method goes:
 
 - ``criteria``: *what* to prune, importance x granularity x scope (``masks_for(model, amount,
   importance=..., granularity="weight"|"unit"|"filter", scope="layer"|"global",
-  ignored_layers=[...])``);
+  ignored_layers=[...])``); a new importance is an ``Importance`` subclass registered with
+  ``@register_importance("name")``, in your code or in ``criteria.py``;
 - ``schedules``: *when*, one-shot, iterative, gradual (``GradualMagnitudePruning`` during fit);
 - ``masks``: how a decision is held: a ``{variable path: keep-mask}`` dict, the one
   ``PruningConstraint`` (ITP threshold and/or mask), ``attach_masks`` / ``detach_masks``, and
@@ -28,7 +29,7 @@ from .compaction import compact, removable_channels
 from .dependency import DependencyGraph
 from .errors import CompactionError, PruningError
 from .costs import count_nonzero, effective_sparsity, nonzero_counts, parameters, sparsity
-from .criteria import keep_masks, masks_for, smallest_k_mask
+from .criteria import Importance, keep_masks, masks_for, register_importance, smallest_k_mask
 from .itp import DEFAULT_THRESHOLD, apply_threshold, disable_itp, enable_itp
 from .masks import (PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, load_masks, retrace,
                     retrain_with_masks, save_masks, strip)
@@ -36,7 +37,8 @@ from .schedules import (GradualMagnitudePruning, iterative_pruning, kept_count, 
                         top_magnitude_mask)
 
 __all__ = [
-    "CompactionError", "DependencyGraph", "PruningError", "load_masks", "output_layers", "removable_channels",
+    "CompactionError", "DependencyGraph", "Importance", "PruningError", "load_masks", "output_layers",
+    "register_importance", "removable_channels",
     "save_masks", "DEFAULT_THRESHOLD", "GradualMagnitudePruning", "PruningConstraint", "apply_masks", "apply_threshold",
     "attach_masks", "budget", "compact", "compaction", "costs", "count_nonzero", "criteria", "current_masks", "detach_masks",
     "disable_itp", "effective_sparsity", "enable_itp", "itp", "iterative_pruning", "keep_masks", "kept_count",

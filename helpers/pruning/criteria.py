@@ -11,13 +11,18 @@
   heads of every MultiHeadAttention: its query/key/value columns and biases and its rows of the
   output projection, so a pruned head adds exactly zero; ``compact`` rebuilds the layer with
   fewer heads).
-- **importance**: a name from ``IMPORTANCES`` or a callable. ``"magnitude"`` (|w| for a weight,
-  the L2 norm of a channel's weights), ``"l1"`` (sum of |w|), ``"l2"`` (L2 norm), ``"taylor"``
-  (first-order Taylor, |w * dL/dw| summed, on a batch ``data=(x, y)``), ``"bn_scale"`` (|gamma| of
-  the channel's BatchNormalization: network slimming). A callable ``importance(layer,
-  granularity)`` returns |w|-shaped scores for ``"weight"`` and one score per output channel for
-  structured granularities (summed over the group's producers): a new criterion needs no change
-  here.
+- **importance**: a criterion of the registry, by name (``IMPORTANCES``), an ``Importance``
+  object, or a callable. ``"magnitude"`` (|w| for a weight, the L2 norm of a channel's weights),
+  ``"l1"`` (sum of |w|), ``"l2"`` (L2 norm), ``"taylor"`` (first-order Taylor on a batch
+  ``data=(x, y)``: |w * dL/dw| for a weight, the sum of (w * dL/dw)^2 over a channel's weights),
+  ``"bn_scale"`` (|gamma| of the channel's BatchNormalization: network slimming). Each is one
+  ``Importance`` subclass below, registered once; it says what it scores (single weights,
+  channels from their weight slices, channels from BatchNormalization scales, attention heads)
+  and whether it needs the loss gradients, and the functions here extract the arrays it scores.
+  A new criterion is a subclass registered with ``@register_importance("name")``, in the user's
+  own code or here. A callable ``importance(layer, granularity)`` (also registrable by name)
+  returns |w|-shaped scores for ``"weight"``, one score per output channel for structured
+  granularities (summed over the group's producers) and one per head for ``"head"``.
 - **scope**: ``"layer"`` (every layer / group loses the same fraction, or the fraction given for
   it) or ``"global"`` (one ranking across all of them; ``normalize="fan_in"`` divides a channel's
   score by the square root of its producers' fan-in so that wide and narrow layers compete
@@ -42,6 +47,7 @@ environment ranks stored kernels with it).
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
@@ -50,12 +56,240 @@ from ..layers import kernel_weights, weights as weight_table
 from ..validation import Choice, Fraction, List, check_fraction
 from .errors import PruningError
 
-IMPORTANCES = ("magnitude", "l1", "l2", "taylor", "bn_scale")
+IMPORTANCES = ()  # the registered criteria's names, in order: rebound by register_importance below
 GRANULARITIES = ("weight", "unit", "filter", "head")
 SCOPES = ("layer", "global")
 NORMALIZATIONS = (None, "fan_in")
 MEMBERS = ("all", "producers")
 DEFAULT_GLOBAL_MAX_RATIO = 0.9
+
+
+# ---------------------------------------------------------------- importance criteria: the registry
+#
+# A criterion is defined once, as an ``Importance`` subclass, and registered by name. The
+# pruning functions below never test a criterion's name: they ask it what it reads (``reads``,
+# ``needs_gradients``), hand it numpy arrays (whole kernels, per-channel slices, BN scales, head
+# slices, already multiplied by dL/dw when it needs gradients) and rank what it returns. So a
+# new criterion touches nothing but its own class (Torch-Pruning's ``Importance`` objects, with
+# ``keras.optimizers.get``'s name -> object lookup).
+
+READS = ("weights", "channels", "bn", "heads")
+
+
+class Importance:
+    """An importance criterion. Low scores are pruned first; scores are non-negative, ties go in
+    index order.
+
+    What it can score, ``reads``, any of:
+      ``"weights"``   single entries (granularity ``"weight"`` and N:M);
+      ``"channels"``  channels (unit/filter) from their weight slices: producers' output
+                      columns, consumers' input rows, depthwise channels, in every member of
+                      the group;
+      ``"bn"``        channels from the gamma of the group's BatchNormalization layers;
+      ``"heads"``     attention heads from their query/key/value/output kernel slices.
+    What it needs: with ``needs_gradients = True`` every array it is handed is ``w * dL/dw`` on
+    the batch ``data=(x, y)`` instead of ``w``.
+
+    How it scores (numpy in, numpy out), for what it reads:
+      ``weight(values)``           one score per entry, ``values``' shape;
+      ``statistic(values, axis)``  one number per channel (or head) from its entries along ``axis``;
+      ``merge``                    the ufunc combining statistics: of the pieces of one slice (a
+                                   separable kernel's rows of one channel, a head's four
+                                   projections) and of the members of a group (``np.add``,
+                                   ``np.maximum``);
+      ``member(statistic)``        what one layer's slice adds to its channel's total (default: itself);
+      ``finish(total)``            the score from the total (default: itself); one plain kernel
+                                   (``keep_masks``) scores ``finish(statistic)``;
+      ``bn(gamma)``                one number per channel from a BatchNormalization's scale,
+                                   merged into the total like a member.
+    """
+
+    name = None  # the registry's name; set by register_importance
+    reads = ()
+    needs_gradients = False
+    merge = np.add
+
+    def weight(self, values):
+        raise NotImplementedError(f"{self.label} does not score single weights")
+
+    def statistic(self, values, axis):
+        raise NotImplementedError(f"{self.label} does not score weight slices")
+
+    def member(self, statistic):
+        return statistic
+
+    def finish(self, total):
+        return total
+
+    def bn(self, gamma):
+        raise NotImplementedError(f"{self.label} does not score BatchNormalization scales")
+
+    @property
+    def label(self):
+        return self.name or type(self).__name__
+
+    def __repr__(self):
+        return f"<importance {self.label!r}>"
+
+
+class LayerImportance(Importance):
+    """A callable ``importance(layer, granularity)`` as a criterion: it is handed whole layers,
+    not arrays, and returns kernel-shaped scores (``"weight"``), one score per output channel of
+    a producing layer (``"filter"``, summed over the group's producers) or one per head
+    (``"head"``). The functions here check the shapes it returns."""
+
+    reads = ("weights", "channels", "heads")
+
+    def __init__(self, function):
+        self.function = function
+
+    def layer_scores(self, layer, granularity):
+        return np.asarray(self.function(layer, granularity), dtype=np.float64)
+
+    @property
+    def label(self):
+        return self.name or getattr(self.function, "__name__", repr(self.function))
+
+
+class L1Norm(Importance):
+    """``"l1"``: |w| for a weight; the sum of |w| over a channel's slices (or a head's)."""
+
+    reads = ("weights", "channels", "heads")
+
+    def weight(self, values):
+        return np.abs(values)
+
+    def statistic(self, values, axis):
+        return np.abs(values).sum(axis=axis)
+
+
+class L2Norm(Importance):
+    """``"magnitude"`` and ``"l2"``: |w| for a weight; a channel's L2 norm: the norm of its
+    members' norms (each layer's slice), a head's norm over its four projections."""
+
+    reads = ("weights", "channels", "heads")
+
+    def weight(self, values):
+        return np.abs(values)
+
+    def statistic(self, values, axis):
+        return np.square(values).sum(axis=axis)  # the squared norm: what the pieces of a slice add up
+
+    def member(self, statistic):
+        # the member's norm, squared: the round trip through sqrt is how these scores have always
+        # been computed, kept so that they (and the cached results ranked by them) stay bit-identical
+        return np.square(np.sqrt(statistic))
+
+    def finish(self, total):
+        return np.sqrt(total)
+
+
+class Taylor(L2Norm):
+    """``"taylor"``, first-order Taylor (Molchanov et al. 2019) on a batch ``data=(x, y)``:
+    |w * dL/dw| for a weight; for a channel the sum of (w * dL/dw)^2 over its slices (the
+    squared norm, no root, as the package has always computed it: the norm's ranking, unless
+    ``normalize="fan_in"`` divides it). It does not rank attention heads (it never has)."""
+
+    reads = ("weights", "channels")
+    needs_gradients = True
+
+    def finish(self, total):
+        return total
+
+
+class BNScale(Importance):
+    """``"bn_scale"``, network slimming (Liu et al. 2017): a channel's |gamma|, summed over the
+    BatchNormalization layers of its group; a group without one is an error."""
+
+    reads = ("bn",)
+
+    def bn(self, gamma):
+        return np.abs(gamma)
+
+
+_REGISTRY = {}
+
+
+def register_importance(name, criterion=None, *, replace=False):
+    """Register ``criterion`` under ``name``: an ``Importance`` subclass (registered as an
+    instance made with no arguments), an ``Importance`` object, or a callable
+    ``importance(layer, granularity)``. Without ``criterion`` it is a decorator (it returns
+    what it decorates, unchanged):
+
+        @register_importance("l_inf")
+        class LInf(Importance):
+            reads = ("weights", "channels")
+            merge = np.maximum
+            def weight(self, values): return np.abs(values)
+            def statistic(self, values, axis): return np.abs(values).max(axis=axis)
+
+    A name is registered once (``ValueError`` otherwise); ``replace=True`` overwrites it (a
+    re-run notebook cell). ``IMPORTANCES`` is then the tuple of registered names."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"an importance is registered under a non-empty string, got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"importance {name!r} is already registered ({_REGISTRY[name]!r}); choose another "
+                         "name, or pass replace=True")
+
+    def register(obj):
+        if isinstance(obj, type) and issubclass(obj, Importance):
+            made = obj()
+        elif isinstance(obj, Importance):
+            made = copy.copy(obj) if obj.name not in (None, name) else obj  # one object, one name
+        elif callable(obj):
+            made = LayerImportance(obj)
+        else:
+            raise TypeError(f"register_importance({name!r}) needs an importance criterion (an Importance "
+                            f"subclass or object, or a callable importance(layer, granularity)), got {obj!r}")
+        unknown = set(made.reads) - set(READS)
+        if unknown:
+            raise ValueError(f"importance {name!r} reads {sorted(unknown)}: not among {READS}")
+        made.name = name
+        _REGISTRY[name] = made
+        _names_changed()
+        return obj
+
+    return register if criterion is None else register(criterion)
+
+
+def unregister_importance(name):
+    """Remove ``name`` from the registry (a test's own criteria, once it is done)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"importance {name!r} is not registered; registered: {', '.join(_REGISTRY)}")
+    del _REGISTRY[name]
+    _names_changed()
+
+
+def _names_changed():
+    # a tuple, rebound at each registration: ``criteria.IMPORTANCES`` is always current (a name
+    # imported with ``from criteria import IMPORTANCES`` is the tuple of that moment)
+    global IMPORTANCES
+    IMPORTANCES = tuple(_REGISTRY)
+
+
+def get_importance(importance):
+    """The criterion ``importance`` names: a registered name, an ``Importance`` (subclass or
+    object), or a callable ``importance(layer, granularity)``."""
+    if isinstance(importance, Importance):
+        return importance
+    if isinstance(importance, type) and issubclass(importance, Importance):
+        return importance()
+    if isinstance(importance, str):
+        if importance not in _REGISTRY:
+            raise ValueError(f"unknown importance {importance!r}: importance must be one of "
+                             f"{', '.join(repr(n) for n in _REGISTRY)} (criteria.IMPORTANCES), an Importance, "
+                             "or a callable importance(layer, granularity); register_importance adds a name")
+        return _REGISTRY[importance]
+    if callable(importance):
+        return LayerImportance(importance)
+    return Choice(*_REGISTRY)("importance", importance)  # neither a name nor a callable: the type error
+
+
+register_importance("magnitude", L2Norm())
+register_importance("l1", L1Norm())
+register_importance("l2", L2Norm())
+register_importance("taylor", Taylor())
+register_importance("bn_scale", BNScale())
 
 
 def smallest_k_mask(values, k, order=None):
@@ -84,17 +318,21 @@ def rank(values):
 
 def scores(kernel, importance="magnitude", granularity="weight"):
     """Importance of every weight (kernel shape) or of every output unit/filter (last axis)."""
+    return _array_scores(kernel, _plain_array_criterion(importance, granularity), granularity)
+
+
+def _array_scores(kernel, criterion, granularity):
     if granularity == "weight":
-        return np.abs(kernel)
+        return criterion.weight(kernel)
     per_unit = kernel.reshape(-1, kernel.shape[-1])
-    if importance == "l1":
-        return np.abs(per_unit).sum(axis=0)
-    return np.sqrt(np.square(per_unit).sum(axis=0))
+    return criterion.finish(criterion.statistic(per_unit, 0))
 
 
-def _check(importance, granularity, scope, normalize):
-    if not callable(importance):
-        Choice(*IMPORTANCES)("importance", importance)
+def _check(importance, granularity, scope, normalize, plain_arrays=False):
+    """The criterion of ``importance`` after checking the arguments and that it scores what
+    ``granularity`` ranks (the package's error, naming it, otherwise); ``plain_arrays``: for
+    ``keep_masks``."""
+    criterion = get_importance(importance)
     if not _is_n_m(granularity):
         Choice(*GRANULARITIES)("granularity", granularity)
     Choice(*SCOPES)("scope", scope)
@@ -102,6 +340,44 @@ def _check(importance, granularity, scope, normalize):
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     if normalize is not None and (scope != "global" or granularity == "weight"):
         raise ValueError("normalize applies to global unit/filter pruning only")
+    return _plain_array_criterion(criterion, granularity) if plain_arrays else _scoring(criterion, granularity)
+
+
+def _scoring(criterion, granularity):
+    """``criterion`` if it scores what ``granularity`` ranks, else the error saying what it scores."""
+    reads, name = set(criterion.reads), criterion.label
+    if granularity == "head":
+        if "heads" not in reads:
+            able = [n for n, c in _REGISTRY.items() if "heads" in c.reads and not isinstance(c, LayerImportance)]
+            raise PruningError(f"importance {name!r} does not rank attention heads; use {', '.join(able)} or a "
+                               "callable(layer, 'head')")
+    elif granularity in ("unit", "filter"):
+        if not reads & {"channels", "bn"}:
+            instead = "granularity='weight'" if "weights" in reads else "granularity='head'"
+            raise PruningError(f"importance {name!r} does not score channels (it reads {sorted(reads)}): use {instead}")
+    elif "weights" not in reads:  # "weight" and N:M rank single entries
+        if reads & {"channels", "bn"}:
+            raise PruningError(f"importance={name!r} scores channels: use granularity='filter' or 'unit'")
+        raise PruningError(f"importance={name!r} does not score single weights: use granularity='head'")
+    return criterion
+
+
+def _plain_array_criterion(importance, granularity):
+    """The criterion of ``importance`` for ``keep_masks``' plain arrays, which have no layer, no
+    loss gradients and no BatchNormalization: the criteria that need one of them say so."""
+    criterion = get_importance(importance)
+    name = criterion.label
+    if isinstance(criterion, LayerImportance):
+        raise PruningError(f"importance {name!r} is a callable(layer, granularity): keep_masks ranks plain arrays, "
+                           "with no layer to hand it; pass its scores as the arrays")
+    if criterion.needs_gradients:
+        raise PruningError(f"importance {name!r} needs the loss gradients of a model, which plain arrays do not "
+                           f"have: rank kernel_scores(model, layers, {name!r}, data=(x, y)) instead")
+    needed = "weights" if granularity == "weight" else "channels"
+    if needed not in criterion.reads:
+        what = "BatchNormalization scales" if "bn" in criterion.reads else f"{sorted(criterion.reads)}"
+        raise PruningError(f"importance {name!r} scores {what}, not the {needed} of plain kernels")
+    return criterion
 
 
 def _is_n_m(granularity):
@@ -131,9 +407,9 @@ def keep_masks(kernels, amount, importance="magnitude", granularity="weight", sc
     """Keep-masks for plain arrays: per kernel a mask of its shape (``"weight"``) or of its last
     axis (units/filters). ``amount`` is one fraction, or one per kernel with ``scope="layer"``;
     ``orders`` (per-layer weight pruning only) are the kernels' ``rank`` when precomputed."""
-    _check(importance, granularity, scope, normalize)
+    criterion = _check(importance, granularity, scope, normalize, plain_arrays=True)
     amounts = _amounts(amount, len(kernels), scope)
-    layer_scores = [scores(kernel, importance, granularity) for kernel in kernels]
+    layer_scores = [_array_scores(kernel, criterion, granularity) for kernel in kernels]
     if scope == "layer":
         orders = orders if orders is not None and granularity == "weight" else [None] * len(kernels)
         return [smallest_k_mask(s, int(s.size * a), order) for s, a, order in zip(layer_scores, amounts, orders)]
@@ -180,12 +456,13 @@ def _selected(layer_key, only, ignored):
 # ---------------------------------------------------------------- importance
 
 
-def _taylor_gradients(model, data, refs):
-    """``{weight key: dL/dw}`` of the model's compiled loss (else sparse cross-entropy) on ``data``."""
+def _data_gradients(model, data, refs, criterion):
+    """``{weight key: dL/dw}`` of the model's compiled loss (else sparse cross-entropy) on
+    ``data``, for a criterion that ``needs_gradients``."""
     import keras
 
     if data is None:
-        raise PruningError("importance='taylor' needs a batch: pass data=(x, y)")
+        raise PruningError(f"importance={criterion.label!r} needs a batch: pass data=(x, y)")
     x, y = data
     loss_fn = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
     loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
@@ -210,27 +487,30 @@ def _taylor_gradients(model, data, refs):
         all_grads = jax.grad(f)([v.value for v in trainable])
         grads = [all_grads[index[id(v)]] if id(v) in index else None for v in variables]
     else:
-        raise PruningError(f"importance='taylor' supports the tensorflow and jax backends, not {backend}")
+        raise PruningError(f"importance={criterion.label!r} (loss gradients) supports the tensorflow and jax "
+                           f"backends, not {backend}")
     return {ref.key: (np.zeros(ref.variable.shape) if g is None else np.asarray(keras.ops.convert_to_numpy(g)))
             for ref, g in zip(refs, grads)}
 
 
-def _weight_scores(refs, importance, data_gradients):
-    if callable(importance):
+def _gradients_if_needed(model, data, refs, criterion):
+    return _data_gradients(model, data, refs, criterion) if criterion.needs_gradients else None
+
+
+def _weight_scores(refs, criterion, data_gradients):
+    if isinstance(criterion, LayerImportance):
         out = []
         for ref in refs:
-            s = np.asarray(importance(ref.layer, "weight"), dtype=np.float64)
+            s = criterion.layer_scores(ref.layer, "weight")
             if s.shape != tuple(ref.variable.shape):
                 raise PruningError(f"{ref.layer_key}: importance returned shape {s.shape} for weight "
                                    f"granularity, the kernel has {tuple(ref.variable.shape)}")
             out.append(s)
         return out
-    if importance == "bn_scale":
-        raise PruningError("importance='bn_scale' scores channels: use granularity='filter' or 'unit'")
     values = [np.asarray(ref.variable.numpy()) for ref in refs]
-    if importance == "taylor":
-        return [np.abs(v * data_gradients[ref.key]) for v, ref in zip(values, refs)]
-    return [np.abs(v) for v in values]
+    if criterion.needs_gradients:
+        values = [v * data_gradients[ref.key] for v, ref in zip(values, refs)]
+    return [criterion.weight(v) for v in values]
 
 
 def kernel_scores(model, layers, importance="magnitude", data=None):
@@ -238,15 +518,14 @@ def kernel_scores(model, layers, importance="magnitude", data=None):
     (kernel-shaped arrays): ``|w|`` for magnitude, l1 and l2, ``|w * dL/dw|`` for taylor on
     ``data=(x, y)``, or ``importance(layer, "weight")`` for a callable. What per-weight pruning
     ranks (the budget environment ranks these once, for every episode)."""
-    _check(importance, "weight", "layer", None)
+    criterion = _check(importance, "weight", "layer", None)
     by_layer = {id(ref.layer): ref for ref in kernel_weights(model) if ref.attribute == "kernel"}
     missing = [getattr(layer, "name", layer) for layer in layers if id(layer) not in by_layer]
     if missing:
         raise PruningError(f"layers without a kernel to score: {missing}")
     refs = [by_layer[id(layer)] for layer in layers]
     _check_finite(refs)
-    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
-    return _weight_scores(refs, importance, gradients)
+    return _weight_scores(refs, criterion, _gradients_if_needed(model, data, refs, criterion))
 
 
 # ---------------------------------------------------------------- unstructured
@@ -259,12 +538,11 @@ def _check_finite(refs):
             raise PruningError(f"{ref.key} has non-finite values: a diverged network is not pruned")
 
 
-def _weight_masks(model, amount, importance, scope, only, ignored, include_bias, data):
+def _weight_masks(model, amount, criterion, scope, only, ignored, include_bias, data):
     refs = [ref for ref in kernel_weights(model) if _selected(ref.layer_key, only, ignored)]
     _check_finite(refs)
     amounts = _amounts(amount, len(refs), scope)
-    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
-    layer_scores = _weight_scores(refs, importance, gradients)
+    layer_scores = _weight_scores(refs, criterion, _gradients_if_needed(model, data, refs, criterion))
     result = {}
     if scope == "layer":
         for ref, s, fraction in zip(refs, layer_scores, amounts):
@@ -288,16 +566,15 @@ def _weight_masks(model, amount, importance, scope, only, ignored, include_bias,
     return result
 
 
-def _n_m_masks(model, granularity, importance, only, ignored, data):
+def _n_m_masks(model, granularity, criterion, only, ignored, data):
     from .dependency import KERNEL_LAYERS
 
     n, m = (int(v) for v in granularity.split(":"))
     refs = [ref for ref in kernel_weights(model) if _selected(ref.layer_key, only, ignored)
             and isinstance(ref.layer, KERNEL_LAYERS) and ref.attribute == "kernel"]
     _check_finite(refs)
-    gradients = _taylor_gradients(model, data, refs) if importance == "taylor" else None
     result = {}
-    for ref, s in zip(refs, _weight_scores(refs, importance, gradients)):
+    for ref, s in zip(refs, _weight_scores(refs, criterion, _gradients_if_needed(model, data, refs, criterion))):
         moved = np.moveaxis(s, -2, -1)  # input axis last
         if moved.shape[-1] % m:
             raise PruningError(f"{ref.layer_key}: {moved.shape[-1]} input channels are not a multiple of {m} ({granularity})")
@@ -312,15 +589,22 @@ def _n_m_masks(model, granularity, importance, only, ignored, data):
 # ---------------------------------------------------------------- structured (groups)
 
 
-def _group_scores(graph, group, importance, members, refs_by_layer, gradients, normalize):
-    """One score per channel of ``group``."""
-    from .dependency import _call_masks  # the slices of one call that belong to each channel
-
-    labels = graph.labels
-    scores = np.zeros(group.size)
+def _group_scores(graph, group, criterion, members, refs_by_layer, gradients, normalize):
+    """One score per channel of ``group``: every member's contribution, merged by the criterion."""
+    scores = np.zeros(group.size)  # the merge's start: 0 for sums, and for maxima of scores >= 0
     position = {int(label): i for i, label in enumerate(group.channels)}
     fan_in = 0
     found_bn = False
+    layer_level = isinstance(criterion, LayerImportance)
+
+    def add(space, contribution):
+        index = _channel_index(graph, space, position)
+        criterion.merge.at(scores, index[index >= 0], contribution[index >= 0])
+
+    def value_of(ref, dtype=None):  # what the criterion scores: w, or w * dL/dw
+        value = np.asarray(ref.variable.numpy(), dtype=dtype)
+        return value * gradients[ref.key] if criterion.needs_gradients else value
+
     for call in graph.calls:
         if call.role in ("blocked", "channelwise", "flatten", "merge", "concat"):
             continue
@@ -332,20 +616,17 @@ def _group_scores(graph, group, importance, members, refs_by_layer, gradients, n
             continue
         if producing:
             fan_in += _fan_in(call)
-        if callable(importance):
+        if layer_level:  # a callable(layer, "filter") scores its producers' output channels (summed)
             if producing:
-                s = np.asarray(importance(call.layer, "filter"), dtype=np.float64)
-                index = _channel_index(graph, out_space, position)
-                np.add.at(scores, index[index >= 0], s[index >= 0])
-            continue
-        if importance == "bn_scale":
-            if call.role == "norm" and call.layer.scale:
-                found_bn = True
-                index = _channel_index(graph, out_space, position)
-                gamma = np.abs(call.layer.gamma.numpy())
-                np.add.at(scores, index[index >= 0], gamma[index >= 0])
+                add(out_space, criterion.layer_scores(call.layer, "filter"))
             continue
         if call.role == "norm":
+            if "bn" in criterion.reads and call.layer.scale:
+                found_bn = True
+                gamma = refs_by_layer[id(call.layer)]["gamma"]
+                add(out_space, criterion.bn(value_of(gamma)))
+            continue
+        if "channels" not in criterion.reads:
             continue
         for space, side in ((out_space, "out"), (in_space, "in")):
             if space not in group.spaces or (side == "in" and not (reading and members == "all")):
@@ -354,21 +635,13 @@ def _group_scores(graph, group, importance, members, refs_by_layer, gradients, n
                 continue
             if side == "in" and call.role == "depthwise":
                 continue
-            index = _channel_index(graph, space, position)
-            for attribute, weight in _channel_weights(call, side).items():
+            for attribute, statistic in _channel_statistics(call, side, criterion).items():
                 ref = refs_by_layer.get(id(call.layer), {}).get(attribute)
-                if ref is None:
-                    continue
-                value = np.asarray(ref.variable.numpy(), dtype=np.float64)
-                if importance == "taylor":
-                    value = value * gradients[ref.key]
-                per_channel = weight(value)
-                contribution = (np.abs(per_channel[0]) if importance == "l1" else np.square(per_channel[1]))
-                np.add.at(scores, index[index >= 0], contribution[index >= 0])
-    if importance == "bn_scale" and not found_bn:
-        raise PruningError(f"importance='bn_scale': group {group.name} has no BatchNormalization with a scale")
-    if not callable(importance) and importance in ("magnitude", "l2"):
-        scores = np.sqrt(scores)
+                if ref is not None:
+                    add(space, criterion.member(statistic(value_of(ref, np.float64))))
+    if "bn" in criterion.reads and "channels" not in criterion.reads and not found_bn:
+        raise PruningError(f"importance={criterion.label!r}: group {group.name} has no BatchNormalization with a scale")
+    scores = criterion.finish(scores)
     if normalize == "fan_in" and fan_in:
         scores = scores / np.sqrt(fan_in)
     return scores
@@ -390,12 +663,14 @@ def _channel_index(graph, space, position):
     return np.array([position.get(int(label), -1) for label in labels], dtype=np.int64)
 
 
-def _channel_weights(call, side):
-    """``{attribute: f(value) -> (sum |w|, sqrt(sum w^2)) per channel of that side}``."""
+def _channel_statistics(call, side, criterion):
+    """``{attribute: f(value) -> the criterion's statistic of each channel's slice on that side}``:
+    where each channel's entries lie in each kind of kernel (the only layout knowledge a
+    criterion relies on)."""
     def along(axis):
         def f(value):
             moved = np.moveaxis(value, axis, -1).reshape(-1, value.shape[axis])
-            return np.abs(moved).sum(axis=0), np.sqrt(np.square(moved).sum(axis=0))
+            return criterion.statistic(moved, 0)
         return f
 
     role = call.role
@@ -409,21 +684,18 @@ def _channel_weights(call, side):
         m = call.layer.depth_multiplier
 
         def depthwise_in(value):  # (..., in, m): a channel's m slices together
-            moved = np.moveaxis(value, -2, -1).reshape(-1, value.shape[-2])
-            return np.abs(moved).sum(axis=0), np.sqrt(np.square(moved).sum(axis=0))
+            return criterion.statistic(np.moveaxis(value, -2, -1).reshape(-1, value.shape[-2]), 0)
 
-        def pointwise_in(value):  # rows c*m ... c*m+m-1 belong to input channel c
+        def pointwise_in(value):  # rows c*m ... c*m+m-1 belong to input channel c: pieces, merged
             rows = np.moveaxis(value, -2, 0).reshape(value.shape[-2], -1)
-            per_row_l1, per_row_sq = np.abs(rows).sum(axis=1), np.square(rows).sum(axis=1)
-            return per_row_l1.reshape(-1, m).sum(axis=1), np.sqrt(per_row_sq.reshape(-1, m).sum(axis=1))
+            return criterion.merge.reduce(criterion.statistic(rows, 1).reshape(-1, m), axis=1)
 
         return {"depthwise_kernel": depthwise_in, "pointwise_kernel": pointwise_in}
     if role == "depthwise":
         m = call.layer.depth_multiplier
 
         def depthwise_out(value):  # (..., in, m) -> output channel c*m + k
-            flat = value.reshape(-1, value.shape[-2] * m)
-            return np.abs(flat).sum(axis=0), np.sqrt(np.square(flat).sum(axis=0))
+            return criterion.statistic(value.reshape(-1, value.shape[-2] * m), 0)
 
         return {"kernel": depthwise_out}
     return {}
@@ -513,30 +785,32 @@ def _head_slices(part, attribute, head):
     return (slice(None), head) if attribute == "kernel" else (head,)
 
 
-def _head_masks(model, amount, importance, scope, only, ignored, max_ratio, round_to):
+def _head_masks(model, amount, criterion, scope, only, ignored, max_ratio, round_to, data):
     """Whole attention heads: a pruned head loses its query/key/value columns and biases and its
     rows of the output projection, so it adds exactly zero (compaction then drops it)."""
-    if importance not in ("magnitude", "l1", "l2") and not callable(importance):
-        raise ValueError(f"importance {importance!r} does not rank attention heads; use magnitude, l1, l2 or a "
-                         "callable(layer, 'head')")
     layers = [(key, layer, parts) for key, layer, parts in attention_heads(model)
               if _selected(key, only, ignored)]
-    _check_finite([ref for _, _, parts in layers for refs in parts.values() for ref in refs.values()])
+    all_refs = [ref for _, _, parts in layers for refs in parts.values() for ref in refs.values()]
+    _check_finite(all_refs)
+    gradients = _gradients_if_needed(model, data, all_refs, criterion)
     scores = []
     for key, layer, parts in layers:
-        if callable(importance):
-            score = np.asarray(importance(layer, "head"), dtype=np.float64).ravel()
+        if isinstance(criterion, LayerImportance):
+            score = criterion.layer_scores(layer, "head").ravel()
             if score.shape != (layer.num_heads,) or not np.isfinite(score).all():
                 raise PruningError(f"{key}: the importance callable must return {layer.num_heads} finite scores, "
                                    f"got shape {score.shape}")
-        else:
-            power = 1 if importance == "l1" else 2
+        else:  # a head's slice comes in four pieces (query, key, value, output kernels), merged
             score = np.zeros(layer.num_heads)
             for part, refs in parts.items():
-                kernel = np.abs(np.asarray(refs["kernel"].variable, dtype=np.float64)) ** power
+                kernel = refs["kernel"]
+                value = np.asarray(kernel.variable, dtype=np.float64)
+                if criterion.needs_gradients:
+                    value = value * gradients[kernel.key]
                 axis = 0 if part == "output" else 1
-                score += np.moveaxis(kernel, axis, 0).reshape(layer.num_heads, -1).sum(axis=1)
-            score = score if power == 1 else np.sqrt(score)
+                score = criterion.merge(score, criterion.statistic(
+                    np.moveaxis(value, axis, 0).reshape(layer.num_heads, -1), 1))
+            score = criterion.finish(score)
         scores.append(score)
     chosen = _select(scores, _amounts(amount, len(layers), scope), max_ratio, round_to, scope)
     masks = {}
@@ -552,7 +826,7 @@ def _head_masks(model, amount, importance, scope, only, ignored, max_ratio, roun
     return masks
 
 
-def _structured_scores(model, importance, only, ignored, normalize, members, data):
+def _structured_scores(model, criterion, only, ignored, normalize, members, data):
     from ..layers import weights as table_of
     from .dependency import DependencyGraph
 
@@ -565,9 +839,8 @@ def _structured_scores(model, importance, only, ignored, normalize, members, dat
               and not any(ignored and p in ignored for p in g.producers)]
     all_refs = [r for layer_refs in refs_by_layer.values() for r in layer_refs.values()]
     _check_finite([r for r in all_refs if r.is_kernel])
-    gradients = (_taylor_gradients(model, data, [r for r in all_refs if r.variable.trainable])
-                 if importance == "taylor" else None)
-    return graph, groups, [_group_scores(graph, g, importance, members, refs_by_layer, gradients, normalize)
+    gradients = _gradients_if_needed(model, data, [r for r in all_refs if r.variable.trainable], criterion)
+    return graph, groups, [_group_scores(graph, g, criterion, members, refs_by_layer, gradients, normalize)
                            for g in groups]
 
 
@@ -577,11 +850,11 @@ def group_scores(model, importance="magnitude", members="all", layers=None, igno
     granularity="filter")`` would prune with these arguments (in its order) and one score per
     channel of each, computed now. With ``group_masks`` it is ``masks_for`` in two halves, for a
     caller that ranks the same trained weights many times (the budget environment)."""
-    _check(importance, "filter", "global" if normalize else "layer", normalize)
+    criterion = _check(importance, "filter", "global" if normalize else "layer", normalize)
     Choice(*MEMBERS)("members", members)
     only = _layer_matcher(model, layers, "layers")
     ignored = _layer_matcher(model, ignored_layers, "ignored_layers") or set()
-    return _structured_scores(model, importance, only, ignored, normalize, members, data)
+    return _structured_scores(model, criterion, only, ignored, normalize, members, data)
 
 
 def group_masks(graph, groups, scores, amount, scope="layer", members="all", max_ratio=None, round_to=None):
@@ -597,8 +870,8 @@ def group_masks(graph, groups, scores, amount, scope="layer", members="all", max
     return graph.masks(pruned, members=members, groups=groups), chosen
 
 
-def _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio, round_to, data):
-    graph, groups, scores = _structured_scores(model, importance, only, ignored, normalize, members, data)
+def _structured_masks(model, amount, criterion, scope, only, ignored, normalize, members, max_ratio, round_to, data):
+    graph, groups, scores = _structured_scores(model, criterion, only, ignored, normalize, members, data)
     chosen = _select(scores, _amounts(amount, len(groups), scope), max_ratio, round_to, scope)
     pruned = [channel for g, positions in zip(groups, chosen) for channel in g.channels[positions]]
     return graph.masks(pruned, members=members, groups=groups)
@@ -611,9 +884,10 @@ def masks_for(model, amount, importance="magnitude", granularity="weight", scope
 
     ``include_bias`` (weight granularity) also drops the ``int(n * amount)`` smallest biases of
     each selected layer, ranked separately (project 002's quirk); unit/filter masks always cover the
-    biases of the channels they remove. ``data=(x, y)`` is the batch of ``importance="taylor"``.
+    biases of the channels they remove. ``data=(x, y)`` is the batch of a criterion that needs
+    the loss gradients (``importance="taylor"``).
     """
-    _check(importance, granularity, scope, normalize)
+    criterion = _check(importance, granularity, scope, normalize)
     Choice(*MEMBERS)("members", members)
     if max_ratio is not None:
         max_ratio = check_fraction("max_ratio", max_ratio)
@@ -625,10 +899,10 @@ def masks_for(model, amount, importance="magnitude", granularity="weight", scope
     if include_bias and (granularity != "weight" or scope != "layer"):
         raise ValueError("include_bias applies to per-layer weight pruning (unit masks always include biases)")
     if _is_n_m(granularity):
-        return _n_m_masks(model, granularity, importance, only, ignored, data)
+        return _n_m_masks(model, granularity, criterion, only, ignored, data)
     if granularity == "head":
-        return _head_masks(model, amount, importance, scope, only, ignored, max_ratio, round_to)
+        return _head_masks(model, amount, criterion, scope, only, ignored, max_ratio, round_to, data)
     if granularity == "weight":
-        return _weight_masks(model, amount, importance, scope, only, ignored, include_bias, data)
-    return _structured_masks(model, amount, importance, scope, only, ignored, normalize, members, max_ratio,
+        return _weight_masks(model, amount, criterion, scope, only, ignored, include_bias, data)
+    return _structured_masks(model, amount, criterion, scope, only, ignored, normalize, members, max_ratio,
                              round_to, data)
