@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import experiments, models, pruning
-from helpers.layers import prunable_layers
+from helpers.pruning import prunable_layers
 from helpers.pruning import costs
 
 # --------------------------------------------------------------- the replaced builders (reference)

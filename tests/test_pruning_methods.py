@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import models, pruning
-from helpers.layers import prunable_layers
+from helpers.pruning import prunable_layers
 from helpers.pruning import compact, costs
 
 

@@ -217,6 +217,8 @@ NOTEBOOKS = {
             latency_batch=Int(1, MAX_LATENCY_BATCH),
             latency_repeats=Int(1, MAX_REPEATS),
             seed=Seed(),
+            full_size_seeds=SEEDS,
+            full_size_retrain_subset=Int(1, TRAIN_SIZES["cifar10"]),
             recompute=Bool(),
             save_outputs=Bool(),
         ),

@@ -19,12 +19,13 @@ Where a new pruning method goes:
   environments, the Lagrangian policy-gradient agent, its search, and the uniform and global
   bisection baselines; ``masks.retrain_with_masks`` is the masked retrain after any of them.
 
-Layer queries (``all_layers``, ``prunable_layers``, ``output_layer``) are in ``helpers.layers``.
+- ``selection``: which layers pruning touches (``prunable_layers``, ``output_layer``: the graph's
+  output layers are left unpruned unless asked); plain layer queries (``all_layers``) are in
+  ``helpers.layers``.
 README.md, "Pruning any Keras model", shows the whole API on a model that is not the paper's.
 """
 
-from ..layers import output_layer, output_layers, prunable_layers
-from . import budget, compaction, costs, criteria, itp, masks, schedules
+from . import budget, compaction, costs, criteria, itp, masks, schedules, selection
 from .compaction import compact, removable_channels
 from .dependency import DependencyGraph
 from .errors import CompactionError, PruningError
@@ -33,6 +34,7 @@ from .criteria import Importance, keep_masks, masks_for, register_importance, sm
 from .itp import DEFAULT_THRESHOLD, apply_threshold, disable_itp, enable_itp
 from .masks import (PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, load_masks, retrace,
                     retrain_with_masks, save_masks, strip)
+from .selection import output_layer, output_layers, prunable_layers
 from .schedules import (GradualMagnitudePruning, iterative_pruning, kept_count, one_shot, polynomial_sparsity,
                         top_magnitude_mask)
 

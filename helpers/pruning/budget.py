@@ -52,11 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..layers import prunable_layers
 from ..layers import weights as weight_table
 from ..validation import Float, check_float, check_int
 from . import criteria
 from .masks import apply_masks, attach_masks, detach_masks
+from .selection import prunable_layers
 
 # --------------------------------------------------------------------------- environments
 

@@ -17,7 +17,8 @@ import numpy as np
 from keras import layers as klayers
 from keras import ops
 
-from ..layers import PRUNABLE, all_layers, dense_layers, prunable_layers
+from ..layers import PRUNABLE, all_layers, dense_layers
+from .selection import output_layers, prunable_layers
 
 
 def count_nonzero(variable):
@@ -378,7 +379,7 @@ def sparsity(model, layers=None, include_output=True):
     model's outputs. ``"skipped"`` lists the layers with trainable weights none of which is a
     known kernel (a custom layer, PReLU): what neither this count nor unstructured pruning sees.
     """
-    from ..layers import kernel_weights, output_layers, skipped_layers
+    from ..layers import kernel_weights, skipped_layers
 
     refs = kernel_weights(model)
     if layers is not None:

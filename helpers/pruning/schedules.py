@@ -10,9 +10,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..layers import kernel_weights, prunable_layers
+from ..layers import kernel_weights
 from ..validation import Choice, Float, Fraction, List, check_bool, check_fraction, check_int
 from .masks import apply_masks, attach_masks
+from .selection import prunable_layers
 
 def polynomial_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step, power=3):
     """tfmot's ``PolynomialDecay`` sparsity at ``step`` (Zhu & Gupta 2017), in its float32 arithmetic:
