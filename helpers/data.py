@@ -24,6 +24,7 @@ from the file this machine happens to have (``file_variant`` says which one that
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
+from .files import atomic_write, quarantine
 from .validation import Choice, Int, Optional, validated
 
 DATA_DIR_ENV = paths.DATA_DIR_ENV
@@ -63,8 +65,6 @@ def content_hash(raw: dict) -> str:
     """16 hex digits of SHA-256 over the raw arrays (x/y train/test: shape, dtype, bytes), labels
     as int32 ids of shape (N,): the official data hashes the same from a file and from keras.datasets.
     About 0.2 s for CIFAR-10."""
-    import hashlib
-
     digest = hashlib.sha256()
     for key in ("x_train", "y_train", "x_test", "y_test"):
         array = np.asarray(raw[key])
@@ -203,8 +203,6 @@ def _decode_jpeg_archive(path: Path) -> dict:
     Decoding 60,000 JPEGs takes about 15 s, so the result is kept in a cache folder keyed
     by the archive's size and modification time, and later loads take a second.
     """
-    from .files import atomic_write, quarantine
-
     stat = path.stat()
     cache_root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "mo-pruning")
     cached = cache_root / f"cifar10-jpeg-decoded-{stat.st_size}-{int(stat.st_mtime)}.npz"

@@ -36,6 +36,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 FIG4_IMAGE = Path(__file__).with_name("reference") / "pareto-front-with-knee.png"
 
@@ -94,8 +95,6 @@ def pixel_to_data(panel, col, row):
 def colour_bar(image=None):
     """The colour bar read down its pixel column: a DataFrame of (row, grey, lambda), lambda from
     the bar's ticks, rows next to a tick mark left out."""
-    import pandas as pd
-
     image = load_image() if image is None else image
     slope, intercept = _linear([(r, v) for r, v in COLOUR_BAR_TICKS])
     rows = np.arange(COLOUR_BAR_ROWS[0], COLOUR_BAR_ROWS[1] + 1)
@@ -159,8 +158,6 @@ def detect_dots(image, box, margin=DOT_MARGIN, threshold=DOT_THRESHOLD, rim=DOT_
     the lightest pixel within ``DOT_CORE`` px of its centre: the fill is drawn inside a rim at least
     as dark as the fill, so anti-aliasing only darkens the pixels the rim touches; a black dot reads
     its black core, a white dot its white centre."""
-    import pandas as pd
-
     image = np.asarray(image, dtype=float)
     ink = (255.0 - image) / 255.0
     c0, c1, r0, r1 = box

@@ -23,11 +23,13 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Patch, Polygon, Rectangle
 
+from .paper import FIG4_AXES
 from .paths import display_path, project_root
 from .run_config import has_scalarization
 from .validation import check_int
@@ -744,8 +746,6 @@ def plot_front_on_axes(ax, x, y, lambdas, xlim, ylim, vmax, xlabel="", ylabel=""
 def fig4_at_paper_axes(grid, lambda_max, score="test", title=""):
     """Fig. 4 (a) and (b) at the paper's axes, one row per scalarization in ``grid`` (notebook 04's
     table), for the runs with lambda2 <= ``lambda_max``, grey scale 0 (black) to ``lambda_max``."""
-    from .paper import FIG4_AXES
-
     scalarizations = list(dict.fromkeys(grid.scalarization))
     fig, axes = plt.subplots(len(scalarizations), 2, figsize=(11.5, 4.7 * len(scalarizations)), squeeze=False)
     accuracy = f"{score}_acc"
@@ -775,8 +775,6 @@ def fig4_tail_at_paper_axes(grid, dots=None, scale_points=None, lambda_max=9e-4,
     (``experiments.fig4_scale_points``): a third panel, our lambda2 at the same l1 / nonzeros
     against the paper's lambda read from each dot's grey, with k = 1 and the median k."""
     from matplotlib.colors import LogNorm
-
-    from .paper import FIG4_AXES
 
     g = grid[grid.scalarization == scalarization]
     paper_range = g.lambda2 <= lambda_max * (1 + 1e-9)
@@ -1098,8 +1096,6 @@ def plot_structure_sweep(sweep, title=""):
 
 def plot_per_layer_sparsity(per_layer, target, title=""):
     """Notebook 07: per-layer sparsity of each one-shot method; the legend sits beside the bars."""
-    import pandas as pd
-
     colors = _pruning_colors()
     methods = list(per_layer)
     fig, ax = plt.subplots(figsize=(9.5, 3.8))
@@ -1117,8 +1113,6 @@ def plot_rl_training(histories, title=""):
     """Notebook 08: the RL search per budget: reward (and best feasible), cost / budget, multiplier.
 
     ``histories`` maps a budget ``(kind, value)`` to its search history (rows of ``search``)."""
-    import pandas as pd
-
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for ((kind, value), rows), c in zip(histories.items(), plt.cm.viridis(np.linspace(0.0, 0.8, len(histories)))):
         history = pd.DataFrame(rows)
@@ -1138,8 +1132,6 @@ def plot_allocation(results, title=""):
     """Notebook 08: fraction of weights each method keeps per layer, one panel per budget.
 
     ``results`` maps a budget ``(kind, value)`` to ``prune_to_budget``'s result."""
-    import pandas as pd
-
     fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.6), squeeze=False)
     for ax, ((kind, value), result) in zip(axes[0], results.items()):
         kept = pd.DataFrame({label(r["method"]): r["kept_per_layer"] for r in result["rows"]}, index=result["layers"])

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from . import data as data_lib
 from .callbacks import Diverged, EpochTimer, MultiGradientWeightsLogger, NonFiniteGuard
@@ -72,6 +73,7 @@ from .pruning import enable_itp, nonzero_counts
 from .run_config import RunConfig, dense_sizes, learning_rate_schedule, make_optimizer
 from .runtime import enable_determinism, environment
 from .learning_rate import PaperSchedule
+from .progress import tqdm
 
 # Keras backends a record may name (``keras.config.backend()``); a record without one is TensorFlow's.
 KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
@@ -154,8 +156,6 @@ class RunResult:
 
     def history_frame(self):
         """Per-epoch history as a pandas DataFrame (row 0 = before training)."""
-        import pandas as pd
-
         columns = {k: v for k, v in self.history.items()
                    if not isinstance(v, dict) and not k.startswith("batch_")}  # per-batch lists are longer
         frame = pd.DataFrame(columns)
@@ -671,8 +671,6 @@ def _lr_value(optimizer, schedule, step):
 
 
 def _progress_bar(config, start):
-    from .progress import tqdm
-
     return tqdm(total=config.epochs, initial=start, desc=config.slug(), unit="epoch", leave=False)
 
 

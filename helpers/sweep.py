@@ -17,8 +17,11 @@ import sys
 import warnings
 from collections import Counter
 
+import pandas as pd
+
 from . import data as data_lib
 from .cache import ResultCache
+from .progress import tqdm
 from .run_config import RunConfig
 from .runner import (DEFAULT_BACKEND, RunFailedError, RunResult, failed_error, read_result, find_cached,
                      find_failed, load_cached, run_experiment)
@@ -125,7 +128,6 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
         if not isinstance(config, RunConfig):
             raise TypeError(f"configs[{i}] must be a RunConfig, got {type(config).__name__}")
     configs = [c.resolved() for c in configs]  # every config is validated before any training
-    from .progress import tqdm
 
     cache_root = ResultCache(cache_dir).root.resolve()
     store = ResultCache(cache_root)
@@ -197,8 +199,6 @@ def run_sweep(configs, cache_dir=None, recompute=False, progress=True, cached_on
 
 def summary_frame(results):
     """One row per run: configuration columns then the summary columns."""
-    import pandas as pd
-
     rows = []
     for r in results:
         c = r.config
@@ -213,8 +213,6 @@ def summary_frame(results):
 def history_frame(results):
     """Long table of every run's per-epoch history: one row per (run, epoch), with the run's
     optimizer, itp, seed and learning rate as columns (for seaborn)."""
-    import pandas as pd
-
     frames = []
     for r in results:
         frame = r.history_frame()

@@ -50,9 +50,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from ..files import read_json, write_json
 from ..layers import weights as weight_table
+from ..progress import trange
 from ..validation import Float, check_float, check_int
 from . import criteria
 from .masks import apply_masks, attach_masks, detach_masks
@@ -108,8 +111,6 @@ class _PruningEnv:
     def _recover(self, masks):
         """The short in-episode fine-tune: plain SGD (stateless, so episodes do not leak
         optimizer state into each other) from the trained weights, masks held in-graph."""
-        import keras
-
         x, y, batch, lr = self._finetune
         self.model.set_weights(self._trained)
         attach_masks(self.model, self.masks_as_paths(masks))
@@ -495,9 +496,6 @@ def search(env, agent, updates=40, episodes_per_update=8, checkpoint=None, progr
     one. With ``checkpoint`` (a path) the state is written atomically after every update and an
     interrupted search resumes where it stopped, with the same numbers.
     """
-    from ..cache import read_json, write_json
-    from ..progress import trange
-
     updates = check_int("updates", updates, minimum=1)
     episodes_per_update = check_int("episodes_per_update (the baseline is the batch mean)", episodes_per_update,
                                     minimum=2)

@@ -10,6 +10,8 @@ says explicitly whether biases count (``include_bias``).
 
 from __future__ import annotations
 
+import gzip
+import os
 import time
 
 import keras
@@ -17,7 +19,7 @@ import numpy as np
 from keras import layers as klayers
 from keras import ops
 
-from ..layers import PRUNABLE, all_layers, dense_layers
+from ..layers import PRUNABLE, all_layers, dense_layers, kernel_weights, skipped_layers
 from .selection import output_layers, prunable_layers
 
 
@@ -359,9 +361,6 @@ def latency(model, batch_size=1, repeats=30, warmup=5, input_shape=None, seed=0)
 
 def saved_size(model, path, compress=True):
     """Bytes of the model saved in the ``.keras`` format, gzip-compressed if ``compress``."""
-    import gzip
-    import os
-
     model.save(path)
     if not compress:
         return os.path.getsize(path)
@@ -379,8 +378,6 @@ def sparsity(model, layers=None, include_output=True):
     model's outputs. ``"skipped"`` lists the layers with trainable weights none of which is a
     known kernel (a custom layer, PReLU): what neither this count nor unstructured pruning sees.
     """
-    from ..layers import kernel_weights, skipped_layers
-
     refs = kernel_weights(model)
     if layers is not None:
         wanted = {getattr(item, "name", item) for item in layers}

@@ -50,10 +50,12 @@ from __future__ import annotations
 import copy
 import numbers
 
+import keras
 import numpy as np
 
 from ..layers import kernel_weights, weights as weight_table
 from ..validation import Choice, Fraction, List, check_fraction
+from .dependency import KERNEL_LAYERS, DependencyGraph
 from .errors import PruningError
 
 IMPORTANCES = ()  # the registered criteria's names, in order: rebound by register_importance below
@@ -459,8 +461,6 @@ def _selected(layer_key, only, ignored):
 def _data_gradients(model, data, refs, criterion):
     """``{weight key: dL/dw}`` of the model's compiled loss (else sparse cross-entropy) on
     ``data``, for a criterion that ``needs_gradients``."""
-    import keras
-
     if data is None:
         raise PruningError(f"importance={criterion.label!r} needs a batch: pass data=(x, y)")
     x, y = data
@@ -567,8 +567,6 @@ def _weight_masks(model, amount, criterion, scope, only, ignored, include_bias, 
 
 
 def _n_m_masks(model, granularity, criterion, only, ignored, data):
-    from .dependency import KERNEL_LAYERS
-
     n, m = (int(v) for v in granularity.split(":"))
     refs = [ref for ref in kernel_weights(model) if _selected(ref.layer_key, only, ignored)
             and isinstance(ref.layer, KERNEL_LAYERS) and ref.attribute == "kernel"]
@@ -763,8 +761,6 @@ def attention_heads(model):
     included): ``parts`` maps query/key/value/output to the ``WeightRef`` of its kernel and bias.
     A head owns a slice of each: axis 1 of the query/key/value kernels (``(in, heads, dim)``),
     axis 0 of their biases and of the output kernel (``(heads, dim, out)``)."""
-    import keras
-
     by_variable = {id(ref.variable): ref for ref in weight_table(model).values()}
     found = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -827,12 +823,9 @@ def _head_masks(model, amount, criterion, scope, only, ignored, max_ratio, round
 
 
 def _structured_scores(model, criterion, only, ignored, normalize, members, data):
-    from ..layers import weights as table_of
-    from .dependency import DependencyGraph
-
     graph = DependencyGraph.of(model)
     refs_by_layer = {}
-    for ref in table_of(model).values():
+    for ref in weight_table(model).values():
         refs_by_layer.setdefault(id(ref.layer), {})[ref.attribute] = ref
     groups = [g for g in graph.groups
               if any(_selected(p, only, None) for p in g.producers)

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..layers import weights as weight_table
+from ..layers import named_layers, weights as weight_table
 from ..validation import Epochs, Float, Int, Seed, check_float, validated
 from .errors import PruningError
 
@@ -191,8 +191,6 @@ def attach_masks(model, masks):
 
 
 def _composite_parents(model):
-    from ..layers import named_layers
-
     inside = set()
     for _, layer in named_layers(model):
         if isinstance(layer, _CONFIG_LOSES_SUBLAYER_CONSTRAINTS):
