@@ -355,6 +355,15 @@ def test_budget_study_keys_name_the_granularity_only_where_it_is_not_the_default
     assert seen["resnet20"]["granularity"] == "filter" and "importance" not in seen["resnet20"]
     with pytest.raises(ValueError, match="importance"):
         experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], importance="taylor")
+    # A criterion registered after the study module was imported is a valid importance, and named in the key.
+    from helpers.pruning import criteria
+
+    criteria.register_importance("test_budget_linf")(criteria.L1Norm)
+    try:
+        study = experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], importance="test_budget_linf")
+        assert study.config("lenet5", "parameters", 0.25)["importance"] == "test_budget_linf"
+    finally:
+        criteria.unregister_importance("test_budget_linf")
 
 
 def test_the_study_allows_the_budgets_the_notebook_spec_allows():

@@ -23,7 +23,7 @@ from ..pruning.budget import search as rl_search  # the studies take a `search` 
 from ..pruning.costs import COST_KINDS, make_cost
 from ..pruning.masks import retrain_with_masks
 from ..runner import RunFailedError
-from ..validation import Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Seed, Tuple, check_parameters, validated
+from ..validation import Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Seed, Str, Tuple, check_parameters, validated
 from .study import Study, setting, state
 from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
@@ -165,8 +165,8 @@ class BudgetPruning(Study):
     ``pretrain`` maps a model name to its ``trained_model`` arguments (epochs, batch_size,
     learning_rate, train_subset); ``search`` maps it to ``(updates, episode_finetune_steps)``.
     LeNet-5 and the VGG are pruned by weights, the ResNet by filters (``BUDGET_GRANULARITY``);
-    ``importance`` is any name of ``pruning.criteria.IMPORTANCES`` (those registered when this module
-    is imported) but those that need the loss gradients (``"taylor"``: no batch is passed here).
+    ``importance`` is the name of any registered criterion (``pruning.criteria.IMPORTANCES``) but
+    one that needs the loss gradients (``"taylor"``: no batch is passed here).
     """
 
     pretrain: dict  # checked in check(): hashed as given
@@ -178,11 +178,15 @@ class BudgetPruning(Study):
     finetune_epochs: int = setting(Epochs(0), 1)
     seed: int = setting(Seed(), 0)
     recompute: bool = setting(Bool(), False, key=False)
-    importance: str = setting(Choice(*(i for i in criteria.IMPORTANCES
-                                       if not criteria.get_importance(i).needs_gradients)), "magnitude")
+    importance: str = setting(Str(), "magnitude")  # a registered criterion's name (check())
     _trained: dict = state()
 
     def check(self):
+        # A name, so that it can be part of the cache key; one registered after this module was
+        # imported is fine, one that needs a batch of gradients is not (none is passed here).
+        if criteria.get_importance(self.importance).needs_gradients:
+            raise ValueError(f"importance {self.importance!r} needs the loss gradients on a batch, which the budget "
+                             "study does not pass; choose one that scores the weights alone")
         # Each model's pre-training is checked now, as trained_model would check it on a cache
         # miss (after the work of other budgets); its arguments are hashed as given.
         if not isinstance(self.pretrain, dict):
