@@ -4,7 +4,9 @@ exactly), importances plugged in, the baselines' bisection, the Lagrangian agent
 problems, and resume."""
 
 import json
+from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 
@@ -433,3 +435,30 @@ def test_tables_over_seeds_agree_with_a_brute_force_count():
                 assert row.std_pp == pytest.approx(np.std(diff, ddof=1))
                 expected = "wins" if min(diff) > 0 else "loses" if max(diff) < 0 else "mixed"
                 assert row.outcome == expected
+
+
+def test_the_budget_studys_rl_search_checkpoints_in_partial_until_its_result_is_cached(monkeypatch, tmp_path):
+    """A result's RL search writes its state to partial/ under the result's key (so a search longer
+    than a session resumes there); once the result is cached the checkpoint is removed."""
+    monkeypatch.setenv("MOPRUNE_ROOT", str(tmp_path))
+    pretrain = dict(epochs=1, batch_size=32, learning_rate=1e-3, train_subset=None)
+    study = experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"])
+    seen = []
+
+    def fake_prune(model, data, cost, budget, checkpoint=None, **kwargs):
+        seen.append(checkpoint)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_text("{}")  # what search would have written after an update
+        return {"rows": [], "history": [], "layers": []}
+
+    monkeypatch.setattr(experiments.budget, "prune_to_budget", fake_prune)
+    study._trained["lenet5"] = (keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]),  # no pre-training
+                                SimpleNamespace(x_test=np.zeros((1, 2)), y_test=np.zeros(1), label="toy"))
+    monkeypatch.setattr(experiments.budget, "make_cost", lambda kind, model: (lambda m: 1.0))
+    monkeypatch.setattr(experiments.budget, "pretraining_history", lambda name: None)
+    result, hit = study.run("lenet5", "parameters", 0.5)
+    (checkpoint,) = seen
+    assert not hit and checkpoint.parent.name == "partial"
+    assert checkpoint.name == f"budget_pruning-{study.key(model='lenet5', kind='parameters', budget=0.5)}.json"
+    assert not checkpoint.exists()  # the result is cached: its search's state is gone
+    assert study.run("lenet5", "parameters", 0.5) == (result, True) and len(seen) == 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..cache import ResultCache
 from ..callbacks import Diverged, NonFiniteGuard
 from ..plotting import format_mean_std
 from ..pruning import compact, costs, criteria
@@ -235,6 +236,11 @@ class BudgetPruning(Study):
                                                 **self.pretrain[name])
         return self._trained[name]
 
+    def search_checkpoint(self, name, kind, value):
+        """Where the RL search of this result keeps its state after every update (``partial/``,
+        committed between sessions), so that a search longer than a session resumes exactly."""
+        return ResultCache().path("partial", f"budget_pruning-{self.key(model=name, kind=kind, budget=value)}.json")
+
     def _compute(self, name, kind, value):
         model, data = self.pretrained(name)
         updates, steps = self.search[name]
@@ -242,7 +248,8 @@ class BudgetPruning(Study):
             model, data, make_cost(kind, model), value, methods=self.methods, eval_size=self.eval_size,
             updates=updates, episodes_per_update=self.episodes_per_update, seed=self.seed,
             finetune_epochs=self.finetune_epochs, finetune_batch=self.pretrain[name]["batch_size"],
-            episode_finetune_steps=steps, granularity=BUDGET_GRANULARITY[name], importance=self.importance)
+            episode_finetune_steps=steps, granularity=BUDGET_GRANULARITY[name], importance=self.importance,
+            checkpoint=self.search_checkpoint(name, kind, value))
         result["dense_test_acc"] = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
         result["data_label"] = data.label
         history = pretraining_history(weights_name(name, BUDGET_DATASETS[name], seed=self.seed,
@@ -256,8 +263,11 @@ class BudgetPruning(Study):
         """``(result, from the cache?)`` of pruning model ``name`` to ``kind <= value``; with
         ``cached_only``, ``(None, False)`` when it is not in the cache (nothing is computed)."""
         self.check_budget(kind, value)
-        return self.cached("budget_pruning", lambda: self._compute(name, kind, value), cached_only=cached_only,
-                           model=name, kind=kind, budget=value)
+        result, hit = self.cached("budget_pruning", lambda: self._compute(name, kind, value), cached_only=cached_only,
+                                  model=name, kind=kind, budget=value)
+        if result is not None and not hit:  # stored: the search's checkpoint is done with
+            self.search_checkpoint(name, kind, value).unlink(missing_ok=True)
+        return result, hit
 
 
 def budget_protocol(results, name, pretrain):
