@@ -419,7 +419,6 @@ def project003_comparison(seeds=(0, 1, 2), width=1.0, epochs=2, batch_size=4, le
     network on this CPU), and no data is loaded.
     ``frame.attrs``: ``"data_label"``, the data the tables were computed on (from the cached tables),
     and ``"note"``, a sentence when that is not the data this machine would load (else None)."""
-    loaded = data_lib.file_variant("cifar10")
     tables, variants, missing = {}, [], []
     for seed in seeds:
         study = StructureStudy(width, epochs, batch_size, learning_rate, seed=seed, train_subset=train_subset)
