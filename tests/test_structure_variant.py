@@ -161,5 +161,8 @@ def test_notebook_07_shows_the_stand_in_tables_labelled_on_a_machine_with_the_of
     assert label.startswith(f"{STAND_IN}; CNN width 0.25") and f"were computed on {STAND_IN}" in label
     assert any(t.startswith("from the cache") for t in printed)
     assert any(f"Ours: {STAND_IN}" in t and "would load CIFAR-10;" in t for t in printed)
-    assert sum("NOTE:" in t for t in printed) == 3  # the sweep, the per-layer table, project 003's tables
+    [full_size] = [t for t in printed if "project 003's CNN (10,026,374 parameters)" in t]
+    assert full_size.startswith(STAND_IN) and f"were computed on {STAND_IN}" in full_size
+    # the sweep, the per-layer table, project 003's tables and the full-size sweep
+    assert sum("NOTE:" in t for t in printed) == 4
     assert not (root / "results" / "cache" / "models").exists()  # nothing trained
