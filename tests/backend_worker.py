@@ -57,6 +57,16 @@ def main(out_path, init_path):
     out["compact_diff"] = np.array(np.abs(small.predict_on_batch(x) - plain.predict_on_batch(x)).max())
     out["compact_kept"] = np.array([row["kept"] for row in report])
     out["compact_outputs"] = small.predict_on_batch(x)
+    # masks replaced in place, as the budget search does every episode: the next fit holds the new
+    # ones (TensorFlow keeps its traced step, which reads the mask variables; JAX retraces)
+    model.set_weights(start)
+    fewer = pruning.masks_for(model, 0.25, granularity="filter")
+    pruning.attach_masks(model, fewer)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    kernels = {k: model.get_layer(k.split("/")[0]).weights[0].numpy() for k in fewer if k.endswith("/kernel")}
+    out["replaced_pruned_nonzero"] = np.array(sum(int(np.count_nonzero(w[~fewer[k]])) for k, w in kernels.items()))
+    out["replaced_freed_nonzero"] = np.array(sum(int(np.count_nonzero(w[fewer[k] & ~masks[k]]))
+                                                 for k, w in kernels.items()))
     np.savez(out_path, **out)
 
 

@@ -33,6 +33,9 @@ def test_pruning_agrees_on_tensorflow_and_jax(tmp_path):
     assert tf["compact_diff"] <= 1e-6 and jax["compact_diff"] <= 1e-6
     np.testing.assert_array_equal(tf["compact_kept"], jax["compact_kept"])
     np.testing.assert_allclose(tf["compact_outputs"], jax["compact_outputs"], atol=1e-5)
+    # masks replaced in place: the new ones hold, and the channels the old ones pruned train again
+    assert tf["replaced_pruned_nonzero"] == jax["replaced_pruned_nonzero"] == 0
+    assert tf["replaced_freed_nonzero"] > 0 and jax["replaced_freed_nonzero"] > 0
 
 
 PROTOCOL_WORKER = Path(__file__).with_name("protocol_worker.py")

@@ -140,6 +140,36 @@ def test_disable_itp_retraces_so_the_next_fit_no_longer_prunes(tiny_images):
     assert np.all(kernel.numpy() == 5e-4), "the traced train step still applied ITP after disable_itp"
 
 
+def test_masks_replaced_in_place_keep_the_traced_step_and_hold_from_the_next_fit(tiny_images):
+    """Attaching new masks to variables that already carry one only assigns the mask variables:
+    on TensorFlow the traced train step reads them, so it is kept (no retrace: the budget
+    search re-attaches masks every episode), and the next fit holds the *new* mask, not the old.
+    (On JAX, whose jitted step holds the mask as a constant, it is retraced: tests/backend_worker.py.)"""
+    from helpers.pruning import attach_masks, masks_for
+
+    x, y = tiny_images
+    model = models.lenet5(seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    start = model.get_weights()
+    first = masks_for(model, 0.5)
+    attach_masks(model, first)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    traced = model.train_function
+    assert traced is not None
+    second = {key: ~mask for key, mask in first.items()}  # every kept weight pruned and vice versa
+    second = {key: mask if mask.any() else first[key] for key, mask in second.items()}
+    model.set_weights(start)
+    attach_masks(model, second)
+    assert model.train_function is traced, "replacing masks in place retraced the train step"
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for key, mask in second.items():
+        weight = model.get_layer(key.split("/")[0]).kernel.numpy()
+        assert np.all(weight[~mask] == 0), f"{key}: the old mask's step let pruned weights back"
+        assert np.count_nonzero(weight[mask]) > 0.9 * mask.sum(), f"{key}: the old mask still prunes"
+    attach_masks(model, {**second, "denselayer1/bias": np.ones(model.get_layer("denselayer1").bias.shape, bool)})
+    assert model.train_function is None  # a new constraint (the bias had none): retraced
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_threshold_constraint_never_hides_non_finite_weights(bad):
     """A NaN weight must stay NaN (the runner then records a failed run), not become a pruned 0."""

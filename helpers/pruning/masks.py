@@ -165,12 +165,16 @@ def attach_masks(model, masks):
     """Apply ``masks`` and keep them applied during retraining (a ``PruningConstraint`` per variable).
 
     A variable that already has one (ITP's threshold, or an earlier mask) keeps it and gets the
-    new mask in place. Returns ``{key: PruningConstraint}``; the train step is retraced.
+    new mask in place. Returns ``{key: PruningConstraint}``. The train step is retraced when a
+    constraint is new. When every mask replaces one in place, TensorFlow's traced step is kept:
+    it reads the mask variables (a search that re-attaches masks every episode saves a trace each
+    time); other backends retrace (a jitted JAX step holds the mask as a constant).
     """
     resolved = resolve(model, masks)
     apply_masks(model, {key: mask for key, (_, mask) in resolved.items()})
     constraints, unsaved = {}, []
     parents = _composite_parents(model)
+    installed = False
     for key, (ref, mask) in resolved.items():
         current = ref.variable.constraint
         if isinstance(current, PruningConstraint) and current.mask is not None:
@@ -179,6 +183,7 @@ def attach_masks(model, masks):
             threshold = current.threshold if isinstance(current, PruningConstraint) else None
             current = PruningConstraint(threshold, mask)  # a shared ITP constraint is not changed
             set_constraint(ref, current)
+            installed = True
         constraints[key] = current
         if id(ref.layer) in parents:
             unsaved.append(key)
@@ -186,7 +191,8 @@ def attach_masks(model, masks):
         warnings.warn(f"masks on {unsaved} are kept while training but not by a .keras save (their composite layer "
                       "rebuilds them from its own config): keep them with pruning.save_masks and attach them again "
                       "after loading", stacklevel=2)
-    retrace(model)
+    if installed or keras.backend.backend() != "tensorflow":
+        retrace(model)
     return constraints
 
 
