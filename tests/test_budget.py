@@ -355,6 +355,14 @@ def test_budget_study_keys_name_the_granularity_only_where_it_is_not_the_default
                                    "eval_size", "updates", "episodes_per_update", "episode_finetune_steps",
                                    "finetune_epochs", "seed"}
     assert seen["resnet20"]["granularity"] == "filter" and "importance" not in seen["resnet20"]
+    assert "bn_recalibration" not in seen["resnet20"]
+    # BN recalibration is named in the key of the model it is asked for, and only there
+    study = experiments.BudgetPruning({"lenet5": pretrain, "resnet20": pretrain}, search, ["rl", "uniform"],
+                                      bn_recalibration={"resnet20": 512})
+    assert study.config("resnet20", "parameters", 0.25)["bn_recalibration"] == 512
+    assert study.config("lenet5", "parameters", 0.25) == seen["lenet5"]
+    with pytest.raises(ValueError, match="bn_recalibration"):
+        experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], bn_recalibration={"alexnet": 1})
     with pytest.raises(ValueError, match="importance"):
         experiments.BudgetPruning({"lenet5": pretrain}, {"lenet5": (2, 1)}, ["rl"], importance="taylor")
     # A criterion registered after the study module was imported is a valid importance, and named in the key.

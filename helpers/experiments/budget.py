@@ -24,7 +24,8 @@ from ..pruning.budget import search as rl_search  # the studies take a `search` 
 from ..pruning.costs import COST_KINDS, make_cost
 from ..pruning.masks import retrain_with_masks
 from ..runner import RunFailedError
-from ..validation import Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Seed, Str, Tuple, check_parameters, validated
+from ..validation import (Bool, Budget, Callable, Choice, Dict, Epochs, Float, Int, List, Optional, Seed, Str, Tuple,
+                          check_parameters, validated)
 from .study import Study, setting, state
 from .training import RECIPE_SPECS, TRAINING_SPECS, pretraining_history, trained_model, weights_name
 
@@ -39,12 +40,12 @@ GRANULARITIES = ("weight", "filter")
            episodes_per_update=Int(2), seed=Seed(), finetune_epochs=Epochs(0), finetune_batch=Int(1),
            finetune_lr=Float(0.0, min_open=True), max_fraction=Float(0.0, 1.0, min_open=True),
            episode_finetune_steps=Int(0), episode_finetune_lr=Float(0.0, min_open=True), progress=Bool(),
-           granularity=Choice(*GRANULARITIES))
+           granularity=Choice(*GRANULARITIES), bn_recalibration=Int(0))
 def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size=1000, updates=60,
                     episodes_per_update=8, seed=0, finetune_epochs=1, finetune_batch=32, finetune_lr=1e-3,
                     max_fraction=0.98, episode_finetune_steps=16, episode_finetune_lr=0.05, agent_kwargs=None,
                     checkpoint=None, progress=True, granularity="weight", importance="magnitude",
-                    importance_data=None):
+                    importance_data=None, bn_recalibration=0):
     """Prune the trained ``model`` to ``cost(model) <= budget`` with every method in ``methods``
     (``"rl"``, ``"uniform"``, ``"global"``), then fine-tune each method's network equally.
 
@@ -55,7 +56,9 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
     ``"filter"``: a fraction of channels per dependency-graph group (``GroupPruningEnv``:
     residual groups pruned together), and every method's fine-tuned network is compacted
     (``pruning.compact``, exact or an error) and its parameters, FLOPs and the wall times are
-    recorded.
+    recorded. ``bn_recalibration > 0``: that many training images re-estimate the BN statistics
+    of every pruned network (``pruning.recalibrate_batch_norm``), in each episode after its
+    recovery and for every method before its accuracy is measured and it is fine-tuned.
 
     The reward of the RL search and nothing else is computed on the first ``eval_size`` images of
     ``data``'s validation split (held out from training), after ``episode_finetune_steps`` SGD
@@ -78,7 +81,8 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
     Env = GroupPruningEnv if structured else LayerwisePruningEnv
     env = Env(model, data.x_val[:eval_size], data.y_val[:eval_size], cost, max_fraction=max_fraction,
               finetune_data=(data.x_train, data.y_train), finetune_steps=episode_finetune_steps,
-              finetune_lr=episode_finetune_lr, importance=importance, importance_data=importance_data)
+              finetune_lr=episode_finetune_lr, importance=importance, importance_data=importance_data,
+              recalibration_data=data.x_train[:bn_recalibration] if bn_recalibration else None)
     result = {"layers": env.names, "rows": [], "history": []}
     if structured:
         result["granularity"] = "filter"
@@ -103,6 +107,7 @@ def prune_to_budget(model, data, cost, budget, methods=BUDGET_METHODS, eval_size
         search_seconds = time.perf_counter() - started
         env.restore()
         env.apply(masks)
+        env.recalibrate()
         measured = float(cost(model))
         eval_acc, before = env.accuracy(), env.accuracy(data.x_test, data.y_test)
         try:  # a diverged fine-tune is a failure, never a row
@@ -180,6 +185,8 @@ class BudgetPruning(Study):
     seed: int = setting(Seed(), 0)
     recompute: bool = setting(Bool(), False, key=False)
     importance: str = setting(Str(), "magnitude")  # a registered criterion's name (check())
+    # model -> training images that re-estimate its BN statistics after pruning (0 or absent: none)
+    bn_recalibration: dict | None = setting(Optional(Dict(Choice(*BUDGET_DATASETS), Int(0))), None)
     _trained: dict = state()
 
     def check(self):
@@ -218,16 +225,21 @@ class BudgetPruning(Study):
             validation_size=self.validation_size, eval_size=self.eval_size, updates=updates,
             episodes_per_update=self.episodes_per_update, episode_finetune_steps=steps,
             finetune_epochs=self.finetune_epochs, seed=self.seed, granularity=BUDGET_GRANULARITY[model],
-            importance=self.importance))
+            importance=self.importance, bn_recalibration=self.recalibration_images(model)))
 
     def legacy(self, config):
-        # Results cached before filter pruning and other importances existed keep their keys: the
-        # key names the granularity and the importance only where they are not those defaults.
+        # Results cached before filter pruning, other importances and BN recalibration existed keep
+        # their keys: the key names each only where it is not the default.
         if config["granularity"] == "weight":
             del config["granularity"]
         if config["importance"] == "magnitude":
             del config["importance"]
+        if config["bn_recalibration"] == 0:
+            del config["bn_recalibration"]
         return config
+
+    def recalibration_images(self, model):
+        return (self.bn_recalibration or {}).get(model, 0)
 
     def pretrained(self, name):
         if name not in self._trained:
@@ -249,7 +261,7 @@ class BudgetPruning(Study):
             updates=updates, episodes_per_update=self.episodes_per_update, seed=self.seed,
             finetune_epochs=self.finetune_epochs, finetune_batch=self.pretrain[name]["batch_size"],
             episode_finetune_steps=steps, granularity=BUDGET_GRANULARITY[name], importance=self.importance,
-            checkpoint=self.search_checkpoint(name, kind, value))
+            checkpoint=self.search_checkpoint(name, kind, value), bn_recalibration=self.recalibration_images(name))
         result["dense_test_acc"] = float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), -1) == data.y_test))
         result["data_label"] = data.label
         history = pretraining_history(weights_name(name, BUDGET_DATASETS[name], seed=self.seed,

@@ -247,6 +247,7 @@ NOTEBOOKS = {
             episode_finetune_steps=Int(0, MAX_STEPS),
             vgg_episode_finetune_steps=Int(0, MAX_STEPS),
             resnet_episode_finetune_steps=Int(0, MAX_STEPS),
+            resnet_bn_recalibration=Int(0, TRAIN_SIZES["cifar10"]),
             finetune_epochs=Epochs(0),
             seeds=SEEDS,
             run_missing=Bool(),

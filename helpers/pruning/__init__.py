@@ -17,7 +17,8 @@ Where a new pruning method goes:
 - ``costs``: parameters, FLOPs, latency, saved size, nonzero counts and sparsity;
 - ``budget``: pruning to a black-box cost budget (project 004): the layer and dependency-group
   environments, the Lagrangian policy-gradient agent, its search, and the uniform and global
-  bisection baselines; ``masks.retrain_with_masks`` is the masked retrain after any of them.
+  bisection baselines; ``masks.retrain_with_masks`` is the masked retrain after any of them and
+  ``masks.recalibrate_batch_norm`` re-estimates BN statistics after channels were removed.
 
 - ``selection``: which layers pruning touches (``prunable_layers``, ``output_layer``: the graph's
   output layers are left unpruned unless asked); plain layer queries (``all_layers``) are in
@@ -32,8 +33,8 @@ from .errors import CompactionError, PruningError
 from .costs import count_nonzero, effective_sparsity, nonzero_counts, parameters, sparsity
 from .criteria import Importance, keep_masks, masks_for, register_importance, smallest_k_mask
 from .itp import DEFAULT_THRESHOLD, apply_threshold, disable_itp, enable_itp
-from .masks import (PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, load_masks, retrace,
-                    retrain_with_masks, save_masks, strip)
+from .masks import (PruningConstraint, apply_masks, attach_masks, current_masks, detach_masks, load_masks,
+                    recalibrate_batch_norm, retrace, retrain_with_masks, save_masks, strip)
 from .selection import output_layer, output_layers, prunable_layers
 from .schedules import (GradualMagnitudePruning, iterative_pruning, kept_count, one_shot, polynomial_sparsity,
                         top_magnitude_mask)
@@ -45,5 +46,5 @@ __all__ = [
     "attach_masks", "budget", "compact", "compaction", "costs", "count_nonzero", "criteria", "current_masks", "detach_masks",
     "disable_itp", "effective_sparsity", "enable_itp", "itp", "iterative_pruning", "keep_masks", "kept_count",
     "masks", "masks_for", "nonzero_counts", "one_shot", "output_layer", "parameters", "polynomial_sparsity", "prunable_layers",
-    "retrace", "retrain_with_masks", "schedules", "smallest_k_mask", "sparsity", "strip", "top_magnitude_mask",
+    "recalibrate_batch_norm", "retrace", "retrain_with_masks", "schedules", "smallest_k_mask", "sparsity", "strip", "top_magnitude_mask",
 ]

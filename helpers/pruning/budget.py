@@ -58,7 +58,7 @@ from ..layers import weights as weight_table
 from ..progress import trange
 from ..validation import Float, check_float, check_int
 from . import criteria
-from .masks import apply_masks, attach_masks, detach_masks
+from .masks import apply_masks, attach_masks, detach_masks, recalibrate_batch_norm
 from .selection import prunable_layers
 
 # --------------------------------------------------------------------------- environments
@@ -69,7 +69,7 @@ class _PruningEnv:
     optional in-episode recovery and the evaluation of one episode's masks."""
 
     def _setup(self, model, x_eval, y_eval, cost, max_fraction, batch_size, finetune_data, finetune_steps,
-               finetune_batch, finetune_lr):
+               finetune_batch, finetune_lr, recalibration_data):
         max_fraction = Float(0.0, 1.0, min_open=True)("max_fraction", max_fraction)
         if len(x_eval) != len(y_eval) or len(x_eval) == 0:
             raise ValueError("x_eval and y_eval must be non-empty and of equal length")
@@ -87,6 +87,9 @@ class _PruningEnv:
                 raise ValueError("finetune_steps > 0 needs finetune_data=(x, y)")
             n = self.finetune_steps * finetune_batch
             self._finetune = (finetune_data[0][:n], np.asarray(finetune_data[1])[:n], finetune_batch, finetune_lr)
+        if recalibration_data is not None and len(recalibration_data) == 0:
+            raise ValueError("recalibration_data must be None or a non-empty array of inputs")
+        self.recalibration_data = recalibration_data
 
     @property
     def n_steps(self):
@@ -126,12 +129,20 @@ class _PruningEnv:
         predictions = self.model.predict(x, batch_size=self.batch_size, verbose=0)
         return float(np.mean(np.argmax(predictions, axis=-1) == y))
 
+    def recalibrate(self):
+        """Re-estimate the pruned network's BN statistics on ``recalibration_data`` (nothing
+        when it is None): ``masks.recalibrate_batch_norm``."""
+        if self.recalibration_data is not None:
+            recalibrate_batch_norm(self.model, self.recalibration_data)
+
     def evaluate(self, masks):
-        """(reward, cost) of the model pruned by ``masks``; the model stays pruned."""
+        """(reward, cost) of the model pruned by ``masks`` (after the recovery steps and the BN
+        recalibration, where asked); the model stays pruned."""
         if self.finetune_steps:
             self._recover(masks)
         else:
             self.apply(masks)
+        self.recalibrate()
         return self.accuracy(), float(self.cost(self.model))
 
 
@@ -142,7 +153,10 @@ class LayerwisePruningEnv(_PruningEnv):
     steps (masks kept, always on the same first images of ``finetune_data``, so the reward stays
     a deterministic function of the fractions), as project 004's environment optionally does: the
     accuracy of a one-shot pruned network is flat near chance over much of the action space, the
-    accuracy after a short recovery is not.
+    accuracy after a short recovery is not. With ``recalibration_data`` (inputs, e.g. a few
+    hundred training images) the BN statistics are then re-estimated on the pruned network
+    (``recalibrate``): a network with BN layers pruned by channels is evaluated with the
+    statistics of its own activations, not the dense network's.
 
     Args:
         model: a trained Keras model; its weights are restored by ``restore()``.
@@ -157,9 +171,9 @@ class LayerwisePruningEnv(_PruningEnv):
 
     def __init__(self, model, x_eval, y_eval, cost, layers=None, max_fraction=0.98, batch_size=1000,
                  finetune_data=None, finetune_steps=0, finetune_batch=64, finetune_lr=0.01, importance="magnitude",
-                 importance_data=None):
+                 importance_data=None, recalibration_data=None):
         self._setup(model, x_eval, y_eval, cost, max_fraction, batch_size, finetune_data, finetune_steps,
-                    finetune_batch, finetune_lr)
+                    finetune_batch, finetune_lr, recalibration_data)
         self.layers = prunable_layers(model, layers, include_output=True)
         self.kernels = [layer.kernel.numpy().copy() for layer in self.layers]
         # |w| for magnitude, l1 and l2 (the kernels themselves: keep_masks takes |.|), else scored once.
@@ -244,9 +258,9 @@ class GroupPruningEnv(_PruningEnv):
 
     def __init__(self, model, x_eval, y_eval, cost, max_fraction=0.98, batch_size=1000, finetune_data=None,
                  finetune_steps=0, finetune_batch=64, finetune_lr=0.01, importance="magnitude", importance_data=None,
-                 members="all", ignored_layers=None, global_normalize=None):
+                 members="all", ignored_layers=None, global_normalize=None, recalibration_data=None):
         self._setup(model, x_eval, y_eval, cost, max_fraction, batch_size, finetune_data, finetune_steps,
-                    finetune_batch, finetune_lr)
+                    finetune_batch, finetune_lr, recalibration_data)
         self.importance, self.members, self.global_normalize = importance, members, global_normalize
         self.graph, self.groups, self._scores = criteria.group_scores(
             model, importance, members=members, ignored_layers=ignored_layers, data=importance_data)

@@ -5,14 +5,16 @@ A pruning decision is a dict from weight key (``"hidden1/kernel"``; unique and r
 numpy array of the variable's shape (True = kept). ``apply_masks`` zeroes the pruned entries once;
 ``attach_masks`` also installs a ``PruningConstraint`` on each masked variable, which Keras 3
 applies in-graph right after every optimizer update, so the masks stay applied while the network
-is retrained with plain ``model.fit``; ``retrain_with_masks`` is that retrain (attach, fit, detach).
+is retrained with plain ``model.fit``; ``retrain_with_masks`` is that retrain (attach, fit, detach),
+and ``recalibrate_batch_norm`` re-estimates BN statistics after channels were removed.
 
 ``PruningConstraint`` is the only constraint this package installs: it holds an optional ITP
 threshold (``w -> 0 where |w| <= threshold``, see ``itp``) and an optional mask (``w -> w *
 mask``), applied in that order. So ITP and masks share a variable without replacing each other:
 ``attach_masks`` after ``enable_itp`` keeps the threshold, ``detach_masks`` removes only the
-mask, ``disable_itp`` only the threshold. Every one of them drops the traced train step
-(``retrace``), since Keras reads constraints when it traces it.
+mask, ``disable_itp`` only the threshold. Each drops the traced train step (``retrace``) when it
+installs or removes a constraint, since Keras reads constraints when it traces it (masks replaced
+in place keep TensorFlow's traced step, which reads the mask variables).
 
 The constraint is also set as the owning layer's constraint attribute (``kernel_constraint``,
 ``depthwise_constraint``, ``gamma_constraint``, ...) and is registered with Keras, so masks and
@@ -234,6 +236,46 @@ def retrain_with_masks(model, masks, x, y, epochs, batch_size, learning_rate, se
     finally:
         detach_masks(model)
     return model
+
+
+@validated(batch_size=Int(1))
+def recalibrate_batch_norm(model, x, batch_size=256):
+    """Re-estimate the moving mean and variance of every trainable ``BatchNormalization`` layer of
+    ``model`` on the images ``x`` ("adaptive BN", Li et al. 2020, EagleEye). Removing channels
+    changes the inputs of every later BN, and a pruned network normalised with the dense
+    network's statistics can be near chance while its weights are not: ResNet-20 on CIFAR-10
+    with 30% of every group's filters removed, 0.10 before and 0.36 after, notebook 08.
+
+    ``model`` runs in training mode on ``x`` in batches of ``batch_size`` (each BN normalising
+    with its batch's statistics, as in training, dropout included); each layer's statistics become
+    the exact mean and biased variance of its inputs over all of ``x``. Nothing else changes
+    (BN layers with ``trainable=False`` run in inference mode and keep theirs). Returns the
+    number of layers recalibrated."""
+    layers = [layer for _, layer in named_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if not layers or len(x) == 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n * batch mean, sum of n * (var + mean^2)
+    try:
+        for layer in layers:
+            layer.momentum = 0.0  # a training-mode call then stores exactly its batch's statistics
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            model(batch, training=True)
+            for total, layer in zip(sums, layers):
+                mean = np.asarray(ops.convert_to_numpy(layer.moving_mean), dtype=np.float64)
+                variance = np.asarray(ops.convert_to_numpy(layer.moving_variance), dtype=np.float64)
+                total[0] = total[0] + len(batch) * mean
+                total[1] = total[1] + len(batch) * (variance + mean**2)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    for (first, second), layer in zip(sums, layers):
+        mean = first / len(x)
+        layer.moving_mean.assign(mean.astype("float32"))
+        layer.moving_variance.assign(np.maximum(second / len(x) - mean**2, 0.0).astype("float32"))
+    return len(layers)
 
 
 def current_masks(model):
