@@ -1129,19 +1129,28 @@ def plot_rl_training(histories, title=""):
 
 
 def plot_allocation(results, title=""):
-    """Notebook 08: fraction of weights each method keeps per layer, one panel per budget.
+    """Notebook 08: fraction of weights (or, for a filter-pruned network, of channels) each
+    method keeps per layer or group, one panel per budget; the legend sits above the panels,
+    clear of the bars.
 
     ``results`` maps a budget ``(kind, value)`` to ``prune_to_budget``'s result."""
-    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.6), squeeze=False)
+    long_names = max(len(str(name)) for result in results.values() for name in result["layers"]) > 12
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.6 if long_names else 3.6),
+                             squeeze=False)
     for ax, ((kind, value), result) in zip(axes[0], results.items()):
         kept = pd.DataFrame({label(r["method"]): r["kept_per_layer"] for r in result["rows"]}, index=result["layers"])
         kept.plot.bar(ax=ax, color=[color(r["method"]) for r in result["rows"]], width=0.8, legend=False)
         ax.set_title(f"{kind} <= {value}", fontsize=10)
-        ax.set_ylabel("fraction of weights kept")
+        unit = "channels" if result.get("granularity") == "filter" else "weights"
+        ax.set_ylabel(f"fraction of {unit} kept")
         ax.set_ylim(0, 1)
-    axes[0][0].legend(fontsize=8)
+        if long_names:  # slanted, anchored at their bar
+            plt.setp(ax.get_xticklabels(), rotation=50, ha="right", rotation_mode="anchor", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.93))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
 
 
