@@ -108,7 +108,7 @@ def _study_of(name, config):
             {model: c["pretrain"]}, {model: (c["updates"], c["episode_finetune_steps"])}, c["methods"],
             validation_size=c["validation_size"], eval_size=c["eval_size"],
             episodes_per_update=c["episodes_per_update"], finetune_epochs=c["finetune_epochs"], seed=c["seed"],
-            importance=c.get("importance", "magnitude"))
+            importance=c.get("importance", "magnitude"), bn_recalibration={model: c.get("bn_recalibration", 0)})
         return study, dict(model=model, kind=c["kind"], budget=c["budget"])
     if name in ("post_training_sweep", "compaction_timing"):
         study = experiments.PostTraining(*(c.pop(k) for k in ("epochs", "batch_size", "learning_rate")),
