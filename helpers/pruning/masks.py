@@ -115,6 +115,14 @@ class PruningConstraint(keras.constraints.Constraint):
                 "mask": None if self.mask is None else _pack(np.asarray(ops.convert_to_numpy(self.mask)) != 0)}
 
 
+def step_holds_masks_as_constants():
+    """Whether a traced train step keeps a mask's value from when it was traced, so that a mask
+    assigned in place (``PruningConstraint.set_mask``) needs a new trace: not on TensorFlow, whose
+    traced step reads the mask variable; yes on JAX, whose jitted step holds it as a constant
+    (and on any other backend, to be safe)."""
+    return keras.backend.backend() != "tensorflow"
+
+
 def retrace(model):
     """Keras reads variable constraints when it traces the train step: after any change of a
     constraint, drop the traced step so the next ``fit`` / ``train_on_batch`` traces it again."""
@@ -193,7 +201,7 @@ def attach_masks(model, masks):
         warnings.warn(f"masks on {unsaved} are kept while training but not by a .keras save (their composite layer "
                       "rebuilds them from its own config): keep them with pruning.save_masks and attach them again "
                       "after loading", stacklevel=2)
-    if installed or keras.backend.backend() != "tensorflow":
+    if installed or step_holds_masks_as_constants():
         retrace(model)
     return constraints
 
@@ -243,12 +251,13 @@ def recalibrate_batch_norm(model, x, batch_size=256):
     """Re-estimate the moving mean and variance of every trainable ``BatchNormalization`` layer of
     ``model`` on the images ``x`` ("adaptive BN", Li et al. 2020, EagleEye). Removing channels
     changes the inputs of every later BN, and a pruned network normalised with the dense
-    network's statistics can be near chance while its weights are not: ResNet-20 on CIFAR-10
-    with 30% of every group's filters removed, 0.10 before and 0.36 after, notebook 08.
+    network's statistics can be near chance while its weights are not: notebook 08's ResNet-20
+    with 30% of every group's filters removed and 8 recovery steps, 0.123 before and 0.595 after
+    (512 images).
 
     ``model`` runs in training mode on ``x`` in batches of ``batch_size`` (each BN normalising
     with its batch's statistics, as in training, dropout included); each layer's statistics become
-    the exact mean and biased variance of its inputs over all of ``x``. Nothing else changes
+    the exact (count-weighted) mean and biased variance of its inputs over all of ``x``. Nothing else changes
     (BN layers with ``trainable=False`` run in inference mode and keep theirs). Returns the
     number of layers recalibrated."""
     layers = [layer for _, layer in named_layers(model)
@@ -256,25 +265,26 @@ def recalibrate_batch_norm(model, x, batch_size=256):
     if not layers or len(x) == 0:
         return 0
     momenta = [layer.momentum for layer in layers]
-    sums = [[0.0, 0.0] for _ in layers]  # per layer: sum of n * batch mean, sum of n * (var + mean^2)
+    first = [0.0] * len(layers)  # per layer: the sum over batches of n * mean ...
+    second = [0.0] * len(layers)  # ... and of n * (variance + mean^2), i.e. n * E[x^2]
     try:
         for layer in layers:
             layer.momentum = 0.0  # a training-mode call then stores exactly its batch's statistics
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size]
             model(batch, training=True)
-            for total, layer in zip(sums, layers):
+            for i, layer in enumerate(layers):
                 mean = np.asarray(ops.convert_to_numpy(layer.moving_mean), dtype=np.float64)
                 variance = np.asarray(ops.convert_to_numpy(layer.moving_variance), dtype=np.float64)
-                total[0] = total[0] + len(batch) * mean
-                total[1] = total[1] + len(batch) * (variance + mean**2)
+                first[i] = first[i] + len(batch) * mean
+                second[i] = second[i] + len(batch) * (variance + mean**2)
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    for (first, second), layer in zip(sums, layers):
-        mean = first / len(x)
+    for layer, total, total_squares in zip(layers, first, second):
+        mean = total / len(x)
         layer.moving_mean.assign(mean.astype("float32"))
-        layer.moving_variance.assign(np.maximum(second / len(x) - mean**2, 0.0).astype("float32"))
+        layer.moving_variance.assign(np.maximum(total_squares / len(x) - mean**2, 0.0).astype("float32"))
     return len(layers)
 
 

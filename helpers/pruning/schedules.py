@@ -12,7 +12,7 @@ import numpy as np
 
 from ..layers import kernel_weights
 from ..validation import Choice, Float, Fraction, List, check_bool, check_fraction, check_int
-from .masks import apply_masks, attach_masks
+from .masks import apply_masks, attach_masks, step_holds_masks_as_constants
 from .selection import prunable_layers
 
 def polynomial_sparsity(step, initial_sparsity, final_sparsity, begin_step, end_step, power=3):
@@ -135,9 +135,8 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
             for path, constraint in self._constraints.items():
                 constraint.set_mask(self.masks[path] | (want == "ones"))
             self._constraints_hold = want
-            if keras.backend.backend() == "jax":
-                # a jitted JAX step holds the constraint's mask as a constant: trace it again
-                model.make_train_function(force=True)
+            if step_holds_masks_as_constants():
+                model.make_train_function(force=True)  # a jitted JAX step held the old masks
 
     def on_epoch_end(self, epoch, logs=None):
         self.model  # noqa: B018 (on JAX: the weights back into the variables first)
