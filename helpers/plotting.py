@@ -1192,7 +1192,7 @@ def plot_accuracy_vs_budget(table, methods, dense_acc, titles):
         ax.set_xlabel("budget (fraction of the dense network's cost kept)")
         ax.set_ylabel("test accuracy" + (f" (mean, range over {part.seed.nunique()} seeds)"
                                          if part.seed.nunique() > 1 else ""))
-        ax.set_title(titles[name], fontsize=9)
+        ax.set_title(textwrap.fill(titles[name], 80), fontsize=9)  # a protocol line per panel: wrapped, or they overlap
     handles = [Patch(color=color(m), label=label(m)) for m in methods] + [
         Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="before fine-tune"),
         Line2D([], [], ls="", marker="o", color="0.3", label="after fine-tune"),
