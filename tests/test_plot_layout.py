@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from helpers import plotting  # noqa: E402
@@ -37,4 +38,4 @@ def test_accuracy_vs_budget_panel_titles_stay_apart_and_inside_the_figure():
         assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1
     for left, right in itertools.combinations(sorted(boxes, key=lambda b: b.x0), 2):
         assert left.x1 <= right.x0, "two panel titles overlap"
-    matplotlib.pyplot.close(fig)
+    plt.close(fig)
